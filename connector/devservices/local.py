@@ -1,0 +1,130 @@
+"""`streamrec dev up|down|status`: local Kafka and Redis whose PIDs and addresses live in a file.
+
+The state file lets a later command (or another terminal) find, check and stop the services;
+PIDs are checked against the process command line before any signal, so a reused PID of an
+unrelated program is never killed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from urllib.parse import urlparse
+
+from connector.devservices import kafka, process, redis
+from connector.devservices.settings import DevSettings
+from connector.exceptions import DevServiceError
+from connector.settings import CommonSettings
+
+_LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """One running local service: what it is, its PID and the address clients use."""
+
+    name: str
+    pid: int
+    address: str
+
+    @property
+    def running(self) -> bool:
+        """Whether the PID is alive and still the process we started (not a reused PID)."""
+        marker = "kafka.Kafka" if self.name == "kafka" else f"redis-server 127.0.0.1:{self.port}"
+        return process.is_alive(self.pid) and marker in process.command_line(self.pid)
+
+    @property
+    def port(self) -> int:
+        """The TCP port the service listens on."""
+        host_and_port = self.address.split("//")[-1].split("/")[0]
+        return int(host_and_port.rsplit(":", 1)[1])
+
+    @property
+    def answering(self) -> bool:
+        """Whether the service answers a real request."""
+        check = kafka.answers if self.name == "kafka" else redis.answers
+        return check(self.address)
+
+
+class LocalServices:
+    """The local services of one dev folder."""
+
+    def __init__(self, dev: DevSettings, common: CommonSettings) -> None:
+        self._dev = dev
+        self._common = common
+        self._state_file = dev.dev_dir / "services.json"
+
+    def status(self) -> list[ServiceState]:
+        """The services recorded in the state file (running or not)."""
+        if not self._state_file.exists():
+            return []
+        return [ServiceState(**entry) for entry in json.loads(self._state_file.read_text())]
+
+    def up(self) -> list[ServiceState]:
+        """Start Kafka and Redis on the configured local ports unless they already run here."""
+        current = [state for state in self.status() if state.running]
+        if len(current) == 2:
+            return current
+        self.down()
+        kafka_port, redis_port = self._ports()
+        started: list[ServiceState] = []
+        try:
+            started.append(self._start_kafka(kafka_port))
+            started.append(self._start_redis(redis_port))
+        except Exception:
+            for state in started:
+                process.stop(state.pid)
+            raise
+        self._write(started)
+        return started
+
+    def down(self) -> list[ServiceState]:
+        """Stop every recorded service that still runs; return those that were stopped."""
+        stopped = [state for state in self.status() if state.running]
+        for state in stopped:
+            process.stop(state.pid)
+        self._state_file.unlink(missing_ok=True)
+        return stopped
+
+    def env_lines(self) -> list[str]:
+        """Shell lines that point streamrec at the running services."""
+        names = {"kafka": "STREAMREC_KAFKA_BOOTSTRAP", "redis": "STREAMREC_REDIS_URL"}
+        return [f"export {names[state.name]}={state.address}" for state in self.status()]
+
+    def _start_kafka(self, port: int) -> ServiceState:
+        broker = kafka.start(
+            self._dev.dev_dir / "kafka",
+            port,
+            self._dev.dev_kafka_heap,
+            self._dev.dev_start_timeout,
+            self._dev.dev_dir,
+        )
+        return ServiceState("kafka", broker.pid, f"127.0.0.1:{port}")
+
+    def _start_redis(self, port: int) -> ServiceState:
+        server = redis.start(
+            self._dev.dev_dir / "redis", port, self._dev.dev_start_timeout, persistent=True
+        )
+        return ServiceState("redis", server.pid, f"redis://127.0.0.1:{port}/0")
+
+    def _ports(self) -> tuple[int, int]:
+        """Ports from STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL, which must be local."""
+        kafka_host, _, kafka_port = self._common.kafka_bootstrap.split(",")[0].rpartition(":")
+        redis_url = urlparse(self._common.redis_url)
+        if kafka_host not in _LOCAL_HOSTS or redis_url.hostname not in _LOCAL_HOSTS:
+            raise DevServiceError(
+                "dev up starts services on this machine only; STREAMREC_KAFKA_BOOTSTRAP and "
+                "STREAMREC_REDIS_URL must point at 127.0.0.1 or localhost"
+            )
+        ports = (int(kafka_port), redis_url.port or 6379)
+        for port in ports:
+            if process.port_in_use(port):
+                raise DevServiceError(
+                    f"port {port} is already in use; stop what listens there or set "
+                    "STREAMREC_KAFKA_BOOTSTRAP / STREAMREC_REDIS_URL to free ports"
+                )
+        return ports
+
+    def _write(self, states: list[ServiceState]) -> None:
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        self._state_file.write_text(json.dumps([asdict(state) for state in states], indent=2))

@@ -1,0 +1,105 @@
+"""From a PutEvents record to rows of the Interactions dataset, checked against its schema.
+
+Field mapping follows Personalize: userId (or sessionId for anonymous users) -> USER_ID,
+itemId -> ITEM_ID, sentAt -> TIMESTAMP, eventType -> EVENT_TYPE, eventValue -> EVENT_VALUE,
+impression -> IMPRESSION ('|'-joined), recommendationId -> RECOMMENDATION_ID,
+metricAttribution.eventAttributionSource -> EVENT_ATTRIBUTION_SOURCE, and each camelCase
+property key to its UPPER_SNAKE field (numRatings -> NUM_RATINGS). Values for fields the
+schema does not declare are not stored, as in Personalize.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastavro.validation import validate
+
+from connector.exceptions import InvalidEventError
+from connector.registry.rules import RESERVED, DatasetSchema
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def property_field(key: str) -> str:
+    """The schema field a camelCase property key maps to: numRatings -> NUM_RATINGS."""
+    return _CAMEL_BOUNDARY.sub("_", key).upper()
+
+
+def decode_json(raw: bytes) -> dict[str, Any]:
+    """Parse a JSON PutEvents record; anything but a JSON object is an InvalidEventError."""
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEventError(f"not valid JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise InvalidEventError("a PutEvents record must be a JSON object")
+    return record
+
+
+def interaction_rows(envelope: dict[str, Any], schema: DatasetSchema) -> list[dict[str, Any]]:
+    """One Interactions row per event of `envelope`, each valid against `schema`."""
+    events = envelope.get("eventList")
+    if not isinstance(events, list) or not events:
+        raise InvalidEventError("eventList must be a non-empty list of events")
+    return [_row(envelope, event, schema) for event in events]
+
+
+def _row(envelope: dict[str, Any], event: Any, schema: DatasetSchema) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise InvalidEventError("each entry of eventList must be an object")
+    if not event.get("eventType"):
+        raise InvalidEventError("eventType is required on every event")
+    values = {**_reserved_values(envelope, event), **_property_values(event, schema)}
+    row = {spec.name: values.get(spec.name) for spec in schema.fields}
+    if not validate(row, schema.parsed, raise_errors=False):
+        raise InvalidEventError(_explain(row, schema))
+    return row
+
+
+def _reserved_values(envelope: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    impression = event.get("impression")
+    attribution = event.get("metricAttribution") or {}
+    return {
+        "USER_ID": envelope.get("userId") or envelope.get("sessionId"),
+        "ITEM_ID": event.get("itemId"),
+        "TIMESTAMP": event.get("sentAt"),
+        "EVENT_TYPE": event.get("eventType"),
+        "EVENT_VALUE": event.get("eventValue"),
+        "IMPRESSION": "|".join(impression) if isinstance(impression, list) else impression,
+        "RECOMMENDATION_ID": event.get("recommendationId"),
+        "EVENT_ATTRIBUTION_SOURCE": attribution.get("eventAttributionSource")
+        if isinstance(attribution, dict)
+        else None,
+    }
+
+
+def _property_values(event: dict[str, Any], schema: DatasetSchema) -> dict[str, Any]:
+    properties = event.get("properties") or {}
+    if isinstance(properties, str):
+        properties = decode_json(properties.encode())
+    if not isinstance(properties, dict):
+        raise InvalidEventError("properties must be an object or a JSON string of one")
+    values = {}
+    for key, value in properties.items():
+        name = property_field(key)
+        spec = schema.field(name)
+        if spec is None or name in RESERVED[schema.dataset]:
+            raise InvalidEventError(
+                f"property {key} maps to {name}, which is not a metadata field of the "
+                f"{schema.dataset.capitalize()} schema"
+            )
+        values[name] = value
+    return values
+
+
+def _explain(row: dict[str, Any], schema: DatasetSchema) -> str:
+    """Name the first field whose value does not fit, instead of fastavro's whole-record dump."""
+    for spec in schema.fields:
+        value = row[spec.name]
+        if value is None and not spec.nullable:
+            return f"{spec.name} is required but missing"
+        if value is not None and not validate(value, spec.type, raise_errors=False):
+            return f"{spec.name} must be {spec.type}, got {type(value).__name__} {value!r:.80}"
+    return "event does not match the Interactions schema"

@@ -1,0 +1,45 @@
+"""Every error streamrec raises, in one tree, so callers can catch by meaning.
+
+Specific errors also subclass the matching built-in (ValueError, LookupError, RuntimeError)
+so that generic code that knows nothing of streamrec still handles them sensibly.
+"""
+
+
+class StreamrecError(Exception):
+    """Base of every error raised on purpose by streamrec."""
+
+
+class ConfigurationError(StreamrecError, ValueError):
+    """A setting is missing or inconsistent; the message says which and how to fix it."""
+
+
+class SchemaRuleError(StreamrecError, ValueError):
+    """A dataset schema breaks one of Personalize's schema rules."""
+
+
+class IncompatibleSchemaError(SchemaRuleError):
+    """A new schema version cannot read what the previous version accepted."""
+
+
+class SchemaNotFoundError(StreamrecError, LookupError):
+    """No schema is registered under the requested group, dataset, version or id."""
+
+
+class ConcurrentRegistrationError(StreamrecError, RuntimeError):
+    """Another registrar wrote the same schema version at the same time; retry."""
+
+
+class InvalidEventError(StreamrecError, ValueError):
+    """An event or dataset record does not match its registered schema."""
+
+
+class KafkaUnavailableError(StreamrecError, ConnectionError):
+    """The Kafka broker did not answer in time (transient: retry later)."""
+
+
+class DevServiceError(StreamrecError, RuntimeError):
+    """A local development service (Kafka, Redis) could not be set up, started or stopped."""
+
+
+class MissingToolError(DevServiceError):
+    """A program local services need is not installed; the message says what to install."""

@@ -1,0 +1,1 @@
+"""The schema registry: Personalize's dataset-schema rules and their durable, versioned store."""

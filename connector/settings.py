@@ -1,0 +1,160 @@
+"""Settings of the connector and of everything it shares with the other deployables.
+
+Every field comes from a `STREAMREC_*` environment variable (field name upper-cased) with a
+documented default; nothing else in the code reads the environment. The objects are frozen so
+a running process cannot drift from what it logged at start. Passwords are `SecretStr`, which
+prints as `**********` in logs and reprs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "STREAMREC_"
+LIBRDKAFKA_LOGGER = "streamrec.librdkafka"
+_GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The Kafka topics of one dataset group, resolved from the topic templates."""
+
+    events: str
+    items: str
+    users: str
+    interactions: str
+    deadletter: str
+
+
+class CommonSettings(BaseSettings):
+    """Settings every deployable reads: the dataset group, Kafka, Redis and topic names."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    dataset_group: str = Field(
+        "default",
+        description="Dataset group: the namespace of topics, Redis keys, schemas and models. "
+        "Lower-case letters, digits, '-' and '_'.",
+    )
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="Kafka SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="Kafka SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="Kafka SASL password (never logged)."
+    )
+    kafka_ssl_ca_location: str | None = Field(
+        None, description="CA certificate file that signed the broker's certificate."
+    )
+    kafka_ssl_certificate_location: str | None = Field(
+        None, description="Client certificate file for mutual TLS."
+    )
+    kafka_ssl_key_location: str | None = Field(
+        None, description="Client private key file for mutual TLS."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of the client private key (never logged)."
+    )
+    kafka_replication_factor: int = Field(
+        -1, description="Replication factor of topics streamrec creates; -1 = broker default."
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL; rediss:// for TLS. A password may be given here or below.",
+    )
+    redis_username: str | None = Field(None, description="Redis ACL user name.")
+    redis_password: SecretStr | None = Field(None, description="Redis password (never logged).")
+    redis_ssl_ca_certs: str | None = Field(
+        None, description="CA certificate file for rediss:// connections."
+    )
+    schemas_topic: str = Field(
+        "_streamrec.schemas",
+        description="Compacted topic that stores the schema registry of every dataset group.",
+    )
+    events_topic: str = Field(
+        "{group}.events", description="Topic producers publish PutEvents records to."
+    )
+    items_topic: str = Field("{group}.items", description="Topic of PutItems records.")
+    users_topic: str = Field("{group}.users", description="Topic of PutUsers records.")
+    interactions_topic: str = Field(
+        "{group}.interactions",
+        description="The Interactions dataset: validated events, keyed by user.",
+    )
+    deadletter_topic: str = Field(
+        "{group}.deadletter", description="Records that failed validation, with the reason."
+    )
+
+    @field_validator("dataset_group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        if not _GROUP_NAME.match(value):
+            raise ValueError(
+                f"dataset group {value!r} must be 1-63 characters of a-z, 0-9, '-' or '_', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @property
+    def topics(self) -> TopicNames:
+        """Topic names of this dataset group, with `{group}` filled in."""
+        fill = self.dataset_group
+        return TopicNames(
+            events=self.events_topic.format(group=fill),
+            items=self.items_topic.format(group=fill),
+            users=self.users_topic.format(group=fill),
+            interactions=self.interactions_topic.format(group=fill),
+            deadletter=self.deadletter_topic.format(group=fill),
+        )
+
+    def kafka_config(self) -> dict[str, Any]:
+        """librdkafka client configuration (security included) for producers, consumers, admin."""
+        optional = {
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": _reveal(self.kafka_sasl_password),
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+            "ssl.certificate.location": self.kafka_ssl_certificate_location,
+            "ssl.key.location": self.kafka_ssl_key_location,
+            "ssl.key.password": _reveal(self.kafka_ssl_key_password),
+        }
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+            # librdkafka logs through Python logging, so it follows streamrec's log level.
+            "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+        }
+        config.update({key: value for key, value in optional.items() if value is not None})
+        return config
+
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments for `redis.Redis.from_url` beyond the URL itself."""
+        optional = {
+            "username": self.redis_username,
+            "password": _reveal(self.redis_password),
+            "ssl_ca_certs": self.redis_ssl_ca_certs,
+        }
+        return {key: value for key, value in optional.items() if value is not None}
+
+
+class ConnectorSettings(CommonSettings):
+    """Settings of the `streamrec connector` process (ingest agents); grows with the connector."""
+
+    connector_consumer_group: str = Field(
+        "streamrec-connector-{group}", description="Kafka consumer group of the connector."
+    )
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import schemas
+from connector import redis_client
 from connector.devservices import kafka as local_kafka
 from connector.devservices import redis as local_redis
 from connector.devservices.local import LocalServices
@@ -118,7 +118,7 @@ def run(
     try:
         for entry in register_examples(common):
             say(f"registered {entry.dataset} schema v{entry.version} (id {entry.id})")
-        redis.Redis.from_url(common.redis_url, **common.redis_options()).ping()
+        redis_client.connect(common)
         offsets = publish_examples(common)
         say(f"published {len(offsets)} PutEvents records to {common.topics.events}")
         outcomes = read_and_validate(common, offsets)

@@ -37,6 +37,10 @@ class KafkaUnavailableError(StreamrecError, ConnectionError):
     """The Kafka broker did not answer in time (transient: retry later)."""
 
 
+class RedisUnavailableError(StreamrecError, ConnectionError):
+    """Redis refused the connection or the credentials; the message says which."""
+
+
 class DevServiceError(StreamrecError, RuntimeError):
     """A local development service (Kafka, Redis) could not be set up, started or stopped."""
 

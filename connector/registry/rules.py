@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
 import fastavro
+from fastavro.schema import SchemaParseException
 
 from connector.exceptions import SchemaRuleError
 
@@ -211,5 +212,5 @@ def _check_metadata_count(schema: DatasetSchema) -> None:
 def _parse(schema: dict[str, Any]) -> dict[str, Any]:
     try:
         return cast(dict[str, Any], fastavro.parse_schema(schema))
-    except (ValueError, TypeError, KeyError) as exc:
+    except (SchemaParseException, ValueError, TypeError, KeyError) as exc:
         raise SchemaRuleError(f"not a valid Avro schema: {exc}") from exc

@@ -1,0 +1,99 @@
+"""PutEvents records become Interactions rows, or a clear reason why not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import schemas
+from connector.events import decode_json, interaction_rows, property_field
+from connector.exceptions import InvalidEventError
+from connector.registry.rules import check_schema
+from tests.conftest import example
+
+INTERACTIONS = check_schema("interactions", schemas.load("interactions.avsc"))
+
+
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [
+        ("numRatings", "NUM_RATINGS"),
+        ("device", "DEVICE"),
+        ("eventAttributionSource", "EVENT_ATTRIBUTION_SOURCE"),
+        ("size2Xl", "SIZE2_XL"),
+    ],
+)
+def test_camel_case_property_maps_to_upper_snake_field(key: str, field: str) -> None:
+    assert property_field(key) == field
+
+
+def test_full_event_maps_every_personalize_field() -> None:
+    [row] = interaction_rows(example("events/watch.json"), INTERACTIONS)
+    assert row == {
+        "USER_ID": "user123",
+        "ITEM_ID": "item-42",
+        "TIMESTAMP": 1667260945,
+        "EVENT_TYPE": "watch",
+        "EVENT_VALUE": 4.5,
+        "IMPRESSION": "item-42|item-7|item-9",
+        "RECOMMENDATION_ID": "RID-1",
+        "EVENT_ATTRIBUTION_SOURCE": "homepage",
+        "DEVICE": "phone",
+        "LOCATION": "Berlin",
+    }
+
+
+def test_anonymous_event_is_kept_under_its_session_id() -> None:
+    [row] = interaction_rows(example("events/anonymous.json"), INTERACTIONS)
+    assert row["USER_ID"] == "session-77"
+
+
+def test_properties_may_arrive_as_a_json_string_as_in_the_personalize_api() -> None:
+    record = example("events/watch.json")
+    record["eventList"][0]["properties"] = json.dumps({"device": "tv"})
+    assert interaction_rows(record, INTERACTIONS)[0]["DEVICE"] == "tv"
+
+
+@pytest.mark.parametrize(
+    ("file", "reason"),
+    [
+        ("missing-item.json", "ITEM_ID is required but missing"),
+        (
+            "unknown-property.json",
+            "property numRatings maps to NUM_RATINGS, which is not a "
+            "metadata field of the Interactions schema",
+        ),
+    ],
+)
+def test_invalid_example_event_is_rejected_with_its_reason(file: str, reason: str) -> None:
+    with pytest.raises(InvalidEventError) as rejected:
+        interaction_rows(example(f"events/{file}"), INTERACTIONS)
+    assert str(rejected.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"sentAt": "yesterday"}, "TIMESTAMP must be long, got str 'yesterday'"),
+        ({"eventType": ""}, "eventType is required on every event"),
+        ({"eventValue": "high"}, "EVENT_VALUE must be float, got str 'high'"),
+    ],
+)
+def test_wrong_value_names_the_field(change: dict[str, object], reason: str) -> None:
+    record = example("events/anonymous.json")
+    record["eventList"][0].update(change)
+    with pytest.raises(InvalidEventError) as rejected:
+        interaction_rows(record, INTERACTIONS)
+    assert str(rejected.value) == reason
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+def test_undecodable_record_is_rejected(raw: bytes) -> None:
+    with pytest.raises(InvalidEventError):
+        decode_json(raw)
+
+
+def test_empty_event_list_is_rejected() -> None:
+    with pytest.raises(InvalidEventError, match="eventList must be a non-empty list"):
+        interaction_rows({"sessionId": "s", "eventList": []}, INTERACTIONS)

@@ -1,0 +1,58 @@
+"""`streamrec dev up|status|down`, twice in a row, leaving no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from connector.devservices.process import command_line, free_port, is_alive
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["streamrec", "dev", *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _leftovers(dev_dir: Path) -> list[int]:
+    """PIDs of any process whose command line mentions this test's dev folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and str(dev_dir) in command_line(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_up_status_down_twice(tmp_path: Path) -> None:
+    dev_dir = tmp_path / "dev"
+    kafka_port, redis_port = free_port(), free_port()
+    env = {**os.environ, "STREAMREC_DEV_DIR": str(dev_dir),
+           "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
+           "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    for _ in range(2):
+        up = _run(["up"], env)
+        assert up.returncode == 0, up.stderr
+        assert f"export STREAMREC_KAFKA_BOOTSTRAP=127.0.0.1:{kafka_port}" in up.stdout
+        pids = [state["pid"] for state in json.loads((dev_dir / "services.json").read_text())]
+        status = _run(["status"], env)
+        assert status.returncode == 0 and status.stdout.count("answering") == 2, status.stdout
+        down = _run(["down"], env)
+        assert down.returncode == 0 and "stopped kafka" in down.stdout
+        assert not any(is_alive(pid) for pid in pids)
+        assert _leftovers(dev_dir) == []
+        stopped = _run(["status"], env)
+        assert stopped.returncode == 1 and "no local services" in stopped.stdout
+
+
+def test_up_refuses_a_port_in_use(tmp_path: Path, endpoints) -> None:
+    env = {**os.environ, "STREAMREC_DEV_DIR": str(tmp_path / "dev"),
+           "STREAMREC_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
+           "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    result = _run(["up"], env)
+    assert result.returncode != 0
+    assert "is already in use" in result.stderr
+    assert _leftovers(tmp_path / "dev") == []

@@ -87,15 +87,14 @@ def start(
     properties = _write_properties(workdir, port)
     if not (workdir / "data" / "meta.properties").exists():
         _format(java, jars, properties)
-    broker = process.spawn(
+    bootstrap = f"127.0.0.1:{port}"
+    return process.start_service(
+        f"Kafka on {bootstrap}",
         [java, f"-Xmx{heap}", "-Xss1m", "-cp", jars, "kafka.Kafka", str(properties)],
         workdir / "kafka.log",
+        lambda: answers(bootstrap),
+        timeout,
     )
-    bootstrap = f"127.0.0.1:{port}"
-    if not process.wait_until(lambda: answers(bootstrap), timeout, lambda: broker.poll() is None):
-        process.stop(broker.pid)
-        raise DevServiceError(f"Kafka did not start on {bootstrap}; see {workdir / 'kafka.log'}")
-    return broker
 
 
 def answers(bootstrap: str) -> bool:

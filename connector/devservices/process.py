@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from connector.exceptions import DevServiceError
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -43,6 +45,17 @@ def spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+
+def start_service(
+    name: str, command: list[str], log_path: Path, ready: Callable[[], bool], timeout: float
+) -> subprocess.Popen[bytes]:
+    """Spawn `command` and wait until `ready`; on failure stop it and say where its log is."""
+    child = spawn(command, log_path)
+    if not wait_until(ready, timeout, lambda: child.poll() is None):
+        stop(child.pid)
+        raise DevServiceError(f"{name} did not start in {timeout:.0f}s; see {log_path}")
+    return child
 
 
 def wait_until(check: Callable[[], bool], timeout: float, alive: Callable[[], bool]) -> bool:

@@ -8,13 +8,14 @@ from pathlib import Path
 import redis
 
 from connector.devservices import process, tools
-from connector.exceptions import DevServiceError
 
 
 def start(workdir: Path, port: int, timeout: float, persistent: bool) -> subprocess.Popen[bytes]:
     """Start redis-server on `port` (append-only file when `persistent`) and wait for PING."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = process.spawn(
+    url = f"redis://127.0.0.1:{port}/0"
+    return process.start_service(
+        f"redis-server on {url}",
         [
             tools.require("redis-server"),
             "--port",
@@ -31,12 +32,9 @@ def start(workdir: Path, port: int, timeout: float, persistent: bool) -> subproc
             "no",
         ],
         workdir / "redis.log",
+        lambda: answers(url),
+        timeout,
     )
-    url = f"redis://127.0.0.1:{port}/0"
-    if not process.wait_until(lambda: answers(url), timeout, lambda: server.poll() is None):
-        process.stop(server.pid)
-        raise DevServiceError(f"redis-server did not start on {url}; see {workdir / 'redis.log'}")
-    return server
 
 
 def answers(url: str) -> bool:

@@ -22,8 +22,15 @@ def test_help_lists_the_command_groups() -> None:
 
 
 def test_register_accepts_the_reference_example(service_env: dict[str, str]) -> None:
-    result = run(["schemas", "register", "interactions",
-                  str(EXAMPLES / "valid/interactions-reference.json")], service_env)
+    result = run(
+        [
+            "schemas",
+            "register",
+            "interactions",
+            str(EXAMPLES / "valid/interactions-reference.json"),
+        ],
+        service_env,
+    )
     assert result.returncode == 0, result.stderr
     assert "interactions schema version 1" in result.stdout
     listed = run(["schemas", "list"], service_env)
@@ -33,18 +40,37 @@ def test_register_accepts_the_reference_example(service_env: dict[str, str]) -> 
 
 
 def test_register_refuses_with_the_reason_on_stderr(service_env: dict[str, str]) -> None:
-    result = run(["schemas", "register", "interactions",
-                  str(EXAMPLES / "invalid/interactions-timestamp-string.json")], service_env)
+    result = run(
+        [
+            "schemas",
+            "register",
+            "interactions",
+            str(EXAMPLES / "invalid/interactions-timestamp-string.json"),
+        ],
+        service_env,
+    )
     assert result.returncode != 0
     assert result.stderr.strip() == "Error: field TIMESTAMP must be of type long, not string"
     assert result.stdout == ""
 
 
 def test_incompatible_version_is_refused_on_the_command_line(service_env: dict[str, str]) -> None:
-    assert run(["schemas", "register", "interactions",
-                str(EXAMPLES / "evolution/base.json")], service_env).returncode == 0
-    result = run(["schemas", "register", "interactions",
-                  str(EXAMPLES / "evolution/narrowed-long-to-int.json")], service_env)
+    assert (
+        run(
+            ["schemas", "register", "interactions", str(EXAMPLES / "evolution/base.json")],
+            service_env,
+        ).returncode
+        == 0
+    )
+    result = run(
+        [
+            "schemas",
+            "register",
+            "interactions",
+            str(EXAMPLES / "evolution/narrowed-long-to-int.json"),
+        ],
+        service_env,
+    )
     assert result.returncode != 0
     assert "type narrowed from long to int" in result.stderr
 

@@ -13,8 +13,9 @@ from connector.devservices.process import command_line, free_port, is_alive
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["streamrec", "dev", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        ["streamrec", "dev", *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _leftovers(dev_dir: Path) -> list[int]:
@@ -30,9 +31,12 @@ def _leftovers(dev_dir: Path) -> list[int]:
 def test_up_status_down_twice(tmp_path: Path) -> None:
     dev_dir = tmp_path / "dev"
     kafka_port, redis_port = free_port(), free_port()
-    env = {**os.environ, "STREAMREC_DEV_DIR": str(dev_dir),
-           "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
-           "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    env = {
+        **os.environ,
+        "STREAMREC_DEV_DIR": str(dev_dir),
+        "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
+        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    }
     for _ in range(2):
         up = _run(["up"], env)
         assert up.returncode == 0, up.stderr
@@ -49,9 +53,12 @@ def test_up_status_down_twice(tmp_path: Path) -> None:
 
 
 def test_up_refuses_a_port_in_use(tmp_path: Path, endpoints) -> None:
-    env = {**os.environ, "STREAMREC_DEV_DIR": str(tmp_path / "dev"),
-           "STREAMREC_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
-           "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {
+        **os.environ,
+        "STREAMREC_DEV_DIR": str(tmp_path / "dev"),
+        "STREAMREC_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
+        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
     result = _run(["up"], env)
     assert result.returncode != 0
     assert "is already in use" in result.stderr

@@ -19,8 +19,8 @@ from connector.devservices import kafka as local_kafka
 from connector.devservices import redis as local_redis
 from connector.devservices.local import LocalServices
 from connector.devservices.settings import DevSettings
-from connector.events import decode_json, interaction_rows
 from connector.exceptions import InvalidEventError, KafkaUnavailableError
+from connector.ingest.rows import decode_json, interaction_rows
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.registry.registry import RegisteredSchema, open_registry
 from connector.settings import CommonSettings

@@ -25,8 +25,12 @@ class SchemaNotFoundError(StreamrecError, LookupError):
     """No schema is registered under the requested group, dataset, version or id."""
 
 
-class ConcurrentRegistrationError(StreamrecError, RuntimeError):
-    """Another registrar wrote the same schema version at the same time; retry."""
+class ConcurrentWriteError(StreamrecError, RuntimeError):
+    """Another process wrote the same compacted log at the same time; retry."""
+
+
+class TrackerError(StreamrecError, ValueError):
+    """A tracker cannot be created or deleted as asked; the message says why."""
 
 
 class InvalidEventError(StreamrecError, ValueError):

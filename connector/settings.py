@@ -30,6 +30,8 @@ class TopicNames:
     users: str
     interactions: str
     deadletter: str
+    items_dataset: str
+    users_dataset: str
 
 
 class CommonSettings(BaseSettings):
@@ -83,6 +85,10 @@ class CommonSettings(BaseSettings):
         "_streamrec.schemas",
         description="Compacted topic that stores the schema registry of every dataset group.",
     )
+    trackers_topic: str = Field(
+        "_streamrec.trackers",
+        description="Compacted topic that maps each dataset group to its event tracker.",
+    )
     events_topic: str = Field(
         "{group}.events", description="Topic producers publish PutEvents records to."
     )
@@ -94,6 +100,17 @@ class CommonSettings(BaseSettings):
     )
     deadletter_topic: str = Field(
         "{group}.deadletter", description="Records that failed validation, with the reason."
+    )
+    items_dataset_topic: str = Field(
+        "{group}.items.dataset",
+        description="The Items dataset: validated item rows, compacted, keyed by item id.",
+    )
+    users_dataset_topic: str = Field(
+        "{group}.users.dataset",
+        description="The Users dataset: validated user rows, compacted, keyed by user id.",
+    )
+    topic_partitions: int = Field(
+        6, description="Partitions of the event and dataset topics streamrec creates."
     )
 
     @field_validator("dataset_group")
@@ -116,6 +133,8 @@ class CommonSettings(BaseSettings):
             users=self.users_topic.format(group=fill),
             interactions=self.interactions_topic.format(group=fill),
             deadletter=self.deadletter_topic.format(group=fill),
+            items_dataset=self.items_dataset_topic.format(group=fill),
+            users_dataset=self.users_dataset_topic.format(group=fill),
         )
 
     def kafka_config(self) -> dict[str, Any]:
@@ -154,6 +173,34 @@ class ConnectorSettings(CommonSettings):
     connector_consumer_group: str = Field(
         "streamrec-connector-{group}", description="Kafka consumer group of the connector."
     )
+    connector_batch_size: int = Field(
+        1000, description="Records taken from a partition stream per batch."
+    )
+    connector_batch_seconds: float = Field(
+        0.2, description="Longest wait for a batch to fill before it is processed anyway."
+    )
+    connector_web_port: int = Field(
+        6066, description="Port of the connector's /healthz, /readyz and /metrics."
+    )
+    history_length: int = Field(200, description="Events kept per user or session history.")
+    history_ttl_seconds: int = Field(
+        30 * 24 * 3600, description="Idle time after which a history expires from Redis."
+    )
+    dedup_window_seconds: int = Field(
+        7 * 24 * 3600,
+        description="Event-time window in which identical events are recognised as duplicates.",
+    )
+    dedup_max_markers: int = Field(
+        10_000, description="Dedup markers kept per user or session (oldest dropped first)."
+    )
+    metrics_bucket_seconds: int = Field(
+        60, description="Width of the time buckets of event-type and attribution counts."
+    )
+
+    @property
+    def consumer_group(self) -> str:
+        """The connector's consumer group with `{group}` filled in."""
+        return self.connector_consumer_group.format(group=self.dataset_group)
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

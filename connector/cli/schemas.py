@@ -78,7 +78,7 @@ def list_schemas(group: str | None) -> None:
     if not entries:
         click.echo(f"no schemas registered in dataset group {settings.dataset_group!r}")
     for entry in entries:
-        names = ", ".join(spec.name for spec in entry.spec.fields)
+        names = ", ".join(field["name"] for field in entry.schema["fields"])
         click.echo(f"{entry.dataset:<13} v{entry.version:<3} id {entry.id:<6} {names}")
 
 

@@ -7,14 +7,21 @@ read from the store; lookups by (group, dataset, version) or by id are dictionar
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from connector.exceptions import SchemaNotFoundError
+import fastavro
+from fastavro.schema import SchemaParseException
+
+from connector.exceptions import SchemaNotFoundError, SchemaRuleError
+from connector.kafka_log import CompactedLog, LogRecord
 from connector.registry.compatibility import check_compatible
 from connector.registry.rules import DatasetSchema, check_schema
-from connector.registry.store import LogRecord, SchemaLog
 from connector.settings import CommonSettings
+
+ENVELOPE = "putevents"  # the PutEvents record producers encode in the Confluent wire format
+_REFRESH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,8 @@ class RegisteredSchema:
     dataset: str
     version: int
     schema: dict[str, Any]
-    spec: DatasetSchema
+    parsed: dict[str, Any]
+    spec: DatasetSchema | None  # None for the PutEvents envelope, which has no dataset rules
 
     def summary(self) -> dict[str, Any]:
         """What `schemas list` and `schemas get` show about this version."""
@@ -42,33 +50,36 @@ class RegisteredSchema:
 class SchemaRegistry:
     """In-memory view of the schema store, refreshed incrementally before each lookup."""
 
-    def __init__(self, log: SchemaLog) -> None:
+    def __init__(self, log: CompactedLog) -> None:
         self._log = log
         self._next_offset = 0
         self._versions: dict[tuple[str, str], list[RegisteredSchema]] = {}
         self._by_id: dict[int, RegisteredSchema] = {}
+        self._refreshed = -_REFRESH_INTERVAL
 
     def refresh(self) -> None:
         """Read the records appended since the last refresh."""
+        self._refreshed = time.monotonic()
         for record in self._log.read_from(self._next_offset):
             self._add(_decode(record))
             self._next_offset = record.offset + 1
 
     def register(self, group: str, dataset: str, schema: dict[str, Any]) -> RegisteredSchema:
         """Register `schema` as the next version; a known schema returns its version."""
-        spec = check_schema(dataset, schema)
+        spec, parsed = _checked(dataset, schema)
         with self._log.exclusive() as writer:
             self.refresh()
             history = self._versions.get((group, dataset), [])
             same = [entry for entry in history if _canonical(entry.schema) == _canonical(schema)]
             if same:
                 return same[0]
-            if history:
-                check_compatible(history[-1].spec, spec, history[-1].version)
+            previous = history[-1].spec if history else None
+            if previous is not None and spec is not None:
+                check_compatible(previous, spec, history[-1].version)
             version = len(history) + 1
             value = {"group": group, "dataset": dataset, "version": version, "schema": schema}
             offset = writer.append(f"{group}/{dataset}/{version}", _canonical(value).encode())
-        registered = RegisteredSchema(offset, group, dataset, version, schema, spec)
+        registered = RegisteredSchema(offset, group, dataset, version, schema, parsed, spec)
         self._add(registered)
         self._next_offset = max(self._next_offset, offset + 1)
         return registered
@@ -101,9 +112,21 @@ class SchemaRegistry:
             )
         return history[version - 1]
 
+    def current(self, group: str, dataset: str) -> RegisteredSchema:
+        """The latest version, re-reading the store at most every `_REFRESH_INTERVAL` (for
+        hot paths: a new version is picked up within seconds, without a read per batch)."""
+        if time.monotonic() - self._refreshed > _REFRESH_INTERVAL:
+            self.refresh()
+        history = self._versions.get((group, dataset))
+        return history[-1] if history else self.get(group, dataset)
+
     def by_id(self, schema_id: int) -> RegisteredSchema:
-        """The schema whose id (as carried in the Confluent wire format) is `schema_id`."""
-        if schema_id not in self._by_id:
+        """The schema whose id (as carried in the Confluent wire format) is `schema_id`.
+
+        Unknown ids re-read the store at most once per `_REFRESH_INTERVAL`, so a stream of
+        garbage ids cannot turn into a stream of reads.
+        """
+        if schema_id not in self._by_id and time.monotonic() - self._refreshed > _REFRESH_INTERVAL:
             self.refresh()
         if schema_id not in self._by_id:
             raise SchemaNotFoundError(f"no schema has id {schema_id}")
@@ -117,11 +140,28 @@ class SchemaRegistry:
 
 
 def _decode(record: LogRecord) -> RegisteredSchema:
-    value = json.loads(record.value)
-    spec = check_schema(value["dataset"], value["schema"])
+    value = json.loads(record.value or b"null")
+    spec, parsed = _checked(value["dataset"], value["schema"])
     return RegisteredSchema(
-        record.offset, value["group"], value["dataset"], value["version"], value["schema"], spec
+        record.offset,
+        value["group"],
+        value["dataset"],
+        value["version"],
+        value["schema"],
+        parsed,
+        spec,
     )
+
+
+def _checked(dataset: str, schema: dict[str, Any]) -> tuple[DatasetSchema | None, dict[str, Any]]:
+    """Dataset schemas pass Personalize's rules; the envelope only has to be valid Avro."""
+    if dataset != ENVELOPE:
+        spec = check_schema(dataset, schema)
+        return spec, spec.parsed
+    try:
+        return None, cast(dict[str, Any], fastavro.parse_schema(schema))
+    except (SchemaParseException, ValueError, TypeError, KeyError) as exc:
+        raise SchemaRuleError(f"not a valid Avro schema: {exc}") from exc
 
 
 def _canonical(value: Any) -> str:
@@ -130,7 +170,10 @@ def _canonical(value: Any) -> str:
 
 def open_registry(settings: CommonSettings) -> SchemaRegistry:
     """The registry stored in the settings' schemas topic (created on first use)."""
-    log = SchemaLog(
-        settings.kafka_config(), settings.schemas_topic, settings.kafka_replication_factor
+    log = CompactedLog(
+        settings.kafka_config(),
+        settings.schemas_topic,
+        "streamrec-schema-registry",
+        settings.kafka_replication_factor,
     )
     return SchemaRegistry(log)

@@ -1,11 +1,11 @@
-"""From a PutEvents record to rows of the Interactions dataset, checked against its schema.
+"""From PutEvents / PutItems / PutUsers records to dataset rows, checked against their schema.
 
-Field mapping follows Personalize: userId (or sessionId for anonymous users) -> USER_ID,
-itemId -> ITEM_ID, sentAt -> TIMESTAMP, eventType -> EVENT_TYPE, eventValue -> EVENT_VALUE,
-impression -> IMPRESSION ('|'-joined), recommendationId -> RECOMMENDATION_ID,
-metricAttribution.eventAttributionSource -> EVENT_ATTRIBUTION_SOURCE, and each camelCase
-property key to its UPPER_SNAKE field (numRatings -> NUM_RATINGS). Values for fields the
-schema does not declare are not stored, as in Personalize.
+Field mapping follows Personalize: the event's user (userId, or the sessionId for anonymous
+users) -> USER_ID, itemId -> ITEM_ID, sentAt -> TIMESTAMP, eventType -> EVENT_TYPE,
+eventValue -> EVENT_VALUE, impression -> IMPRESSION ('|'-joined), recommendationId ->
+RECOMMENDATION_ID, metricAttribution.eventAttributionSource -> EVENT_ATTRIBUTION_SOURCE, and
+each camelCase property key to its UPPER_SNAKE field (numRatings -> NUM_RATINGS). Values for
+fields the schema does not declare are not stored, as in Personalize.
 """
 
 from __future__ import annotations
@@ -28,41 +28,50 @@ def property_field(key: str) -> str:
 
 
 def decode_json(raw: bytes) -> dict[str, Any]:
-    """Parse a JSON PutEvents record; anything but a JSON object is an InvalidEventError."""
+    """Parse a JSON record; anything but a JSON object is an InvalidEventError."""
     try:
         record = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidEventError(f"not valid JSON: {exc}") from exc
     if not isinstance(record, dict):
-        raise InvalidEventError("a PutEvents record must be a JSON object")
+        raise InvalidEventError("a record must be a JSON object")
     return record
 
 
 def interaction_rows(envelope: dict[str, Any], schema: DatasetSchema) -> list[dict[str, Any]]:
-    """One Interactions row per event of `envelope`, each valid against `schema`."""
+    """One Interactions row per event of `envelope` (user = userId, else sessionId)."""
     events = envelope.get("eventList")
     if not isinstance(events, list) or not events:
         raise InvalidEventError("eventList must be a non-empty list of events")
-    return [_row(envelope, event, schema) for event in events]
+    user = envelope.get("userId") or envelope.get("sessionId")
+    return [interaction_row(event, user, event.get("impression"), schema) for event in events]
 
 
-def _row(envelope: dict[str, Any], event: Any, schema: DatasetSchema) -> dict[str, Any]:
+def interaction_row(
+    event: Any, user_id: Any, impression: list[str] | None, schema: DatasetSchema
+) -> dict[str, Any]:
+    """The Interactions row of one event, attributed to `user_id`, with `impression` shown."""
     if not isinstance(event, dict):
         raise InvalidEventError("each entry of eventList must be an object")
     if not event.get("eventType"):
         raise InvalidEventError("eventType is required on every event")
-    values = {**_reserved_values(envelope, event), **_property_values(event, schema)}
-    row = {spec.name: values.get(spec.name) for spec in schema.fields}
-    if not validate(row, schema.parsed, raise_errors=False):
-        raise InvalidEventError(_explain(row, schema))
-    return row
+    values = {**_reserved_values(event, user_id, impression), **_properties(event, schema)}
+    return _checked_row(values, schema)
 
 
-def _reserved_values(envelope: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    impression = event.get("impression")
-    attribution = event.get("metricAttribution") or {}
+def metadata_row(id_value: Any, properties: Any, schema: DatasetSchema) -> dict[str, Any]:
+    """The Items or Users row of one PutItems / PutUsers entry."""
+    id_field = "ITEM_ID" if schema.dataset == "items" else "USER_ID"
+    values = {id_field: id_value, **_properties({"properties": properties}, schema)}
+    return _checked_row(values, schema)
+
+
+def _reserved_values(
+    event: dict[str, Any], user_id: Any, impression: list[str] | None
+) -> dict[str, Any]:
+    attribution = event.get("metricAttribution")
     return {
-        "USER_ID": envelope.get("userId") or envelope.get("sessionId"),
+        "USER_ID": user_id,
         "ITEM_ID": event.get("itemId"),
         "TIMESTAMP": event.get("sentAt"),
         "EVENT_TYPE": event.get("eventType"),
@@ -75,23 +84,29 @@ def _reserved_values(envelope: dict[str, Any], event: dict[str, Any]) -> dict[st
     }
 
 
-def _property_values(event: dict[str, Any], schema: DatasetSchema) -> dict[str, Any]:
-    properties = event.get("properties") or {}
+def _properties(record: dict[str, Any], schema: DatasetSchema) -> dict[str, Any]:
+    properties = record.get("properties") or {}
     if isinstance(properties, str):
         properties = decode_json(properties.encode())
     if not isinstance(properties, dict):
         raise InvalidEventError("properties must be an object or a JSON string of one")
     values = {}
     for key, value in properties.items():
-        name = property_field(key)
-        spec = schema.field(name)
-        if spec is None or name in RESERVED[schema.dataset]:
+        name = property_field(str(key))
+        if schema.field(name) is None or name in RESERVED[schema.dataset]:
             raise InvalidEventError(
                 f"property {key} maps to {name}, which is not a metadata field of the "
                 f"{schema.dataset.capitalize()} schema"
             )
         values[name] = value
     return values
+
+
+def _checked_row(values: dict[str, Any], schema: DatasetSchema) -> dict[str, Any]:
+    row = {spec.name: values.get(spec.name) for spec in schema.fields}
+    if not validate(row, schema.parsed, raise_errors=False):
+        raise InvalidEventError(_explain(row, schema))
+    return row
 
 
 def _explain(row: dict[str, Any], schema: DatasetSchema) -> str:
@@ -102,4 +117,4 @@ def _explain(row: dict[str, Any], schema: DatasetSchema) -> str:
             return f"{spec.name} is required but missing"
         if value is not None and not validate(value, spec.type, raise_errors=False):
             return f"{spec.name} must be {spec.type}, got {type(value).__name__} {value!r:.80}"
-    return "event does not match the Interactions schema"
+    return f"record does not match the {schema.dataset.capitalize()} schema"

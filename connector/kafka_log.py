@@ -1,14 +1,11 @@
-"""The registry's durable store: a single-partition compacted Kafka topic.
+"""A small durable key-value log: a single-partition compacted Kafka topic.
 
-Why Kafka and not Redis: Redis holds only derived, rebuildable serving state in streamrec,
-while a schema is a source of truth that every event is validated against; Kafka already
-keeps the Interactions dataset durably and replicated, so schemas live beside it (the same
-choice Confluent Schema Registry makes). Each record is keyed by group/dataset/version, so
-compaction never drops a version.
-
-Writers serialise through one Kafka transactional id: `init_transactions` fences any other
-registrar that is between reading and writing, so two registrations can never claim the same
-version. A record's offset is its schema id: unique, assigned by the broker, never reused.
+Used for the sources of truth that are not events (schemas, trackers): Kafka keeps them
+durably and replicated beside the Interactions dataset, while Redis holds only rebuildable
+serving state. Each log's writers share one Kafka transactional id: `init_transactions`
+fences any other writer that is between reading and writing, so a read-check-write inside
+`exclusive()` cannot interleave with another process's. A record's offset is unique and
+assigned by the broker, so it can serve as an id. A value of None is a tombstone.
 """
 
 from __future__ import annotations
@@ -22,33 +19,33 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from connector.exceptions import ConcurrentRegistrationError, KafkaUnavailableError
+from connector.exceptions import ConcurrentWriteError, KafkaUnavailableError
 from connector.kafka_admin import TopicSpec, ensure_topics
-
-_TRANSACTIONAL_ID = "streamrec-schema-registry"
 
 
 @dataclass(frozen=True)
 class LogRecord:
-    """One record of the store: its offset (the schema id), key and value."""
+    """One record of the log: its offset, key and value (None for a tombstone)."""
 
     offset: int
     key: str
-    value: bytes
+    value: bytes | None
 
 
-class SchemaLog:
-    """Reads and appends registry records in the compacted topic `topic`."""
+class CompactedLog:
+    """Reads and appends records of the compacted topic `topic`."""
 
     def __init__(
         self,
         kafka_config: dict[str, Any],
         topic: str,
+        transactional_id: str,
         replication_factor: int = -1,
         timeout: float = 30.0,
     ) -> None:
         self._config = kafka_config
         self._topic = topic
+        self._transactional_id = transactional_id
         self._timeout = timeout
         spec = TopicSpec(topic, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"})
         ensure_topics(kafka_config, [spec], replication_factor, timeout)
@@ -58,7 +55,7 @@ class SchemaLog:
         consumer = Consumer(
             {
                 **self._config,
-                "group.id": f"streamrec-registry-reader-{uuid.uuid4().hex}",
+                "group.id": f"streamrec-log-reader-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             }
@@ -92,27 +89,31 @@ class SchemaLog:
         return LogRecord(message.offset(), message.key().decode(), message.value())
 
     @contextmanager
-    def exclusive(self) -> Iterator[SchemaWriter]:
-        """Fence other registrars; whatever is read inside is not changed by them before commit."""
+    def exclusive(self) -> Iterator[LogWriter]:
+        """Fence other writers; what is read inside is not changed by them before commit."""
         producer = Producer(
-            {**self._config, "transactional.id": _TRANSACTIONAL_ID, "enable.idempotence": True}
+            {
+                **self._config,
+                "transactional.id": self._transactional_id,
+                "enable.idempotence": True,
+            }
         )
         try:
             producer.init_transactions(self._timeout)
         except KafkaException as exc:
-            raise KafkaUnavailableError(f"schema registry transaction: {exc}") from exc
-        yield SchemaWriter(producer, self._topic, self._timeout)
+            raise KafkaUnavailableError(f"{self._topic} transaction: {exc}") from exc
+        yield LogWriter(producer, self._topic, self._timeout)
 
 
-class SchemaWriter:
-    """Appends one record in its own transaction; created only by `SchemaLog.exclusive`."""
+class LogWriter:
+    """Appends one record per transaction; created only by `CompactedLog.exclusive`."""
 
     def __init__(self, producer: Producer, topic: str, timeout: float) -> None:
         self._producer = producer
         self._topic = topic
         self._timeout = timeout
 
-    def append(self, key: str, value: bytes) -> int:
+    def append(self, key: str, value: bytes | None) -> int:
         """Write one record and commit; returns its offset. Raises if another writer fenced us."""
         offsets: list[int] = []
 
@@ -126,8 +127,8 @@ class SchemaWriter:
             self._producer.commit_transaction(self._timeout)
         except KafkaException as exc:
             if exc.args[0].fatal() or exc.args[0].txn_requires_abort():
-                raise ConcurrentRegistrationError(
-                    f"another registrar wrote to {self._topic} at the same time: {exc}"
+                raise ConcurrentWriteError(
+                    f"another writer wrote to {self._topic} at the same time: {exc}"
                 ) from exc
             raise KafkaUnavailableError(f"writing {self._topic}: {exc}") from exc
         return offsets[0]

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import schemas
-from connector.events import decode_json, interaction_rows, property_field
 from connector.exceptions import InvalidEventError
+from connector.ingest.rows import decode_json, interaction_rows, property_field
 from connector.registry.rules import check_schema
 from tests.conftest import example
 

@@ -1,0 +1,29 @@
+"""Dedup identity of an event: Personalize keeps one of two events with the same timestamp
+and identical properties, and ignores later events that reuse an eventId.
+
+Both markers are scoped to the event's subject (user or session), which keeps them in that
+subject's Redis slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+_IGNORED = ("eventId",)  # a resend with a new eventId is still the same event
+
+
+def content_marker(subject_kind: str, subject_id: str, event: dict[str, Any]) -> str:
+    """Marker of the event's content: every field but eventId, plus whose event it is."""
+    content = {key: value for key, value in event.items() if key not in _IGNORED}
+    canonical = json.dumps(
+        [subject_kind, subject_id, content], sort_keys=True, separators=(",", ":"), default=str
+    )
+    return "f:" + hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+def event_id_marker(event: dict[str, Any]) -> str | None:
+    """Marker of the event's eventId, if it has one."""
+    event_id = event.get("eventId")
+    return f"e:{event_id}" if event_id else None

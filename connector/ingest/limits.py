@@ -1,0 +1,71 @@
+"""PutEvents' request limits, checked before a record's events are mapped to rows.
+
+The numbers are Personalize's: 1-10 events per request, ids and event types of 1-256
+characters, 1-25 impressions of 1-256 characters each, and (a streamrec limit in the same
+spirit as Personalize's request quota) 10 KB per event once encoded as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from connector.exceptions import InvalidEventError
+from connector.ingest.rows import decode_json
+
+MAX_EVENTS_PER_RECORD = 10
+MAX_EVENT_BYTES = 10 * 1024
+MAX_ID_LENGTH = 256
+MAX_IMPRESSIONS = 25
+
+
+def check_envelope(envelope: dict[str, Any]) -> list[Any]:
+    """The record's event list, after the record-level checks (ids and list length)."""
+    _check_id(envelope, "sessionId", required=True)
+    _check_id(envelope, "userId", required=False)
+    events = envelope.get("eventList")
+    if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS_PER_RECORD:
+        raise InvalidEventError(f"eventList must be a list of 1 to {MAX_EVENTS_PER_RECORD} events")
+    return events
+
+
+def check_event(event: Any) -> dict[str, Any]:
+    """One event after the event-level checks; sentAt is normalised to whole seconds."""
+    if not isinstance(event, dict):
+        raise InvalidEventError("each entry of eventList must be an object")
+    size = len(json.dumps(event, separators=(",", ":"), default=str).encode())
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEventError(f"event is {size} bytes; at most {MAX_EVENT_BYTES} are accepted")
+    for name in ("eventType", "eventId", "itemId", "recommendationId"):
+        _check_id(event, name, required=name == "eventType")
+    _check_impression(event.get("impression"))
+    properties = event.get("properties")
+    if isinstance(properties, str):  # the Personalize API sends a JSON string; keep one form
+        properties = decode_json(properties.encode())
+    return {**event, "sentAt": _seconds(event.get("sentAt")), "properties": properties}
+
+
+def _check_id(record: dict[str, Any], name: str, required: bool) -> None:
+    value = record.get(name)
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise InvalidEventError(f"{name} must be a string of 1 to {MAX_ID_LENGTH} characters")
+
+
+def _check_impression(impression: Any) -> None:
+    if impression is None:
+        return
+    if not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSIONS:
+        raise InvalidEventError(f"impression must be a list of 1 to {MAX_IMPRESSIONS} item ids")
+    if not all(isinstance(item, str) and 1 <= len(item) <= MAX_ID_LENGTH for item in impression):
+        raise InvalidEventError(f"impression item ids must be strings of 1 to {MAX_ID_LENGTH}")
+
+
+def _seconds(sent_at: Any) -> Any:
+    """Epoch seconds as an int; fractional seconds are truncated; other values pass through
+    to the schema check, which names the field."""
+    if isinstance(sent_at, float) and math.isfinite(sent_at):
+        return int(sent_at)
+    return sent_at

@@ -1,0 +1,137 @@
+"""One batch of event records, end to end: plan, dedup, append, apply — in the order that
+makes a crash at any point safe to replay.
+
+1. decode, check and map every record (pure, `plan`); failures become dead letters;
+2. drop events whose markers Redis already holds, or that repeat one earlier in the batch;
+3. append accepted events to the Interactions dataset and dead letters to their topic, and
+   wait until the broker confirms;
+4. apply the batch's Redis effects in one script, which skips any event already applied.
+Offsets are committed by the caller only after this returns. A crash before 4 replays the
+batch: 3 may append an event twice (the header marker lets readers drop it), 4 applies it
+once. A crash after 4 replays nothing into Redis: 2 finds every marker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connector import wire
+from connector.exceptions import InvalidEventError, SchemaNotFoundError
+from connector.ingest import plan as planner
+from connector.ingest.records import AcceptedEvent, BatchPlan, DeadLetter, SourceRecord
+from connector.ingest.rows import decode_json
+from connector.ingest.writer import DatasetWriter
+from connector.registry.registry import ENVELOPE, RegisteredSchema, SchemaRegistry
+from connector.registry.rules import DatasetSchema
+from connector.stores.served import ServedLists
+from connector.stores.sessions import SessionStore
+from connector.trackers import TrackerStore
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one batch did, for logs, metrics and tests."""
+
+    records: int
+    appended: int
+    dead: int
+    duplicates: int
+    stitched: int
+
+
+class EventProcessor:
+    """Processes batches of one dataset group's event records."""
+
+    def __init__(
+        self,
+        group: str,
+        registry: SchemaRegistry,
+        trackers: TrackerStore,
+        store: SessionStore,
+        served: ServedLists,
+        writer: DatasetWriter,
+    ) -> None:
+        self._group = group
+        self._registry = registry
+        self._trackers = trackers
+        self._store = store
+        self._served = served
+        self._writer = writer
+
+    def process(self, records: list[SourceRecord]) -> BatchReport:
+        """Steps 1-4 above for `records`; raises on transient errors so the caller retries."""
+        schema = self._registry.current(self._group, "interactions")
+        plan = self._plan(records, _spec(schema))
+        plan.dead.extend(self._over_budget(plan, _spec(schema)))
+        fresh, repeated = self._fresh(plan.accepted)
+        self._writer.write(fresh, plan.dead, schema.id, schema.parsed)
+        applied = self._store.apply(fresh, plan.stitches)
+        return BatchReport(
+            records=len(records),
+            appended=len(fresh),
+            dead=len(plan.dead),
+            duplicates=repeated + applied.duplicates,
+            stitched=applied.stitched,
+        )
+
+    def _plan(self, records: list[SourceRecord], schema: DatasetSchema) -> BatchPlan:
+        tracker = self._trackers.of_group(self._group)
+        context = planner.PlanContext(tracker.tracking_id if tracker else None, schema, self.decode)
+        plan = BatchPlan()
+        envelopes = planner.open_envelopes(records, context, plan)
+        served = self._served.get_many(planner.recommendation_ids(envelopes))
+        links = self._store.links(planner.anonymous_sessions(envelopes))
+        return planner.plan_events(envelopes, context, served, links, plan)
+
+    def decode(self, raw: bytes) -> dict[str, object]:
+        """A PutEvents record from JSON, or from Avro in the Confluent wire format."""
+        if not wire.is_wire_format(raw):
+            return decode_json(raw)
+        schema_id = wire.schema_id(raw)
+        try:
+            schema = self._registry.by_id(schema_id)
+        except SchemaNotFoundError as exc:
+            raise InvalidEventError(f"unknown schema id {schema_id}") from exc
+        if (schema.group, schema.dataset) != (self._group, ENVELOPE):
+            raise InvalidEventError(
+                f"schema id {schema_id} is the {schema.dataset} schema of group "
+                f"{schema.group!r}, not a PutEvents schema of {self._group!r}"
+            )
+        return wire.decode(raw, schema.parsed)
+
+    def _over_budget(self, plan: BatchPlan, schema: DatasetSchema) -> list[DeadLetter]:
+        """Reject events whose type would exceed the distinct-event-type budget."""
+        if schema.field("EVENT_TYPE") is None:
+            return []  # event types are not stored, so they do not count
+        types = {event.event_type for event in plan.accepted}
+        allowed = self._store.admit_event_types(types, schema.event_type_budget)
+        refused = [event for event in plan.accepted if event.event_type not in allowed]
+        plan.accepted = [event for event in plan.accepted if event.event_type in allowed]
+        return [
+            DeadLetter(
+                event.source,
+                f"event type {event.event_type!r} would exceed the budget of "
+                f"{schema.event_type_budget} distinct event types this schema leaves "
+                "(optional fields plus event types may not exceed 10)",
+                event.event_index,
+            )
+            for event in refused
+        ]
+
+    def _fresh(self, events: list[AcceptedEvent]) -> tuple[list[AcceptedEvent], int]:
+        """Events not seen before, in Redis or earlier in this batch; and how many were."""
+        known = self._store.known(events)
+        fresh: list[AcceptedEvent] = []
+        batch_markers: set[tuple[str, str]] = set()
+        for event, is_known in zip(events, known, strict=True):
+            markers = {(event.subject.tag, marker) for marker in event.markers}
+            if not is_known and not markers & batch_markers:
+                fresh.append(event)
+            batch_markers |= markers
+        return fresh, len(events) - len(fresh)
+
+
+def _spec(schema: RegisteredSchema) -> DatasetSchema:
+    if schema.spec is None:
+        raise SchemaNotFoundError(f"schema {schema.id} is not a dataset schema")
+    return schema.spec

@@ -1,0 +1,66 @@
+"""Builds the connector's parts from settings, once per process."""
+
+from __future__ import annotations
+
+import schemas
+from connector import redis_client
+from connector.ingest.processor import EventProcessor
+from connector.ingest.writer import DatasetWriter
+from connector.kafka_admin import TopicSpec, ensure_topics
+from connector.keys import Keys
+from connector.registry.registry import ENVELOPE, open_registry
+from connector.settings import ConnectorSettings
+from connector.stores.served import RedisServedLists
+from connector.stores.sessions import HistoryPolicy, SessionStore
+from connector.trackers import open_trackers
+
+
+def ensure_group_topics(settings: ConnectorSettings) -> None:
+    """Create the group's topics: events and the Interactions dataset partitioned alike,
+    item/user datasets compacted, the dead-letter topic kept like the dataset (forever)."""
+    topics, partitions = settings.topics, settings.topic_partitions
+    forever = {"retention.ms": "-1"}
+    compacted = {"cleanup.policy": "compact"}
+    ensure_topics(
+        settings.kafka_config(),
+        [
+            TopicSpec(topics.events, partitions),
+            TopicSpec(topics.items, partitions),
+            TopicSpec(topics.users, partitions),
+            TopicSpec(topics.interactions, partitions, forever),
+            TopicSpec(topics.deadletter, partitions, forever),
+            TopicSpec(topics.items_dataset, partitions, compacted),
+            TopicSpec(topics.users_dataset, partitions, compacted),
+        ],
+        settings.kafka_replication_factor,
+    )
+
+
+def history_policy(settings: ConnectorSettings) -> HistoryPolicy:
+    """The history and dedup bounds from settings."""
+    return HistoryPolicy(
+        length=settings.history_length,
+        ttl_seconds=settings.history_ttl_seconds,
+        dedup_window_seconds=settings.dedup_window_seconds,
+        dedup_max_markers=settings.dedup_max_markers,
+        bucket_seconds=settings.metrics_bucket_seconds,
+    )
+
+
+def event_processor(settings: ConnectorSettings) -> EventProcessor:
+    """The event-batch processor of the settings' dataset group, its dependencies checked."""
+    registry = open_registry(settings)
+    registry.register(settings.dataset_group, ENVELOPE, schemas.load(schemas.ENVELOPE_FILE))
+    registry.get(settings.dataset_group, "interactions")  # fails now if none is registered
+    client = redis_client.connect(settings)
+    keys = Keys(settings.dataset_group)
+    return EventProcessor(
+        settings.dataset_group,
+        registry,
+        open_trackers(settings),
+        SessionStore(client, keys, history_policy(settings)),
+        RedisServedLists(client, keys),
+        DatasetWriter(
+            settings.kafka_config(), settings.topics.interactions, settings.topics.deadletter
+        ),
+    )

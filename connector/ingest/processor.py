@@ -13,7 +13,7 @@ once. A crash after 4 replays nothing into Redis: 2 finds every marker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connector import wire
 from connector.exceptions import InvalidEventError, SchemaNotFoundError
@@ -37,6 +37,7 @@ class BatchReport:
     dead: int
     duplicates: int
     stitched: int
+    counted: list[tuple[str, str]] = field(default_factory=list)  # (event type, source)
 
 
 class EventProcessor:
@@ -72,6 +73,7 @@ class EventProcessor:
             dead=len(plan.dead),
             duplicates=repeated + applied.duplicates,
             stitched=applied.stitched,
+            counted=[(event.event_type, event.attribution) for event in applied.applied],
         )
 
     def _plan(self, records: list[SourceRecord], schema: DatasetSchema) -> BatchPlan:

@@ -2,8 +2,11 @@
 -- stitches of anonymous sessions into users, event-type and attribution counters.
 -- Every effect is keyed by the event's markers, so applying a batch twice changes nothing.
 -- ARGV[1]: JSON {settings..., ops: [...]}; see connector/stores/sessions.py for the shape.
+-- Returns {admitted, duplicates, stitched, flags}: flags has '1' per event op applied, '0' per
+-- duplicate, in op order.
 local batch = cjson.decode(ARGV[1])
 local admitted, duplicates, stitched = 0, 0, 0
+local flags = {}
 
 local function bound(history, seen, newest)
   redis.call('ZREMRANGEBYRANK', history, 0, -(batch.history_length + 1))
@@ -37,6 +40,7 @@ local function event(op)
   for _, marker in ipairs(op.markers) do
     if redis.call('ZSCORE', op.seen, marker) then
       duplicates = duplicates + 1
+      table.insert(flags, '0')
       return
     end
   end
@@ -53,9 +57,10 @@ local function event(op)
   redis.call('EXPIRE', sources, batch.metrics_ttl)
   redis.call('ZADD', batch.buckets_key, op.bucket, op.bucket)
   admitted = admitted + 1
+  table.insert(flags, '1')
 end
 
 for _, op in ipairs(batch.ops) do
   if op.kind == 'stitch' then stitch(op) else event(op) end
 end
-return {admitted, duplicates, stitched}
+return {admitted, duplicates, stitched, table.concat(flags)}

@@ -48,11 +48,12 @@ class HistoryPolicy:
 
 @dataclass(frozen=True)
 class ApplyReport:
-    """What one batch changed in Redis."""
+    """What one batch changed in Redis; `applied` holds the events recorded by this call."""
 
     admitted: int
     duplicates: int
     stitched: int
+    applied: list[AcceptedEvent]
 
 
 class SessionStore:
@@ -90,8 +91,9 @@ class SessionStore:
     def apply(self, events: list[AcceptedEvent], stitches: list[Stitch]) -> ApplyReport:
         """Record the events and stitches of one batch atomically."""
         payload = self._payload(events, stitches)
-        admitted, duplicates, stitched = self._apply(args=[json.dumps(payload)])
-        return ApplyReport(int(admitted), int(duplicates), int(stitched))
+        admitted, duplicates, stitched, flags = self._apply(args=[json.dumps(payload)])
+        applied = [event for event, flag in zip(events, _text(flags), strict=True) if flag == "1"]
+        return ApplyReport(int(admitted), int(duplicates), int(stitched), applied)
 
     def _payload(self, events: list[AcceptedEvent], stitches: list[Stitch]) -> dict[str, Any]:
         policy, keys = self._policy, self._keys

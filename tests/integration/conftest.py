@@ -23,7 +23,7 @@ from connector.devservices import kafka as local_kafka
 from connector.devservices import process
 from connector.devservices import redis as local_redis
 from connector.devservices.settings import DevSettings
-from connector.settings import CommonSettings
+from connector.settings import CommonSettings, ConnectorSettings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -96,13 +96,16 @@ def group() -> str:
 
 
 @pytest.fixture
-def settings(endpoints: Endpoints, group: str) -> CommonSettings:
-    """Settings pointing at the session's services, with this test's group and schemas topic."""
-    return CommonSettings(
+def settings(endpoints: Endpoints, group: str) -> ConnectorSettings:
+    """Settings pointing at the session's services, with this test's group, its own schemas
+    and trackers topics, and small topics (2 partitions) so tests start fast."""
+    return ConnectorSettings(
         dataset_group=group,
         kafka_bootstrap=endpoints.kafka_bootstrap,
         redis_url=endpoints.redis_url,
         schemas_topic=f"_streamrec.schemas.{group}",
+        trackers_topic=f"_streamrec.trackers.{group}",
+        topic_partitions=2,
     )
 
 
@@ -115,6 +118,8 @@ def service_env(settings: CommonSettings, tmp_path: Path) -> dict[str, str]:
         "STREAMREC_REDIS_URL": settings.redis_url,
         "STREAMREC_DATASET_GROUP": settings.dataset_group,
         "STREAMREC_SCHEMAS_TOPIC": settings.schemas_topic,
+        "STREAMREC_TRACKERS_TOPIC": settings.trackers_topic,
+        "STREAMREC_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "STREAMREC_DEV_DIR": str(tmp_path / "dev"),
     }
 

@@ -1,0 +1,121 @@
+"""The connector's faust application: thin agents that hand batches to the ingest path.
+
+An agent takes up to `connector_batch_size` records (or what arrived within
+`connector_batch_seconds`), processes them in a worker thread (the processor blocks on Kafka
+and Redis; the event loop must keep serving heartbeats), and acks them only afterwards, so
+faust commits an offset only once that record's effects are durable. Transient errors are
+retried with backoff; anything else crashes the worker for the orchestrator to restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import redis
+from faust.types import EventT, StreamT
+from prometheus_client import generate_latest
+
+from connector import observability
+from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
+from connector.ingest.processor import BatchReport, EventProcessor
+from connector.ingest.records import SourceRecord
+from connector.settings import ConnectorSettings
+
+log = logging.getLogger(__name__)
+TRANSIENT = (
+    KafkaUnavailableError,
+    RedisUnavailableError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+_MAX_BACKOFF = 30.0
+
+
+def create_app(settings: ConnectorSettings, processor: EventProcessor) -> faust.App:
+    """The faust app of one dataset group's connector, with its agents and web pages."""
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_allow_declare=True,  # faust creates only its own assignor topic; ours exist
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        web_port=settings.connector_web_port,
+        web_host="0.0.0.0",  # noqa: S104 - a container's port is reached from outside it
+        store="memory://",
+    )
+    events = app.topic(settings.topics.events, key_serializer="raw", value_serializer="raw")
+    batch_size, batch_seconds = settings.connector_batch_size, settings.connector_batch_seconds
+
+    @app.agent(events, name="ingest-events")
+    async def ingest_events(stream: StreamT[Any]) -> None:
+        taken: Any = stream  # noack_take yields events (typed as values) and leaves acks to us
+        async for batch in taken.noack_take(batch_size, within=batch_seconds):
+            await _process(processor.process, list(batch))
+            for event in batch:
+                await taken.ack(event)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(observability.REGISTRY), content_type="text/plain")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    return app
+
+
+async def _process(process: Callable[[list[SourceRecord]], BatchReport], batch: list[Any]) -> None:
+    """Process one batch, retrying transient failures with capped exponential backoff."""
+    records = [_source(event) for event in batch]
+    delay = 0.5
+    while True:
+        started = time.perf_counter()
+        try:
+            report = await asyncio.to_thread(process, records)
+        except TRANSIENT as exc:
+            log.warning("batch failed, retrying", extra={"error": str(exc), "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
+            continue
+        observability.observe(records[0].topic, report, time.perf_counter() - started)
+        return
+
+
+def _source(event: EventT[Any]) -> SourceRecord:
+    message = event.message
+    return SourceRecord(
+        message.topic, message.partition, message.offset, message.key, message.value
+    )
+
+
+def _credentials(settings: ConnectorSettings) -> Any:
+    """aiokafka credentials equivalent to the librdkafka settings used elsewhere."""
+    context = None
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_location)
+        if settings.kafka_ssl_certificate_location:
+            password = settings.kafka_ssl_key_password
+            context.load_cert_chain(
+                settings.kafka_ssl_certificate_location,
+                settings.kafka_ssl_key_location,
+                password.get_secret_value() if password else None,
+            )
+    if settings.kafka_security_protocol.startswith("SASL"):
+        secret = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=secret.get_secret_value() if secret else None,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context) if context is not None else None

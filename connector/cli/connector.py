@@ -1,0 +1,32 @@
+"""`streamrec connector`: run the ingest agents of one dataset group."""
+
+from __future__ import annotations
+
+import click
+import faust
+
+from connector.app import create_app
+from connector.settings import ConnectorSettings
+from connector.wiring import ensure_group_topics, event_processor
+
+
+@click.command()
+@click.option("--verbose-faust", is_flag=True, help="Show faust's own info logs and banner.")
+def connector(verbose_faust: bool) -> None:
+    """Consume the dataset group's event topic: validate, dedup, append to the Interactions
+    dataset, dead-letter what fails, and keep session histories in Redis.
+
+    Needs a registered Interactions schema and a tracker. Scale out by starting more
+    processes with the same settings: they share the topic's partitions.
+
+    \b
+    Example:
+      STREAMREC_DATASET_GROUP=shop streamrec connector
+    """
+    settings = ConnectorSettings()
+    ensure_group_topics(settings)
+    app = create_app(settings, event_processor(settings))
+    worker = faust.Worker(
+        app, loglevel="info" if verbose_faust else "warning", quiet=not verbose_faust
+    )
+    worker.execute_from_commandline()

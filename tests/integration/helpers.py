@@ -1,0 +1,94 @@
+"""Helpers for integration tests: read a topic to its end, build a group ready for events."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from confluent_kafka import Consumer, TopicPartition
+
+import schemas
+from connector.registry.registry import open_registry
+from connector.settings import CommonSettings, ConnectorSettings
+from connector.trackers import open_trackers
+from connector.wiring import ensure_group_topics
+
+
+@dataclass(frozen=True)
+class Message:
+    """A consumed record with its headers as a dict of text."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    partition: int
+    offset: int
+
+
+def read_topic(settings: CommonSettings, topic: str, timeout: float = 30) -> list[Message]:
+    """Every record of `topic` up to its end offsets now, partition by partition."""
+    consumer = Consumer(
+        {
+            **settings.kafka_config(),
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        messages = []
+        for partition in sorted(metadata.topics[topic].partitions):
+            messages.extend(_read_partition(consumer, topic, partition, timeout))
+        return messages
+    finally:
+        consumer.close()
+
+
+def _read_partition(
+    consumer: Consumer, topic: str, partition: int, timeout: float
+) -> list[Message]:
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+    if high <= low:
+        return []
+    consumer.assign([TopicPartition(topic, partition, low)])
+    found: list[Message] = []
+    while not found or found[-1].offset < high - 1:
+        message = consumer.poll(timeout)
+        assert message is not None and not message.error(), f"reading {topic}: {message}"
+        headers = {k: v.decode() for k, v in (message.headers() or [])}
+        found.append(Message(message.key(), message.value(), headers, partition, message.offset()))
+    return found
+
+
+def decode_rows(settings: CommonSettings, messages: list[Message]) -> list[dict[str, Any]]:
+    """Interactions rows from wire-format records, using the registry's schema by id."""
+    registry = open_registry(settings)
+    rows = []
+    for message in messages:
+        assert message.value is not None and message.value[0] == 0
+        schema = registry.by_id(int.from_bytes(message.value[1:5], "big"))
+        rows.append(fastavro.schemaless_reader(io.BytesIO(message.value[5:]), schema.parsed, None))
+    return rows
+
+
+def prepare_group(settings: ConnectorSettings) -> str:
+    """Register the shipped schemas, create topics and the tracker; return the tracking id."""
+    registry = open_registry(settings)
+    for dataset, file in schemas.DATASET_FILES.items():
+        registry.register(settings.dataset_group, dataset, schemas.load(file))
+    ensure_group_topics(settings)
+    return open_trackers(settings).create(settings.dataset_group).tracking_id
+
+
+def put_events(
+    tracking_id: str, session: str, events: list[dict[str, Any]], user: str | None = None
+) -> bytes:
+    """A PutEvents record as JSON bytes."""
+    record: dict[str, Any] = {"trackingId": tracking_id, "sessionId": session, "eventList": events}
+    if user is not None:
+        record["userId"] = user
+    return json.dumps(record).encode()

@@ -48,6 +48,8 @@ def create_app(settings: ConnectorSettings, processor: EventProcessor) -> faust.
         topic_allow_declare=True,  # faust creates only its own assignor topic; ours exist
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.connector_session_timeout_seconds,
+        broker_heartbeat_interval=settings.connector_session_timeout_seconds / 10,
         web_port=settings.connector_web_port,
         web_host="0.0.0.0",  # noqa: S104 - a container's port is reached from outside it
         store="memory://",

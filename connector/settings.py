@@ -179,6 +179,11 @@ class ConnectorSettings(CommonSettings):
     connector_batch_seconds: float = Field(
         0.2, description="Longest wait for a batch to fill before it is processed anyway."
     )
+    connector_session_timeout_seconds: float = Field(
+        30.0,
+        description="Kafka group session timeout: how soon a crashed connector's partitions "
+        "move to the others.",
+    )
     connector_web_port: int = Field(
         6066, description="Port of the connector's /healthz, /readyz and /metrics."
     )

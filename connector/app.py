@@ -23,9 +23,11 @@ from prometheus_client import generate_latest
 
 from connector import observability
 from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
-from connector.ingest.processor import BatchReport, EventProcessor
+from connector.ingest.metadata import MetadataReport
+from connector.ingest.processor import BatchReport
 from connector.ingest.records import SourceRecord
 from connector.settings import ConnectorSettings
+from connector.wiring import Processors
 
 log = logging.getLogger(__name__)
 TRANSIENT = (
@@ -35,9 +37,10 @@ TRANSIENT = (
     redis.TimeoutError,
 )
 _MAX_BACKOFF = 30.0
+Process = Callable[[list[SourceRecord]], BatchReport | MetadataReport]
 
 
-def create_app(settings: ConnectorSettings, processor: EventProcessor) -> faust.App:
+def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App:
     """The faust app of one dataset group's connector, with its agents and web pages."""
     app = faust.App(
         settings.consumer_group,
@@ -54,16 +57,11 @@ def create_app(settings: ConnectorSettings, processor: EventProcessor) -> faust.
         web_host="0.0.0.0",  # noqa: S104 - a container's port is reached from outside it
         store="memory://",
     )
-    events = app.topic(settings.topics.events, key_serializer="raw", value_serializer="raw")
-    batch_size, batch_seconds = settings.connector_batch_size, settings.connector_batch_seconds
-
-    @app.agent(events, name="ingest-events")
-    async def ingest_events(stream: StreamT[Any]) -> None:
-        taken: Any = stream  # noack_take yields events (typed as values) and leaves acks to us
-        async for batch in taken.noack_take(batch_size, within=batch_seconds):
-            await _process(processor.process, list(batch))
-            for event in batch:
-                await taken.ack(event)
+    topics = settings.topics
+    batching = (settings.connector_batch_size, settings.connector_batch_seconds)
+    _batch_agent(app, topics.events, "ingest-events", processors.events.process, batching)
+    _batch_agent(app, topics.items, "ingest-items", processors.items.process, batching)
+    _batch_agent(app, topics.users, "ingest-users", processors.users.process, batching)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -76,7 +74,23 @@ def create_app(settings: ConnectorSettings, processor: EventProcessor) -> faust.
     return app
 
 
-async def _process(process: Callable[[list[SourceRecord]], BatchReport], batch: list[Any]) -> None:
+def _batch_agent(
+    app: faust.App, topic: str, name: str, process: Process, batching: tuple[int, float]
+) -> None:
+    """An agent on `topic` that hands batches to `process` and acks them afterwards."""
+    channel = app.topic(topic, key_serializer="raw", value_serializer="raw")
+
+    async def agent(stream: StreamT[Any]) -> None:
+        taken: Any = stream  # noack_take yields events (typed as values) and leaves acks to us
+        async for batch in taken.noack_take(batching[0], within=batching[1]):
+            await _process(process, list(batch))
+            for event in batch:
+                await taken.ack(event)
+
+    app.agent(channel, name=name)(agent)
+
+
+async def _process(process: Process, batch: list[Any]) -> None:
     """Process one batch, retrying transient failures with capped exponential backoff."""
     records = [_source(event) for event in batch]
     delay = 0.5

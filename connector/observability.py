@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from connector.ingest.metadata import MetadataReport
 from connector.ingest.processor import BatchReport
 from connector.stores.sessions import MAX_ATTRIBUTION_SOURCES
 
@@ -37,15 +38,26 @@ BATCH_SECONDS = Histogram(
 )
 
 
-def observe(topic: str, report: BatchReport, seconds: float) -> None:
+UPSERTED = Counter(
+    "streamrec_metadata_upserted_total",
+    "Item and user rows upserted.",
+    ["topic"],
+    registry=REGISTRY,
+)
+
+
+def observe(topic: str, report: BatchReport | MetadataReport, seconds: float) -> None:
     """Count one processed batch."""
     RECORDS.labels(topic).inc(report.records)
-    APPENDED.inc(report.appended)
     DEAD.inc(report.dead)
+    BATCH_SECONDS.observe(seconds)
+    if isinstance(report, MetadataReport):
+        UPSERTED.labels(topic).inc(report.upserted)
+        return
+    APPENDED.inc(report.appended)
     DUPLICATES.inc(report.duplicates)
     for event_type, source in report.counted:
         EVENTS.labels(event_type, _bounded(source)).inc()
-    BATCH_SECONDS.observe(seconds)
 
 
 _SOURCES: set[str] = set()

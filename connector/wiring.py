@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import schemas
 from connector import redis_client
+from connector.ingest.metadata import ITEMS, USERS, MetadataProcessor
 from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
@@ -44,6 +47,39 @@ def history_policy(settings: ConnectorSettings) -> HistoryPolicy:
         dedup_window_seconds=settings.dedup_window_seconds,
         dedup_max_markers=settings.dedup_max_markers,
         bucket_seconds=settings.metrics_bucket_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class Processors:
+    """The batch processors of one connector process, one per consumed topic."""
+
+    events: EventProcessor
+    items: MetadataProcessor
+    users: MetadataProcessor
+
+
+def processors(settings: ConnectorSettings) -> Processors:
+    """Every processor of the group, sharing one registry and one Redis client."""
+    registry = open_registry(settings)
+    client = redis_client.connect(settings)
+    topics, config, group = settings.topics, settings.kafka_config(), settings.dataset_group
+    return Processors(
+        event_processor(settings),
+        MetadataProcessor(
+            group,
+            ITEMS,
+            registry,
+            client,
+            DatasetWriter(config, topics.items_dataset, topics.deadletter),
+        ),
+        MetadataProcessor(
+            group,
+            USERS,
+            registry,
+            client,
+            DatasetWriter(config, topics.users_dataset, topics.deadletter),
+        ),
     )
 
 

@@ -7,7 +7,7 @@ import faust
 
 from connector.app import create_app
 from connector.settings import ConnectorSettings
-from connector.wiring import ensure_group_topics, event_processor
+from connector.wiring import ensure_group_topics, processors
 
 
 @click.command()
@@ -25,7 +25,7 @@ def connector(verbose_faust: bool) -> None:
     """
     settings = ConnectorSettings()
     ensure_group_topics(settings)
-    app = create_app(settings, event_processor(settings))
+    app = create_app(settings, processors(settings))
     worker = faust.Worker(
         app, loglevel="info" if verbose_faust else "warning", quiet=not verbose_faust
     )

@@ -20,6 +20,13 @@ from connector.exceptions import InvalidEventError
 from connector.registry.rules import RESERVED, DatasetSchema
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# Fields a record sets itself, never through `properties` (an item's creationTimestamp is a
+# property in PutItems, while an event's type, value and so on are fields of the event).
+_FILLED_BY_RECORD = {
+    "interactions": set(RESERVED["interactions"]),
+    "users": {"USER_ID"},
+    "items": {"ITEM_ID"},
+}
 
 
 def property_field(key: str) -> str:
@@ -93,7 +100,7 @@ def _properties(record: dict[str, Any], schema: DatasetSchema) -> dict[str, Any]
     values = {}
     for key, value in properties.items():
         name = property_field(str(key))
-        if schema.field(name) is None or name in RESERVED[schema.dataset]:
+        if schema.field(name) is None or name in _FILLED_BY_RECORD[schema.dataset]:
             raise InvalidEventError(
                 f"property {key} maps to {name}, which is not a metadata field of the "
                 f"{schema.dataset.capitalize()} schema"

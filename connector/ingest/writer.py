@@ -22,12 +22,12 @@ Headers = list[tuple[str, str | bytes | None]]
 
 
 class DatasetWriter:
-    """One idempotent producer for the dataset and dead-letter topics of a group."""
+    """One idempotent producer for a dataset topic and the group's dead-letter topic."""
 
     def __init__(
         self,
         kafka_config: dict[str, Any],
-        interactions_topic: str,
+        dataset_topic: str,
         deadletter_topic: str,
         timeout: float = 30.0,
     ) -> None:
@@ -39,7 +39,7 @@ class DatasetWriter:
                 "compression.type": "lz4",
             }
         )
-        self._interactions = interactions_topic
+        self._dataset = dataset_topic
         self._deadletter = deadletter_topic
         self._timeout = timeout
         self._errors: list[str] = []
@@ -54,16 +54,31 @@ class DatasetWriter:
         """Append `events` and `dead`, and return only once the broker has them all."""
         for event in events:
             self._send(
-                self._interactions,
+                self._dataset,
                 event.subject.id.encode(),
                 wire.encode(schema_id, parsed, event.row),
                 _event_headers(event),
             )
-        for letter in dead:
-            self._send(
-                self._deadletter, letter.source.key, letter.source.value, _dead_headers(letter)
-            )
+        self._dead_letters(dead)
         self._confirm()
+
+    def write_rows(
+        self,
+        rows: list[tuple[str, dict[str, Any]]],
+        dead: list[DeadLetter],
+        schema_id: int,
+        parsed: dict[str, Any],
+    ) -> None:
+        """Append (key, row) pairs and `dead`; return once the broker has them all."""
+        for key, row in rows:
+            self._send(self._dataset, key.encode(), wire.encode(schema_id, parsed, row), [])
+        self._dead_letters(dead)
+        self._confirm()
+
+    def _dead_letters(self, dead: list[DeadLetter]) -> None:
+        for letter in dead:
+            source = letter.source
+            self._send(self._deadletter, source.key, source.value, _dead_headers(letter))
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         while True:

@@ -1,0 +1,136 @@
+"""PutItems and PutUsers records: validated upserts of item and user metadata.
+
+A record is `{"items": [{"itemId": ..., "properties": {...}}]}` (or `users` / `userId`), as
+in Personalize's PutItems / PutUsers, with up to 10 entries. Each valid entry replaces the
+stored row: it is appended to the compacted Items or Users dataset topic (keyed by id) and
+written to the entity's Redis hash in one transaction; invalid entries are dead-lettered.
+Both writes are whole-row replacements, so a replay changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from connector.exceptions import InvalidEventError, SchemaNotFoundError
+from connector.ingest.limits import MAX_EVENTS_PER_RECORD, MAX_ID_LENGTH
+from connector.ingest.records import DeadLetter, SourceRecord
+from connector.ingest.rows import decode_json, metadata_row
+from connector.ingest.writer import DatasetWriter
+from connector.keys import Keys
+from connector.registry.registry import SchemaRegistry
+
+
+@dataclass(frozen=True)
+class Entity:
+    """How one kind of metadata record is named: items or users."""
+
+    dataset: str  # "items" or "users"
+    list_field: str  # "items" or "users"
+    id_field: str  # "itemId" or "userId"
+    row_id: str  # "ITEM_ID" or "USER_ID"
+
+
+ITEMS = Entity("items", "items", "itemId", "ITEM_ID")
+USERS = Entity("users", "users", "userId", "USER_ID")
+
+
+@dataclass(frozen=True)
+class MetadataReport:
+    """What one batch of metadata records did."""
+
+    records: int
+    upserted: int
+    dead: int
+
+
+class MetadataProcessor:
+    """Processes batches of one dataset group's item or user records."""
+
+    def __init__(
+        self,
+        group: str,
+        entity: Entity,
+        registry: SchemaRegistry,
+        client: redis.Redis,
+        writer: DatasetWriter,
+    ) -> None:
+        self._group = group
+        self._entity = entity
+        self._registry = registry
+        self._client = client
+        self._keys = Keys(group)
+        self._writer = writer
+
+    def process(self, records: list[SourceRecord]) -> MetadataReport:
+        """Validate, append to the dataset topic, then upsert the Redis hashes."""
+        try:
+            schema = self._registry.current(self._group, self._entity.dataset)
+        except SchemaNotFoundError as exc:  # nothing to validate against: keep them aside
+            unplaced = [DeadLetter(record, str(exc)) for record in records]
+            self._writer.write_rows([], unplaced, 0, {})
+            return MetadataReport(len(records), 0, len(unplaced))
+        if schema.spec is None:
+            raise SchemaNotFoundError(f"schema {schema.id} is not a dataset schema")
+        rows: list[dict[str, Any]] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            self._collect(record, schema.spec, rows, dead)
+        keyed = [(str(row[self._entity.row_id]), row) for row in rows]
+        self._writer.write_rows(keyed, dead, schema.id, schema.parsed)
+        self._upsert(keyed)
+        return MetadataReport(len(records), len(rows), len(dead))
+
+    def _collect(
+        self, record: SourceRecord, spec: Any, rows: list[dict[str, Any]], dead: list[DeadLetter]
+    ) -> None:
+        try:
+            entries = self._entries(record)
+        except InvalidEventError as exc:
+            dead.append(DeadLetter(record, str(exc)))
+            return
+        for index, entry in enumerate(entries):
+            try:
+                rows.append(self._row(entry, spec))
+            except InvalidEventError as exc:
+                dead.append(DeadLetter(record, str(exc), index))
+
+    def _entries(self, record: SourceRecord) -> list[Any]:
+        if record.value is None:
+            raise InvalidEventError("record has no value")
+        entries = decode_json(record.value).get(self._entity.list_field)
+        if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_EVENTS_PER_RECORD:
+            raise InvalidEventError(
+                f"{self._entity.list_field} must be a list of 1 to {MAX_EVENTS_PER_RECORD} entries"
+            )
+        return entries
+
+    def _row(self, entry: Any, spec: Any) -> dict[str, Any]:
+        if not isinstance(entry, dict):
+            raise InvalidEventError(f"each entry of {self._entity.list_field} must be an object")
+        entity_id = entry.get(self._entity.id_field)
+        if not isinstance(entity_id, str) or not 1 <= len(entity_id) <= MAX_ID_LENGTH:
+            raise InvalidEventError(
+                f"{self._entity.id_field} must be a string of 1 to {MAX_ID_LENGTH} characters"
+            )
+        return metadata_row(entity_id, entry.get("properties"), spec)
+
+    def _upsert(self, keyed: list[tuple[str, dict[str, Any]]]) -> None:
+        """Replace each entity's hash (DEL + HSET), all in one MULTI/EXEC."""
+        pipe = self._client.pipeline(transaction=True)
+        for entity_id, row in keyed:
+            key = self._key(entity_id)
+            pipe.delete(key)
+            pipe.hset(key, mapping={k: _text(v) for k, v in row.items() if v is not None})
+        pipe.execute()
+
+    def _key(self, entity_id: str) -> str:
+        return self._keys.item(entity_id) if self._entity is ITEMS else self._keys.user(entity_id)
+
+
+def _text(value: Any) -> str:
+    """Hash field values as text; numbers and booleans in their JSON spelling."""
+    return value if isinstance(value, str) else json.dumps(value)

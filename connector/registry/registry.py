@@ -14,7 +14,7 @@ from typing import Any, cast
 import fastavro
 from fastavro.schema import SchemaParseException
 
-from connector.exceptions import SchemaNotFoundError, SchemaRuleError
+from connector.exceptions import ConcurrentWriteError, SchemaNotFoundError, SchemaRuleError
 from connector.kafka_log import CompactedLog, LogRecord
 from connector.registry.compatibility import check_compatible
 from connector.registry.rules import DatasetSchema, check_schema
@@ -22,6 +22,7 @@ from connector.settings import CommonSettings
 
 ENVELOPE = "putevents"  # the PutEvents record producers encode in the Confluent wire format
 _REFRESH_INTERVAL = 5.0
+_WRITE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,45 @@ class SchemaRegistry:
             self._next_offset = record.offset + 1
 
     def register(self, group: str, dataset: str, schema: dict[str, Any]) -> RegisteredSchema:
-        """Register `schema` as the next version; a known schema returns its version."""
+        """Register `schema` as the next version; a known schema returns its version.
+
+        Processes that register the same schema at once (connector replicas starting
+        together) fence each other's transactions; the loser re-reads and finds the winner's.
+        """
         spec, parsed = _checked(dataset, schema)
+        attempt = 1
+        while True:
+            self.refresh()
+            known = self._known(group, dataset, schema)
+            if known is not None:
+                return known
+            try:
+                return self._write(group, dataset, schema, parsed, spec)
+            except ConcurrentWriteError:
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
+                attempt += 1
+
+    def _known(self, group: str, dataset: str, schema: dict[str, Any]) -> RegisteredSchema | None:
+        history = self._versions.get((group, dataset), [])
+        same = [entry for entry in history if _canonical(entry.schema) == _canonical(schema)]
+        return same[0] if same else None
+
+    def _write(
+        self,
+        group: str,
+        dataset: str,
+        schema: dict[str, Any],
+        parsed: dict[str, Any],
+        spec: DatasetSchema | None,
+    ) -> RegisteredSchema:
         with self._log.exclusive() as writer:
             self.refresh()
+            known = self._known(group, dataset, schema)
+            if known is not None:
+                return known
             history = self._versions.get((group, dataset), [])
-            same = [entry for entry in history if _canonical(entry.schema) == _canonical(schema)]
-            if same:
-                return same[0]
             previous = history[-1].spec if history else None
             if previous is not None and spec is not None:
                 check_compatible(previous, spec, history[-1].version)

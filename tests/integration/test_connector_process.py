@@ -3,10 +3,12 @@ killed with SIGKILL in the middle of a stream and restarted, with exact final co
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,13 +35,14 @@ def connector_env(service_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def start_connector(
     connector_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(**overrides: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"connector-{len(started)}.log").open("wb")
+        env = {**connector_env, **overrides}
         child = subprocess.Popen(
-            ["streamrec", "connector"], env=connector_env, stdout=log, stderr=subprocess.STDOUT
+            ["streamrec", "connector"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         started.append(child)
         return child
@@ -144,3 +147,52 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
     markers = {message.headers["streamrec.marker"] for message in appended}
     assert len(markers) == total  # duplicates from a crash window carry the same marker
     assert read_topic(settings, settings.topics.deadletter) == []
+
+
+def records_consumed(port: int) -> float:
+    """streamrec_records_total of the connector whose web port is `port` (-1 if not up)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
+            text = page.read().decode()
+    except OSError:
+        return -1.0
+    lines = [line for line in text.splitlines() if line.startswith("streamrec_records_total{")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_two_connectors_split_the_partitions_and_agree_with_one(
+    settings: ConnectorSettings, redis_db: redis.Redis, start_connector
+) -> None:
+    tracking_id = prepare_group(settings)
+    users, total = 40, 8_000
+    keys = Keys(settings.dataset_group)
+    values = [
+        (
+            f"u{n % users}".encode(),
+            put_events(
+                tracking_id,
+                "s",
+                [{"eventType": "click", "itemId": f"i{n}", "sentAt": 1_700_000_000 + n}],
+                user=f"u{n % users}",
+            ),
+        )
+        for n in range(total)
+    ]
+    ports = [free_port(), free_port()]
+    first = start_connector(STREAMREC_CONNECTOR_WEB_PORT=str(ports[0]))
+    second = start_connector(STREAMREC_CONNECTOR_WEB_PORT=str(ports[1]))
+    wait_for(lambda: all(records_consumed(port) >= 0 for port in ports), 60, "both web ports")
+    produce(settings, values[: total // 2])
+    wait_for(lambda: counted_events(redis_db, keys) == total // 2, 180, "the first half")
+    second.send_signal(signal.SIGTERM)  # leaves the group: its partitions move to the first
+    second.wait(60)
+    produce(settings, values[total // 2 :])
+    wait_for(lambda: counted_events(redis_db, keys) == total, 180, "every event")
+    time.sleep(2)
+    assert counted_events(redis_db, keys) == total
+    for user in range(users):
+        members = redis_db.zrange(keys.history(Subject("u", f"u{user}")), 0, -1)
+        expected = [f"i{n}" for n in range(user, total, users)][-settings.history_length :]
+        assert [json.loads(member)["item"] for member in members] == expected
+    assert records_consumed(ports[0]) > 0
+    assert first.poll() is None

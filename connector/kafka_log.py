@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from connector.exceptions import ConcurrentWriteError, KafkaUnavailableError
 from connector.kafka_admin import TopicSpec, ensure_topics
@@ -67,7 +67,7 @@ class CompactedLog:
 
     def _drain(self, consumer: Consumer, start: int) -> list[LogRecord]:
         partition = TopicPartition(self._topic, 0)
-        _, end = consumer.get_watermark_offsets(partition, timeout=self._timeout)
+        end = self._end_offset(consumer, partition)
         if start >= end:
             return []
         consumer.assign([TopicPartition(self._topic, 0, start)])
@@ -82,6 +82,19 @@ class CompactedLog:
             elif time.monotonic() > deadline:
                 raise KafkaUnavailableError(f"timed out reading {self._topic}")
         return records
+
+    def _end_offset(self, consumer: Consumer, partition: TopicPartition) -> int:
+        """The high watermark; a topic created a moment ago may not be known yet: wait."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return int(consumer.get_watermark_offsets(partition, timeout=self._timeout)[1])
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+                    raise KafkaUnavailableError(f"reading {self._topic}: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise KafkaUnavailableError(f"{self._topic} has no partition 0") from exc
+                time.sleep(0.1)
 
     def _record(self, message: Any) -> LogRecord:
         if message.error():

@@ -1,0 +1,363 @@
+"""Ingest throughput and latency of the connector, beside a bare confluent-kafka consumer.
+
+Measures, in one run on one machine:
+- events/s end to end (first event visible in Redis to last) of one `streamrec connector`
+  process, with one event per record and with ten (the PutEvents maximum);
+- events/s of a bare confluent-kafka consumer that runs the same ingest code (parsing,
+  validation, dedup, dataset append, Redis writes) on the same records, and the ratio;
+- p50/p99 of produce-to-visible-in-Redis latency at a steady 2,000 events/s.
+
+    python bench/ingest.py [--events 200000] [--latency-seconds 20]
+
+Starts a local Kafka broker and redis-server unless STREAMREC_KAFKA_BOOTSTRAP and
+STREAMREC_REDIS_URL are set. The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+from confluent_kafka import Consumer, Producer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import schemas
+from bench.services import services
+from connector.devservices.process import free_port
+from connector.ingest.records import SourceRecord
+from connector.keys import Keys, Subject
+from connector.registry.registry import open_registry
+from connector.settings import ConnectorSettings
+from connector.trackers import open_trackers
+from connector.wiring import ensure_group_topics, event_processor
+
+TYPES = ("click", "watch", "purchase")
+
+
+def synthetic_events(count: int, seed: int) -> Iterator[tuple[str, dict[str, object]]]:
+    """(user, event) pairs shaped like real traffic: skewed items, impressions, context."""
+    rng = random.Random(seed)
+    for n in range(count):
+        user = f"user-{int(rng.paretovariate(1.2) * 100) % 20_000}"
+        items = [f"item-{int(rng.paretovariate(1.1) * 50) % 8_000}" for _ in range(10)]
+        event: dict[str, object] = {
+            "eventId": f"e{seed}-{n}",
+            "eventType": rng.choice(TYPES),
+            "itemId": items[0],
+            "sentAt": 1_700_000_000 + n,
+            "eventValue": round(rng.random() * 5, 2),
+            "impression": items,
+            "properties": {
+                "device": rng.choice(("phone", "tv", "web")),
+                "location": rng.choice(("Berlin", "Lagos", "Lima", "Osaka")),
+            },
+        }
+        if n % 3 == 0:
+            event["metricAttribution"] = {"eventAttributionSource": f"campaign-{n % 7}"}
+        yield user, event
+
+
+def prepare(base: ConnectorSettings, group: str, **overrides: object) -> ConnectorSettings:
+    """A dataset group with schemas, topics and a tracker."""
+    settings = base.model_copy(update={"dataset_group": group, **overrides})
+    registry = open_registry(settings)
+    for dataset, file in schemas.DATASET_FILES.items():
+        registry.register(group, dataset, schemas.load(file))
+    ensure_group_topics(settings)
+    trackers = open_trackers(settings)
+    if trackers.of_group(group) is None:
+        trackers.create(group)
+    return settings
+
+
+def publish(settings: ConnectorSettings, events: int, per_record: int, seed: int) -> None:
+    """Publish `events` events, `per_record` to a PutEvents record, keyed by user."""
+    tracker = open_trackers(settings).of_group(settings.dataset_group)
+    assert tracker is not None
+    producer = Producer({**settings.kafka_config(), "linger.ms": 20, "batch.size": 1_000_000})
+    batch: list[dict[str, object]] = []
+    for user, event in synthetic_events(events, seed):
+        batch.append(event)
+        if len(batch) == per_record:
+            record = {
+                "trackingId": tracker.tracking_id,
+                "userId": user,
+                "sessionId": f"s-{user}",
+                "eventList": batch,
+            }
+            _produce(producer, settings.topics.events, user, json.dumps(record).encode())
+            batch = []
+    producer.flush(120)
+
+
+def _produce(producer: Producer, topic: str, key: str, value: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key.encode())
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def counted(client: redis.Redis, keys: Keys) -> int:
+    """Events recorded in Redis so far (the ingest script's counters)."""
+    buckets = client.zrange(keys.metric_buckets, 0, -1)
+    pipe = client.pipeline(transaction=False)
+    for bucket in buckets:
+        pipe.hvals(keys.type_counts(int(bucket)))
+    return sum(int(v) for values in pipe.execute() for v in values)
+
+
+def time_until_counted(client: redis.Redis, keys: Keys, total: int, timeout: float) -> float:
+    """Seconds from the first event visible in Redis to the last."""
+    first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = counted(client, keys)
+        now = time.monotonic()
+        if seen and first is None:
+            first = now
+        if seen >= total and first is not None:
+            return now - first
+        time.sleep(0.02)
+    raise TimeoutError(f"only {counted(client, keys)} of {total} events in {timeout:.0f} s")
+
+
+def connector_env(settings: ConnectorSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "STREAMREC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "STREAMREC_REDIS_URL": settings.redis_url,
+        "STREAMREC_DATASET_GROUP": settings.dataset_group,
+        "STREAMREC_CONNECTOR_WEB_PORT": str(free_port()),
+    }
+
+
+def run_connector(settings: ConnectorSettings, total: int, timeout: float) -> float:
+    """events/s of a `streamrec connector` process over records already published."""
+    client = redis.Redis.from_url(settings.redis_url)
+    child = subprocess.Popen(
+        ["streamrec", "connector"],
+        env=connector_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return total / time_until_counted(client, Keys(settings.dataset_group), total, timeout)
+    finally:
+        child.terminate()
+        child.wait(60)
+
+
+def run_bare(settings: ConnectorSettings, total: int, batch_size: int) -> float:
+    """events/s of a plain confluent-kafka consumer running the same ingest code."""
+    processor = event_processor(settings)
+    consumer = Consumer(
+        {
+            **settings.kafka_config(),
+            "group.id": f"bare-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([settings.topics.events])
+    client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group)
+    first = None
+    try:
+        while counted(client, keys) < total:
+            messages = consumer.consume(batch_size, timeout=0.2)
+            records = [
+                SourceRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value())
+                for m in messages
+                if m.error() is None
+            ]
+            if not records:
+                continue
+            processor.process(records)
+            consumer.commit(asynchronous=True)
+            first = first or time.monotonic()
+        return total / (time.monotonic() - first) if first else 0.0
+    finally:
+        consumer.close()
+
+
+def latency_at_rate(settings: ConnectorSettings, rate: int, seconds: float) -> list[float]:
+    """Produce-to-visible latencies (ms) of probe events sent at `rate` events/s."""
+    tracker = open_trackers(settings).of_group(settings.dataset_group)
+    assert tracker is not None
+    client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group)
+    child = subprocess.Popen(
+        ["streamrec", "connector"],
+        env=connector_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _warm_up(settings, tracker.tracking_id, client, keys)
+        return _measure(settings, tracker.tracking_id, client, keys, rate, seconds)
+    finally:
+        child.terminate()
+        child.wait(60)
+
+
+def _warm_up(
+    settings: ConnectorSettings, tracking_id: str, client: redis.Redis, keys: Keys
+) -> None:
+    producer = Producer(settings.kafka_config())
+    record = {
+        "trackingId": tracking_id,
+        "userId": "warm",
+        "sessionId": "warm",
+        "eventList": [{"eventType": "click", "itemId": "x", "sentAt": 1}],
+    }
+    _produce(producer, settings.topics.events, "warm", json.dumps(record).encode())
+    producer.flush(30)
+    deadline = time.monotonic() + 120
+    while not client.exists(keys.history(Subject("u", "warm"))):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the connector did not start")
+        time.sleep(0.05)
+
+
+def _measure(
+    settings: ConnectorSettings,
+    tracking_id: str,
+    client: redis.Redis,
+    keys: Keys,
+    rate: int,
+    seconds: float,
+) -> list[float]:
+    pending: dict[str, float] = {}
+    latencies: list[float] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set() or pending:
+            with lock:
+                probes = list(pending.items())
+            if probes:
+                pipe = client.pipeline(transaction=False)
+                for user, _ in probes:
+                    pipe.exists(keys.history(Subject("u", user)))
+                now = time.perf_counter()
+                for (user, sent), visible in zip(probes, pipe.execute(), strict=True):
+                    if visible:
+                        latencies.append((now - sent) * 1000)
+                        with lock:
+                            pending.pop(user, None)
+            time.sleep(0.002)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    producer = Producer({**settings.kafka_config(), "linger.ms": 0})
+    events = synthetic_events(int(rate * seconds), seed=7)
+    start = time.perf_counter()
+    for n, (user, event) in enumerate(events):
+        while time.perf_counter() < start + n / rate:
+            time.sleep(0.0005)
+        probe = n % 10 == 0
+        who = f"probe-{n}" if probe else user
+        record = {
+            "trackingId": tracking_id,
+            "userId": who,
+            "sessionId": f"s-{who}",
+            "eventList": [event],
+        }
+        if probe:
+            with lock:
+                pending[who] = time.perf_counter()
+        _produce(producer, settings.topics.events, who, json.dumps(record).encode())
+        producer.poll(0)
+    producer.flush(30)
+    done.set()
+    poller.join(60)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=int, default=2_000)
+    args = parser.parse_args()
+    with services() as (kafka, redis_url):
+        run_id = uuid.uuid4().hex[:6]
+        base = ConnectorSettings(kafka_bootstrap=kafka, redis_url=redis_url)
+        figures = measure(base, run_id, args)
+    print_table(figures, args)
+    print(json.dumps(figures))
+
+
+def measure(base: ConnectorSettings, run_id: str, args: argparse.Namespace) -> dict[str, float]:
+    timeout = max(600.0, args.events / 500)
+    one = prepare(base, f"bench1-{run_id}")
+    publish(one, args.events, 1, seed=1)
+    print(f"published {args.events} events, 1 per record", flush=True)
+    events_per_s_1 = run_connector(one, args.events, timeout)
+    ten = prepare(base, f"bench10-{run_id}")
+    publish(ten, args.events, 10, seed=2)
+    print(f"published {args.events} events, 10 per record", flush=True)
+    events_per_s_10 = run_connector(ten, args.events, timeout)
+    # The bare consumer reads the first group's topic again, with its own Redis state and
+    # output topics, so it repeats exactly the connector's work on exactly the same records.
+    bare_settings = prepare(
+        base,
+        f"bench1-{run_id}",
+        interactions_topic="{group}.interactions.bare",
+        deadletter_topic="{group}.deadletter.bare",
+    )
+    _forget_redis_state(bare_settings)
+    bare = run_bare(bare_settings, args.events, bare_settings.connector_batch_size)
+    latency = latency_at_rate(prepare(base, f"benchlat-{run_id}"), args.rate, args.latency_seconds)
+    return {
+        "events": args.events,
+        "events_per_s_1": round(events_per_s_1),
+        "events_per_s_10": round(events_per_s_10),
+        "bare_events_per_s": round(bare),
+        "ratio": round(events_per_s_1 / bare, 3) if bare else 0.0,
+        "p50_ms_at_2000": round(statistics.median(latency), 1),
+        "p99_ms_at_2000": round(statistics.quantiles(latency, n=100)[98], 1),
+        "latency_probes": len(latency),
+    }
+
+
+def _forget_redis_state(settings: ConnectorSettings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = list(client.scan_iter(match=f"{Keys(settings.dataset_group).base}*", count=10_000))
+    for start in range(0, len(keys), 10_000):
+        client.delete(*keys[start : start + 10_000])
+
+
+def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
+    rows = [
+        ("streamrec connector, 1 event/record", f"{figures['events_per_s_1']:,} events/s"),
+        ("streamrec connector, 10 events/record", f"{figures['events_per_s_10']:,} events/s"),
+        (
+            "bare confluent-kafka consumer, 1 event/record",
+            f"{figures['bare_events_per_s']:,} events/s",
+        ),
+        ("connector / bare", f"{figures['ratio']}"),
+        (f"produce->Redis p50 at {args.rate}/s", f"{figures['p50_ms_at_2000']} ms"),
+        (f"produce->Redis p99 at {args.rate}/s", f"{figures['p99_ms_at_2000']} ms"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"\ningest benchmark, {args.events:,} events, {os.cpu_count()} cores")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value:>16}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,13 +10,16 @@ they live in one Redis Cluster slot. The layout is a public contract, see docs/r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote
 
 PREFIX = "streamrec"
 
 
+@lru_cache(maxsize=65_536)
 def escape(identifier: str) -> str:
-    """An id made safe for a key: percent-encoded, reversible with urllib.parse.unquote."""
+    """An id made safe for a key: percent-encoded, reversible with urllib.parse.unquote.
+    Cached: the same users and items come back again and again on the ingest path."""
     return quote(identifier, safe="-._~")
 
 

@@ -8,8 +8,9 @@ subject's Redis slot.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
+
+import orjson
 
 _IGNORED = ("eventId",)  # a resend with a new eventId is still the same event
 
@@ -17,10 +18,10 @@ _IGNORED = ("eventId",)  # a resend with a new eventId is still the same event
 def content_marker(subject_kind: str, subject_id: str, event: dict[str, Any]) -> str:
     """Marker of the event's content: every field but eventId, plus whose event it is."""
     content = {key: value for key, value in event.items() if key not in _IGNORED}
-    canonical = json.dumps(
-        [subject_kind, subject_id, content], sort_keys=True, separators=(",", ":"), default=str
+    canonical = orjson.dumps(
+        [subject_kind, subject_id, content], option=orjson.OPT_SORT_KEYS, default=str
     )
-    return "f:" + hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+    return "f:" + hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
 def event_id_marker(event: dict[str, Any]) -> str | None:

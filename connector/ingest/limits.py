@@ -7,9 +7,10 @@ spirit as Personalize's request quota) 10 KB per event once encoded as JSON.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
+
+import orjson
 
 from connector.exceptions import InvalidEventError
 from connector.ingest.rows import decode_json
@@ -30,13 +31,20 @@ def check_envelope(envelope: dict[str, Any]) -> list[Any]:
     return events
 
 
-def check_event(event: Any) -> dict[str, Any]:
-    """One event after the event-level checks; sentAt is normalised to whole seconds."""
+def check_event(event: Any, record_size: int | None = None) -> dict[str, Any]:
+    """One event after the event-level checks; sentAt is normalised to whole seconds.
+
+    `record_size` is the size of the record the event came in: when that is within the
+    limit, no event of it can exceed it, and the event need not be measured.
+    """
     if not isinstance(event, dict):
         raise InvalidEventError("each entry of eventList must be an object")
-    size = len(json.dumps(event, separators=(",", ":"), default=str).encode())
-    if size > MAX_EVENT_BYTES:
-        raise InvalidEventError(f"event is {size} bytes; at most {MAX_EVENT_BYTES} are accepted")
+    if record_size is None or record_size > MAX_EVENT_BYTES:
+        size = len(orjson.dumps(event, default=str))
+        if size > MAX_EVENT_BYTES:
+            raise InvalidEventError(
+                f"event is {size} bytes; at most {MAX_EVENT_BYTES} are accepted"
+            )
     for name in ("eventType", "eventId", "itemId", "recommendationId"):
         _check_id(event, name, required=name == "eventType")
     _check_impression(event.get("impression"))

@@ -7,10 +7,11 @@ server, and the same batch always gives the same plan.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from connector.exceptions import InvalidEventError
 from connector.ingest import fingerprint, limits
@@ -38,6 +39,7 @@ class Envelope:
     user_id: str | None
     session_id: str
     events: list[Any]
+    size: int  # bytes of the whole record: no event in it can be larger
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ def _open(record: SourceRecord, context: PlanContext) -> Envelope:
     if tracking_id != context.tracking_id:
         raise InvalidEventError(f"unknown trackingId {str(tracking_id)[:80]!r} for this group")
     events = limits.check_envelope(envelope)
-    return Envelope(record, envelope.get("userId"), envelope["sessionId"], events)
+    return Envelope(
+        record, envelope.get("userId"), envelope["sessionId"], events, len(record.value)
+    )
 
 
 def recommendation_ids(envelopes: list[Envelope]) -> set[str]:
@@ -128,7 +132,7 @@ def _accept(
     served: Mapping[str, ServedList],
     context: PlanContext,
 ) -> AcceptedEvent:
-    event = limits.check_event(raw_event)
+    event = limits.check_event(raw_event, envelope.size)
     served_list = served.get(event.get("recommendationId") or "")
     impression = event.get("impression")
     if impression is None and served_list is not None:
@@ -174,4 +178,4 @@ def _history_member(
         "context": {key: value for key, value in context.items() if value is not None},
         "impression": impression,
     }
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode()

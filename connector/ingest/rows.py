@@ -10,10 +10,10 @@ fields the schema does not declare are not stored, as in Personalize.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+import orjson
 from fastavro.validation import validate
 
 from connector.exceptions import InvalidEventError
@@ -37,8 +37,8 @@ def property_field(key: str) -> str:
 def decode_json(raw: bytes) -> dict[str, Any]:
     """Parse a JSON record; anything but a JSON object is an InvalidEventError."""
     try:
-        record = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise InvalidEventError(f"not valid JSON: {exc}") from exc
     if not isinstance(record, dict):
         raise InvalidEventError("a record must be a JSON object")

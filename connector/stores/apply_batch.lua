@@ -1,12 +1,89 @@
 -- Apply one batch of accepted events atomically: dedup markers, session histories,
 -- stitches of anonymous sessions into users, event-type and attribution counters.
 -- Every effect is keyed by the event's markers, so applying a batch twice changes nothing.
--- ARGV[1]: JSON {settings..., ops: [...]}; see connector/stores/sessions.py for the shape.
--- Returns {admitted, duplicates, stitched, flags}: flags has '1' per event op applied, '0' per
--- duplicate, in op order.
+-- ARGV[1]: JSON {settings..., events: [...], stitches: [...]}; see connector/stores/sessions.py.
+-- Returns {admitted, duplicates, stitched, flags}: flags has '1' per event applied and '0' per
+-- duplicate, in order.
 local batch = cjson.decode(ARGV[1])
 local admitted, duplicates, stitched = 0, 0, 0
 local flags = {}
+local touched = {}      -- history key -> {seen key, newest timestamp}
+local type_counts = {}  -- bucket -> event type -> count
+local source_counts = {}
+local known_sources = {}
+
+local function touch(history, seen, ts)
+  local entry = touched[history]
+  if entry == nil then
+    touched[history] = {seen, ts}
+  elseif ts > entry[2] then
+    entry[2] = ts
+  end
+end
+
+local function add(counts, bucket, name)
+  local by_name = counts[bucket]
+  if by_name == nil then
+    by_name = {}
+    counts[bucket] = by_name
+  end
+  by_name[name] = (by_name[name] or 0) + 1
+end
+
+local function source_of(source)
+  if known_sources[source] then return source end
+  if redis.call('SISMEMBER', batch.sources_key, source) == 0 then
+    if redis.call('SCARD', batch.sources_key) >= batch.max_sources then
+      return 'SOURCE_LIMIT_EXCEEDED'
+    end
+    redis.call('SADD', batch.sources_key, source)
+  end
+  known_sources[source] = true
+  return source
+end
+
+local function is_known(seen, markers)
+  for _, score in ipairs(redis.call('ZMSCORE', seen, unpack(markers))) do
+    if score then return true end
+  end
+  return false
+end
+
+local function event(op)
+  local seen = batch.prefix .. op.tag .. batch.seen_suffix
+  if is_known(seen, op.markers) then
+    duplicates = duplicates + 1
+    table.insert(flags, '0')
+    return
+  end
+  local history = batch.prefix .. op.tag .. batch.history_suffix
+  local scored = {}
+  for _, marker in ipairs(op.markers) do
+    table.insert(scored, op.ts)
+    table.insert(scored, marker)
+  end
+  redis.call('ZADD', seen, unpack(scored))
+  redis.call('ZADD', history, op.ts, op.member)
+  touch(history, seen, op.ts)
+  add(type_counts, op.bucket, op.type)
+  add(source_counts, op.bucket, source_of(op.source))
+  admitted = admitted + 1
+  table.insert(flags, '1')
+end
+
+local function stitch(op)
+  local link = batch.prefix .. op.session_tag .. batch.user_suffix
+  if redis.call('SET', link, op.user, 'NX', 'EX', batch.history_ttl) then
+    local user_history = batch.prefix .. op.user_tag .. batch.history_suffix
+    local user_seen = batch.prefix .. op.user_tag .. batch.seen_suffix
+    redis.call('ZUNIONSTORE', user_history, 2, user_history,
+               batch.prefix .. op.session_tag .. batch.history_suffix, 'AGGREGATE', 'MAX')
+    redis.call('ZUNIONSTORE', user_seen, 2, user_seen,
+               batch.prefix .. op.session_tag .. batch.seen_suffix, 'AGGREGATE', 'MAX')
+    touch(user_history, user_seen, batch.newest)
+    stitched = stitched + 1
+  end
+end
 
 local function bound(history, seen, newest)
   redis.call('ZREMRANGEBYRANK', history, 0, -(batch.history_length + 1))
@@ -16,51 +93,20 @@ local function bound(history, seen, newest)
   redis.call('EXPIRE', seen, math.max(batch.history_ttl, batch.dedup_window))
 end
 
-local function stitch(op)
-  if redis.call('SET', op.link, op.user, 'NX', 'EX', batch.history_ttl) then
-    redis.call('ZUNIONSTORE', op.user_history, 2, op.user_history, op.session_history,
-               'AGGREGATE', 'MAX')
-    redis.call('ZUNIONSTORE', op.user_seen, 2, op.user_seen, op.session_seen,
-               'AGGREGATE', 'MAX')
-    bound(op.user_history, op.user_seen, op.newest)
-    stitched = stitched + 1
-  end
-end
-
-local function source_of(source)
-  if redis.call('SISMEMBER', batch.sources_key, source) == 1 then return source end
-  if redis.call('SCARD', batch.sources_key) < batch.max_sources then
-    redis.call('SADD', batch.sources_key, source)
-    return source
-  end
-  return 'SOURCE_LIMIT_EXCEEDED'
-end
-
-local function event(op)
-  for _, marker in ipairs(op.markers) do
-    if redis.call('ZSCORE', op.seen, marker) then
-      duplicates = duplicates + 1
-      table.insert(flags, '0')
-      return
+local function flush(counts, prefix)
+  for bucket, by_name in pairs(counts) do
+    local key = prefix .. bucket
+    for name, count in pairs(by_name) do
+      redis.call('HINCRBY', key, name, count)
     end
+    redis.call('EXPIRE', key, batch.metrics_ttl)
+    redis.call('ZADD', batch.buckets_key, bucket, bucket)
   end
-  for _, marker in ipairs(op.markers) do
-    redis.call('ZADD', op.seen, op.ts, marker)
-  end
-  redis.call('ZADD', op.history, op.ts, op.member)
-  bound(op.history, op.seen, op.ts)
-  local types = batch.type_prefix .. op.bucket
-  local sources = batch.source_prefix .. op.bucket
-  redis.call('HINCRBY', types, op.type, 1)
-  redis.call('HINCRBY', sources, source_of(op.source), 1)
-  redis.call('EXPIRE', types, batch.metrics_ttl)
-  redis.call('EXPIRE', sources, batch.metrics_ttl)
-  redis.call('ZADD', batch.buckets_key, op.bucket, op.bucket)
-  admitted = admitted + 1
-  table.insert(flags, '1')
 end
 
-for _, op in ipairs(batch.ops) do
-  if op.kind == 'stitch' then stitch(op) else event(op) end
-end
+for _, op in ipairs(batch.events) do event(op) end
+for _, op in ipairs(batch.stitches) do stitch(op) end
+for history, entry in pairs(touched) do bound(history, entry[1], entry[2]) end
+flush(type_counts, batch.type_prefix)
+flush(source_counts, batch.source_prefix)
 return {admitted, duplicates, stitched, table.concat(flags)}

@@ -1,17 +1,19 @@
 """Session histories, dedup markers, stitching and counters in Redis.
 
-Reads (which markers are known, which sessions are stitched) are one pipeline per batch;
-all writes of a batch are one Lua script, so they happen together or not at all, and every
-write is keyed by the event's markers, so a batch replayed after a crash changes nothing.
+A batch costs three round trips: which sessions are stitched (MGET), which events are
+already recorded (one script), and all writes (one script), so the writes of a batch happen
+together or not at all. Every write is keyed by the event's markers, so a batch replayed
+after a crash changes nothing. Key names come from `connector.keys`; the scripts receive the
+group prefix and the suffixes and put them together with each subject's hash tag.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 import redis
 
 from connector.ingest.records import AcceptedEvent, Stitch
@@ -63,9 +65,10 @@ class SessionStore:
         self._client = client
         self._keys = keys
         self._policy = policy
-        script = resources.files(__package__).joinpath("apply_batch.lua").read_text()
-        self._apply = client.register_script(script)
+        self._apply = client.register_script(_script("apply_batch.lua"))
+        self._known = client.register_script(_script("known_markers.lua"))
         self._admit_types = client.register_script(_ADMIT_TYPES)
+        self._layout = _layout(keys)
 
     def links(self, sessions: set[str]) -> dict[str, str]:
         """Anonymous sessions already stitched to a user, and that user."""
@@ -75,10 +78,11 @@ class SessionStore:
 
     def known(self, events: list[AcceptedEvent]) -> list[bool]:
         """For each event, whether one of its markers is already recorded (a duplicate)."""
-        pipe = self._client.pipeline(transaction=False)
-        for event in events:
-            pipe.zmscore(self._keys.seen(event.subject), list(event.markers))
-        return [any(score is not None for score in scores) for scores in pipe.execute()]
+        if not events:
+            return []
+        ops = [{"tag": event.subject.tag, "markers": event.markers} for event in events]
+        flags = self._known(args=[orjson.dumps({**self._layout, "events": ops})])
+        return [flag == "1" for flag in _text(flags)]
 
     def admit_event_types(self, types: set[str], budget: int) -> set[str]:
         """The subset of `types` within the distinct-event-type budget (atomic across
@@ -89,15 +93,20 @@ class SessionStore:
         return {_text(name) for name in admitted}
 
     def apply(self, events: list[AcceptedEvent], stitches: list[Stitch]) -> ApplyReport:
-        """Record the events and stitches of one batch atomically."""
-        payload = self._payload(events, stitches)
-        admitted, duplicates, stitched, flags = self._apply(args=[json.dumps(payload)])
+        """Record the events, then the stitches, of one batch atomically. Stitches come
+        last: a session's events of this batch from before the login are in its history by
+        then, and move with it."""
+        if not events and not stitches:
+            return ApplyReport(0, 0, 0, [])
+        payload = orjson.dumps(self._payload(events, stitches))
+        admitted, duplicates, stitched, flags = self._apply(args=[payload])
         applied = [event for event, flag in zip(events, _text(flags), strict=True) if flag == "1"]
         return ApplyReport(int(admitted), int(duplicates), int(stitched), applied)
 
     def _payload(self, events: list[AcceptedEvent], stitches: list[Stitch]) -> dict[str, Any]:
-        policy, keys = self._policy, self._keys
+        policy, keys, bucket = self._policy, self._keys, self._policy.bucket_seconds
         return {
+            **self._layout,
             "history_length": policy.length,
             "history_ttl": policy.ttl_seconds,
             "dedup_window": policy.dedup_window_seconds,
@@ -108,43 +117,44 @@ class SessionStore:
             "type_prefix": keys.type_counts(0)[:-1],
             "source_prefix": keys.source_counts(0)[:-1],
             "buckets_key": keys.metric_buckets,
-            "ops": self._ops(events, stitches),
+            "newest": max((event.row["TIMESTAMP"] for event in events), default=0),
+            "events": [
+                {
+                    "tag": event.subject.tag,
+                    "markers": event.markers,
+                    "ts": event.row["TIMESTAMP"],
+                    "member": event.history_member,
+                    "type": event.event_type,
+                    "source": event.attribution,
+                    "bucket": event.row["TIMESTAMP"] - event.row["TIMESTAMP"] % bucket,
+                }
+                for event in events
+            ],
+            "stitches": [
+                {
+                    "user": stitch.user_id,
+                    "user_tag": Subject("u", stitch.user_id).tag,
+                    "session_tag": Subject("s", stitch.session_id).tag,
+                }
+                for stitch in stitches
+            ],
         }
 
-    def _ops(self, events: list[AcceptedEvent], stitches: list[Stitch]) -> list[dict[str, Any]]:
-        """Events first, then stitches: a session's events of this batch that came before
-        the login are in its history by then, and are merged with it."""
-        newest = max((event.row["TIMESTAMP"] for event in events), default=0)
-        return [self._event_op(event) for event in events] + [
-            self._stitch_op(stitch, newest) for stitch in stitches
-        ]
 
-    def _event_op(self, event: AcceptedEvent) -> dict[str, Any]:
-        timestamp = event.row["TIMESTAMP"]
-        return {
-            "kind": "event",
-            "history": self._keys.history(event.subject),
-            "seen": self._keys.seen(event.subject),
-            "markers": list(event.markers),
-            "ts": timestamp,
-            "member": event.history_member,
-            "type": event.event_type,
-            "source": event.attribution,
-            "bucket": timestamp - timestamp % self._policy.bucket_seconds,
-        }
+def _layout(keys: Keys) -> dict[str, str]:
+    """The parts the scripts build a subject's keys from: prefix + hash tag + suffix."""
+    probe = Subject("u", "x")
+    start = len(keys.base) + len(probe.tag)
+    return {
+        "prefix": keys.base,
+        "history_suffix": keys.history(probe)[start:],
+        "seen_suffix": keys.seen(probe)[start:],
+        "user_suffix": keys.session_user("x")[start:],
+    }
 
-    def _stitch_op(self, stitch: Stitch, newest: int) -> dict[str, Any]:
-        user, session = Subject("u", stitch.user_id), Subject("s", stitch.session_id)
-        return {
-            "kind": "stitch",
-            "link": self._keys.session_user(stitch.session_id),
-            "user": stitch.user_id,
-            "user_history": self._keys.history(user),
-            "user_seen": self._keys.seen(user),
-            "session_history": self._keys.history(session),
-            "session_seen": self._keys.seen(session),
-            "newest": newest,
-        }
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text()
 
 
 def _text(value: bytes | str) -> str:

@@ -258,7 +258,7 @@ def _measure(
                         latencies.append((now - sent) * 1000)
                         with lock:
                             pending.pop(user, None)
-            time.sleep(0.002)
+            time.sleep(0.005)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
@@ -266,8 +266,8 @@ def _measure(
     events = synthetic_events(int(rate * seconds), seed=7)
     start = time.perf_counter()
     for n, (user, event) in enumerate(events):
-        while time.perf_counter() < start + n / rate:
-            time.sleep(0.0005)
+        if n % 20 == 0:  # send in bursts of 20 (every 10 ms at 2,000/s): less CPU spent waiting
+            time.sleep(max(0.0, start + n / rate - time.perf_counter()))
         probe = n % 10 == 0
         who = f"probe-{n}" if probe else user
         record = {

@@ -177,7 +177,7 @@ class ConnectorSettings(CommonSettings):
         1000, description="Records taken from a partition stream per batch."
     )
     connector_batch_seconds: float = Field(
-        0.2, description="Longest wait for a batch to fill before it is processed anyway."
+        0.05, description="Longest wait for a batch to fill before it is processed anyway."
     )
     connector_session_timeout_seconds: float = Field(
         30.0,

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import schemas
 from bench.services import services
+from connector import logs
 from connector.devservices.process import free_port
 from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
@@ -288,6 +289,7 @@ def _measure(
 
 
 def main() -> None:
+    logs.configure(verbose=False)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from connector.ingest.records import SourceRecord
@@ -51,3 +53,31 @@ def test_producer_records_are_ingested(settings: ConnectorSettings, encoding: st
     assert rows["i1"]["USER_ID"] == "u1" and rows["i1"]["DEVICE"] == "tv"
     assert rows["i1"]["IMPRESSION"] == "i1|i2" and rows["i1"]["EVENT_ATTRIBUTION_SOURCE"] == "email"
     assert rows["i2"]["USER_ID"] == "s2"
+
+
+def test_a_plain_kcat_producer_of_json_works(settings: ConnectorSettings) -> None:
+    """The docs/producing.md recipe: kcat -P with a '|' key delimiter, nothing else."""
+    import subprocess
+
+    tracking_id = prepare_group(settings)
+    record = {
+        "trackingId": tracking_id,
+        "userId": "user123",
+        "sessionId": "s1",
+        "eventList": [{"eventType": "click", "itemId": "item-42", "sentAt": 1700000000}],
+    }
+    line = "user123|" + json.dumps(record)
+    subprocess.run(
+        ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", settings.topics.events, "-K", "|"],
+        input=line + "\n",
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    consumed = read_topic(settings, settings.topics.events)
+    assert [m.key for m in consumed] == [b"user123"]
+    records = [
+        SourceRecord(settings.topics.events, m.partition, m.offset, m.key, m.value)
+        for m in consumed
+    ]
+    assert event_processor(settings).process(records).appended == 1

@@ -16,6 +16,7 @@ STREAMREC_REDIS_URL are set. The last line printed is one JSON object with the f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -38,6 +39,7 @@ from bench.services import services
 from connector import logs
 from connector.devservices.process import free_port
 from connector.ingest.records import SourceRecord
+from connector.kafka_produce import produce
 from connector.keys import Keys, Subject
 from connector.registry.registry import open_registry
 from connector.settings import ConnectorSettings
@@ -104,12 +106,7 @@ def publish(settings: ConnectorSettings, events: int, per_record: int, seed: int
 
 
 def _produce(producer: Producer, topic: str, key: str, value: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key.encode())
-            return
-        except BufferError:
-            producer.poll(0.05)
+    produce(producer, topic, value, key.encode())
 
 
 def counted(client: redis.Redis, keys: Keys) -> int:
@@ -146,9 +143,9 @@ def connector_env(settings: ConnectorSettings) -> dict[str, str]:
     }
 
 
-def run_connector(settings: ConnectorSettings, total: int, timeout: float) -> float:
-    """events/s of a `streamrec connector` process over records already published."""
-    client = redis.Redis.from_url(settings.redis_url)
+@contextlib.contextmanager
+def running_connector(settings: ConnectorSettings) -> Iterator[None]:
+    """A `streamrec connector` process for the settings' group, stopped on exit."""
     child = subprocess.Popen(
         ["streamrec", "connector"],
         env=connector_env(settings),
@@ -156,10 +153,17 @@ def run_connector(settings: ConnectorSettings, total: int, timeout: float) -> fl
         stderr=subprocess.DEVNULL,
     )
     try:
-        return total / time_until_counted(client, Keys(settings.dataset_group), total, timeout)
+        yield
     finally:
         child.terminate()
         child.wait(60)
+
+
+def run_connector(settings: ConnectorSettings, total: int, timeout: float) -> float:
+    """events/s of a `streamrec connector` process over records already published."""
+    client = redis.Redis.from_url(settings.redis_url)
+    with running_connector(settings):
+        return total / time_until_counted(client, Keys(settings.dataset_group), total, timeout)
 
 
 def run_bare(settings: ConnectorSettings, total: int, batch_size: int) -> float:
@@ -199,18 +203,9 @@ def latency_at_rate(settings: ConnectorSettings, rate: int, seconds: float) -> l
     tracker = open_trackers(settings).of_group(settings.dataset_group)
     assert tracker is not None
     client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group)
-    child = subprocess.Popen(
-        ["streamrec", "connector"],
-        env=connector_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with running_connector(settings):
         _warm_up(settings, tracker.tracking_id, client, keys)
         return _measure(settings, tracker.tracking_id, client, keys, rate, seconds)
-    finally:
-        child.terminate()
-        child.wait(60)
 
 
 def _warm_up(

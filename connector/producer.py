@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 
 from connector import wire
 from connector.exceptions import KafkaUnavailableError
+from connector.kafka_produce import produce
 from connector.registry.registry import ENVELOPE, open_registry
 from connector.settings import CommonSettings
 
@@ -72,12 +73,7 @@ class EventProducer:
         )
 
     def _send(self, topic: str, key: str, value: bytes) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key.encode())
-                return
-            except BufferError:
-                self._producer.poll(0.1)
+        produce(self._producer, topic, value, key.encode())
 
 
 def _avro_event(event: dict[str, Any]) -> dict[str, Any]:

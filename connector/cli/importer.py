@@ -11,6 +11,7 @@ from confluent_kafka import Producer
 
 from connector.bulk_import import ImportSummary, event_records, metadata_records
 from connector.exceptions import KafkaUnavailableError, SchemaNotFoundError, TrackerError
+from connector.kafka_produce import produce
 from connector.registry.registry import open_registry
 from connector.registry.rules import DATASET_TYPES
 from connector.settings import ConnectorSettings
@@ -55,7 +56,7 @@ def import_csv(dataset: str, file: Path) -> None:
         else:
             records = metadata_records(rows, schema, summary)
         for key, record in records:
-            _produce(producer, topic, key, json.dumps(record).encode())
+            produce(producer, topic, json.dumps(record).encode(), key.encode())
     if producer.flush(60):
         raise KafkaUnavailableError("some records were not acknowledged by the broker")
     _report(summary, topic)
@@ -69,15 +70,6 @@ def _tracking_id(settings: ConnectorSettings) -> str:
             "run `streamrec trackers create` first"
         )
     return tracker.tracking_id
-
-
-def _produce(producer: Producer, topic: str, key: str, value: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key.encode())
-            return
-        except BufferError:
-            producer.poll(0.1)
 
 
 def _report(summary: ImportSummary, topic: str) -> None:

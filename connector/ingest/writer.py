@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from connector import wire
 from connector.exceptions import KafkaUnavailableError
 from connector.ingest.records import AcceptedEvent, DeadLetter
+from connector.kafka_produce import produce
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -81,12 +82,7 @@ class DatasetWriter:
             self._send(self._deadletter, source.key, source.value, _dead_headers(letter))
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._done)
-                return
-            except BufferError:
-                self._producer.poll(0.1)  # the local queue is full: let deliveries drain
+        produce(self._producer, topic, value, key, headers=headers, on_delivery=self._done)
 
     def _done(self, err: Any, _message: Any) -> None:
         if err is not None:

@@ -10,11 +10,11 @@ fields the schema does not declare are not stored, as in Personalize.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 import orjson
-from fastavro.validation import validate
 
 from connector.exceptions import InvalidEventError
 from connector.registry.rules import RESERVED, DatasetSchema
@@ -110,18 +110,46 @@ def _properties(record: dict[str, Any], schema: DatasetSchema) -> dict[str, Any]
 
 
 def _checked_row(values: dict[str, Any], schema: DatasetSchema) -> dict[str, Any]:
-    row = {spec.name: values.get(spec.name) for spec in schema.fields}
-    if not validate(row, schema.parsed, raise_errors=False):
-        raise InvalidEventError(_explain(row, schema))
+    """The schema's fields from `values`; raises naming the first field that does not fit.
+
+    Dataset schemas are flat records of primitives (the rules allow nothing else), so a
+    per-field type check is the whole Avro validation, at a fraction of fastavro's cost.
+    """
+    row = {}
+    for spec in schema.fields:
+        value = values.get(spec.name)
+        if value is None:
+            if not spec.nullable:
+                raise InvalidEventError(f"{spec.name} is required but missing")
+        elif not _fits(value, spec.type):
+            raise InvalidEventError(
+                f"{spec.name} must be {_EXPECTED[spec.type]}, got {type(value).__name__} "
+                f"{value!r:.80}"
+            )
+        row[spec.name] = value
     return row
 
 
-def _explain(row: dict[str, Any], schema: DatasetSchema) -> str:
-    """Name the first field whose value does not fit, instead of fastavro's whole-record dump."""
-    for spec in schema.fields:
-        value = row[spec.name]
-        if value is None and not spec.nullable:
-            return f"{spec.name} is required but missing"
-        if value is not None and not validate(value, spec.type, raise_errors=False):
-            return f"{spec.name} must be {spec.type}, got {type(value).__name__} {value!r:.80}"
-    return f"record does not match the {schema.dataset.capitalize()} schema"
+_INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_EXPECTED = {
+    "string": "string",
+    "int": "int",
+    "long": "long",
+    "boolean": "boolean",
+    "float": "a finite float",
+    "double": "a finite double",
+}
+
+
+def _fits(value: Any, avro_type: str) -> bool:
+    """Whether `value` is a valid Avro `avro_type` (and finite, for floating point)."""
+    if isinstance(value, bool):
+        return avro_type == "boolean"
+    if avro_type == "string":
+        return isinstance(value, str)
+    if avro_type in _INT_RANGE:
+        low, high = _INT_RANGE[avro_type]
+        return isinstance(value, int) and low <= value <= high
+    if avro_type in ("float", "double"):
+        return isinstance(value, int | float) and math.isfinite(value)
+    return False

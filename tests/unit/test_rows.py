@@ -77,7 +77,10 @@ def test_invalid_example_event_is_rejected_with_its_reason(file: str, reason: st
     [
         ({"sentAt": "yesterday"}, "TIMESTAMP must be long, got str 'yesterday'"),
         ({"eventType": ""}, "eventType is required on every event"),
-        ({"eventValue": "high"}, "EVENT_VALUE must be float, got str 'high'"),
+        ({"eventValue": "high"}, "EVENT_VALUE must be a finite float, got str 'high'"),
+        ({"eventValue": float("inf")}, "EVENT_VALUE must be a finite float, got float inf"),
+        ({"eventValue": True}, "EVENT_VALUE must be a finite float, got bool True"),
+        ({"sentAt": 2**63}, "TIMESTAMP must be long, got int 9223372036854775808"),
     ],
 )
 def test_wrong_value_names_the_field(change: dict[str, object], reason: str) -> None:

@@ -78,6 +78,9 @@ class CommonSettings(BaseSettings):
     )
     redis_username: str | None = Field(None, description="Redis ACL user name.")
     redis_password: SecretStr | None = Field(None, description="Redis password (never logged).")
+    redis_socket_timeout_seconds: float = Field(
+        10.0, description="How long a Redis call may wait before it fails and is retried."
+    )
     redis_ssl_ca_certs: str | None = Field(
         None, description="CA certificate file for rediss:// connections."
     )
@@ -160,6 +163,8 @@ class CommonSettings(BaseSettings):
     def redis_options(self) -> dict[str, Any]:
         """Keyword arguments for `redis.Redis.from_url` beyond the URL itself."""
         optional = {
+            "socket_timeout": self.redis_socket_timeout_seconds,
+            "socket_connect_timeout": self.redis_socket_timeout_seconds,
             "username": self.redis_username,
             "password": _reveal(self.redis_password),
             "ssl_ca_certs": self.redis_ssl_ca_certs,

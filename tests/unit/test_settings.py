@@ -52,7 +52,10 @@ def test_redis_credentials_reach_the_redis_client(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("STREAMREC_REDIS_USERNAME", "app")
     monkeypatch.setenv("STREAMREC_REDIS_PASSWORD", "s3cret-redis")
     monkeypatch.setenv("STREAMREC_REDIS_SSL_CA_CERTS", "/etc/redis-ca.pem")
+    monkeypatch.setenv("STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS", "2.5")
     assert CommonSettings().redis_options() == {
+        "socket_timeout": 2.5,
+        "socket_connect_timeout": 2.5,
         "username": "app",
         "password": "s3cret-redis",
         "ssl_ca_certs": "/etc/redis-ca.pem",

@@ -47,6 +47,9 @@ from connector.trackers import open_trackers
 from connector.wiring import ensure_group_topics, event_processor
 
 TYPES = ("click", "watch", "purchase")
+# The latency run first sends this long at the full rate without measuring, so that the
+# figure is the steady state, not the connector's first rebalance or the broker's warm-up.
+WARM_UP_SECONDS = 5.0
 
 
 def synthetic_events(count: int, seed: int) -> Iterator[tuple[str, dict[str, object]]]:
@@ -259,12 +262,13 @@ def _measure(
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     producer = Producer({**settings.kafka_config(), "linger.ms": 0})
-    events = synthetic_events(int(rate * seconds), seed=7)
+    warm_up = int(rate * WARM_UP_SECONDS)  # first seconds at full rate are not measured
+    events = synthetic_events(warm_up + int(rate * seconds), seed=7)
     start = time.perf_counter()
     for n, (user, event) in enumerate(events):
         if n % 20 == 0:  # send in bursts of 20 (every 10 ms at 2,000/s): less CPU spent waiting
             time.sleep(max(0.0, start + n / rate - time.perf_counter()))
-        probe = n % 10 == 0
+        probe = n >= warm_up and n % 10 == 0
         who = f"probe-{n}" if probe else user
         record = {
             "trackingId": tracking_id,

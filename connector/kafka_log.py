@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from connector.exceptions import ConcurrentWriteError, KafkaUnavailableError
 from connector.kafka_admin import TopicSpec, ensure_topics
+from connector.settings import CommonSettings
 
 
 @dataclass(frozen=True)
@@ -145,3 +146,10 @@ class LogWriter:
                 ) from exc
             raise KafkaUnavailableError(f"writing {self._topic}: {exc}") from exc
         return offsets[0]
+
+
+def settings_log(settings: CommonSettings, topic: str, transactional_id: str) -> CompactedLog:
+    """The compacted log `topic` on the settings' Kafka (created on first use)."""
+    return CompactedLog(
+        settings.kafka_config(), topic, transactional_id, settings.kafka_replication_factor
+    )

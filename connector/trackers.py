@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from connector.exceptions import TrackerError
-from connector.kafka_log import CompactedLog
+from connector.kafka_log import CompactedLog, settings_log
 from connector.settings import CommonSettings
 
 _REFRESH_INTERVAL = 5.0
@@ -84,10 +84,4 @@ class TrackerStore:
 
 def open_trackers(settings: CommonSettings) -> TrackerStore:
     """The tracker store in the settings' trackers topic (created on first use)."""
-    log = CompactedLog(
-        settings.kafka_config(),
-        settings.trackers_topic,
-        "streamrec-trackers",
-        settings.kafka_replication_factor,
-    )
-    return TrackerStore(log)
+    return TrackerStore(settings_log(settings, settings.trackers_topic, "streamrec-trackers"))

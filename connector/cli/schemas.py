@@ -8,13 +8,12 @@ from typing import Any
 
 import click
 
+from connector.cli.options import group_option, settings_for
 from connector.exceptions import SchemaRuleError
 from connector.registry.registry import open_registry
 from connector.registry.rules import DATASET_TYPES, check_schema
-from connector.settings import CommonSettings
 
 _DATASET = click.Choice(DATASET_TYPES)
-_GROUP = click.option("--group", help="Dataset group (default: STREAMREC_DATASET_GROUP).")
 
 
 @click.group()
@@ -31,7 +30,7 @@ def schemas() -> None:
 @schemas.command()
 @click.argument("dataset", type=_DATASET)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_GROUP
+@group_option
 def register(dataset: str, file: Path, group: str | None) -> None:
     """Register FILE as the next version of DATASET's schema (refused with the reason if it
     breaks a rule or cannot read what the current version accepted).
@@ -40,7 +39,7 @@ def register(dataset: str, file: Path, group: str | None) -> None:
     Example:
       streamrec schemas register items schemas/items.avsc --group shop
     """
-    settings = _settings(group)
+    settings = settings_for(group)
     entry = open_registry(settings).register(settings.dataset_group, dataset, _read(file))
     click.echo(
         f"{dataset} schema version {entry.version} (id {entry.id}) is registered in "
@@ -65,7 +64,7 @@ def check(dataset: str, file: Path) -> None:
 
 
 @schemas.command(name="list")
-@_GROUP
+@group_option
 def list_schemas(group: str | None) -> None:
     """List every version of every dataset schema of the group.
 
@@ -73,7 +72,7 @@ def list_schemas(group: str | None) -> None:
     Example:
       streamrec schemas list --group shop
     """
-    settings = _settings(group)
+    settings = settings_for(group)
     entries = open_registry(settings).list(settings.dataset_group)
     if not entries:
         click.echo(f"no schemas registered in dataset group {settings.dataset_group!r}")
@@ -85,7 +84,7 @@ def list_schemas(group: str | None) -> None:
 @schemas.command()
 @click.argument("dataset", type=_DATASET)
 @click.option("--version", type=int, help="Version number (default: the latest).")
-@_GROUP
+@group_option
 def get(dataset: str, version: int | None, group: str | None) -> None:
     """Print a version of DATASET's schema as JSON.
 
@@ -93,13 +92,9 @@ def get(dataset: str, version: int | None, group: str | None) -> None:
     Example:
       streamrec schemas get interactions --version 1
     """
-    settings = _settings(group)
+    settings = settings_for(group)
     entry = open_registry(settings).get(settings.dataset_group, dataset, version)
     click.echo(json.dumps(entry.summary(), indent=2))
-
-
-def _settings(group: str | None) -> CommonSettings:
-    return CommonSettings(dataset_group=group) if group else CommonSettings()
 
 
 def _read(file: Path) -> Any:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import click
 
+from connector.cli.options import group_option, settings_for
 from connector.settings import CommonSettings
 from connector.trackers import open_trackers
-
-_GROUP = click.option("--group", help="Dataset group (default: STREAMREC_DATASET_GROUP).")
-
-
-def _settings(group: str | None) -> CommonSettings:
-    return CommonSettings(dataset_group=group) if group else CommonSettings()
 
 
 @click.group()
@@ -25,7 +20,7 @@ def trackers() -> None:
 
 
 @trackers.command()
-@_GROUP
+@group_option
 def create(group: str | None) -> None:
     """Create the tracker of the dataset group (one per group) and print its trackingId.
 
@@ -33,7 +28,7 @@ def create(group: str | None) -> None:
     Example:
       TRACKING_ID=$(streamrec trackers create)
     """
-    settings = _settings(group)
+    settings = settings_for(group)
     click.echo(open_trackers(settings).create(settings.dataset_group).tracking_id)
 
 
@@ -53,7 +48,7 @@ def list_trackers() -> None:
 
 
 @trackers.command()
-@_GROUP
+@group_option
 def delete(group: str | None) -> None:
     """Delete the tracker of the dataset group; its trackingId stops being accepted.
 
@@ -61,6 +56,6 @@ def delete(group: str | None) -> None:
     Example:
       streamrec trackers delete --group shop
     """
-    settings = _settings(group)
+    settings = settings_for(group)
     tracker = open_trackers(settings).delete(settings.dataset_group)
     click.echo(f"deleted tracker {tracker.tracking_id} of {tracker.group!r}")

@@ -15,7 +15,7 @@ import fastavro
 from fastavro.schema import SchemaParseException
 
 from connector.exceptions import ConcurrentWriteError, SchemaNotFoundError, SchemaRuleError
-from connector.kafka_log import CompactedLog, LogRecord
+from connector.kafka_log import CompactedLog, LogRecord, settings_log
 from connector.registry.compatibility import check_compatible
 from connector.registry.rules import DatasetSchema, check_schema
 from connector.settings import CommonSettings
@@ -202,10 +202,6 @@ def _canonical(value: Any) -> str:
 
 def open_registry(settings: CommonSettings) -> SchemaRegistry:
     """The registry stored in the settings' schemas topic (created on first use)."""
-    log = CompactedLog(
-        settings.kafka_config(),
-        settings.schemas_topic,
-        "streamrec-schema-registry",
-        settings.kafka_replication_factor,
+    return SchemaRegistry(
+        settings_log(settings, settings.schemas_topic, "streamrec-schema-registry")
     )
-    return SchemaRegistry(log)

@@ -8,12 +8,12 @@ the connector at start and again when a record names an id it does not know.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 
 from connector.exceptions import TrackerError
 from connector.kafka_log import CompactedLog, settings_log
+from connector.refresh import Refresher
 from connector.settings import CommonSettings
 
 _REFRESH_INTERVAL = 5.0
@@ -34,11 +34,13 @@ class TrackerStore:
         self._log = log
         self._next_offset = 0
         self._by_group: dict[str, Tracker] = {}
-        self._refreshed = -_REFRESH_INTERVAL
+        self._refresher = Refresher(self._read_new, _REFRESH_INTERVAL)
 
     def refresh(self) -> None:
         """Read what was written since the last refresh."""
-        self._refreshed = time.monotonic()
+        self._refresher.now()
+
+    def _read_new(self) -> None:
         for record in self._log.read_from(self._next_offset):
             self._next_offset = record.offset + 1
             if record.value is None:
@@ -76,9 +78,9 @@ class TrackerStore:
         return sorted(self._by_group.values(), key=lambda tracker: tracker.group)
 
     def of_group(self, group: str) -> Tracker | None:
-        """The tracker of `group`, re-reading the topic at most every few seconds."""
-        if time.monotonic() - self._refreshed > _REFRESH_INTERVAL:
-            self.refresh()
+        """The tracker of `group`, for hot paths: the topic is re-read in the background at
+        most every few seconds, so a new or deleted tracker takes effect within seconds."""
+        self._refresher.in_background_if_stale()
         return self._by_group.get(group)
 
 

@@ -16,6 +16,7 @@ from fastavro.schema import SchemaParseException
 
 from connector.exceptions import ConcurrentWriteError, SchemaNotFoundError, SchemaRuleError
 from connector.kafka_log import CompactedLog, LogRecord, settings_log
+from connector.refresh import Refresher
 from connector.registry.compatibility import check_compatible
 from connector.registry.rules import DatasetSchema, check_schema
 from connector.settings import CommonSettings
@@ -56,11 +57,13 @@ class SchemaRegistry:
         self._next_offset = 0
         self._versions: dict[tuple[str, str], list[RegisteredSchema]] = {}
         self._by_id: dict[int, RegisteredSchema] = {}
-        self._refreshed = -_REFRESH_INTERVAL
+        self._refresher = Refresher(self._read_new, _REFRESH_INTERVAL)
 
     def refresh(self) -> None:
         """Read the records appended since the last refresh."""
-        self._refreshed = time.monotonic()
+        self._refresher.now()
+
+    def _read_new(self) -> None:
         for record in self._log.read_from(self._next_offset):
             self._add(_decode(record))
             self._next_offset = record.offset + 1
@@ -145,10 +148,10 @@ class SchemaRegistry:
         return history[version - 1]
 
     def current(self, group: str, dataset: str) -> RegisteredSchema:
-        """The latest version, re-reading the store at most every `_REFRESH_INTERVAL` (for
-        hot paths: a new version is picked up within seconds, without a read per batch)."""
-        if time.monotonic() - self._refreshed > _REFRESH_INTERVAL:
-            self.refresh()
+        """The latest version, for hot paths: the store is re-read in the background at most
+        every `_REFRESH_INTERVAL`, so a new version is picked up within seconds and no batch
+        waits for the read."""
+        self._refresher.in_background_if_stale()
         history = self._versions.get((group, dataset))
         return history[-1] if history else self.get(group, dataset)
 
@@ -158,8 +161,8 @@ class SchemaRegistry:
         Unknown ids re-read the store at most once per `_REFRESH_INTERVAL`, so a stream of
         garbage ids cannot turn into a stream of reads.
         """
-        if schema_id not in self._by_id and time.monotonic() - self._refreshed > _REFRESH_INTERVAL:
-            self.refresh()
+        if schema_id not in self._by_id:
+            self._refresher.if_stale()
         if schema_id not in self._by_id:
             raise SchemaNotFoundError(f"no schema has id {schema_id}")
         return self._by_id[schema_id]

@@ -38,11 +38,17 @@ class Outcome:
 
 
 def ensure_services(common: CommonSettings, dev: DevSettings) -> LocalServices | None:
-    """Start local Kafka and Redis unless the configured ones answer; return them if started."""
-    if local_kafka.answers(common.kafka_bootstrap) and local_redis.answers(common.redis_url):
+    """Start local Kafka and/or Redis where the configured ones do not answer (a Redis the
+    machine already runs is used as it is); return the services if any were started."""
+    answering = {
+        "kafka": local_kafka.answers(common.kafka_bootstrap),
+        "redis": local_redis.answers(common.redis_url),
+    }
+    missing = frozenset(name for name, ok in answering.items() if not ok)
+    if not missing:
         return None
     services = LocalServices(dev, common)
-    services.up()
+    services.up(missing)
     return services
 
 

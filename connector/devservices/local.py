@@ -17,6 +17,7 @@ from connector.exceptions import DevServiceError
 from connector.settings import CommonSettings
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+SERVICES = frozenset({"kafka", "redis"})
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,20 @@ class LocalServices:
             return []
         return [ServiceState(**entry) for entry in json.loads(self._state_file.read_text())]
 
-    def up(self) -> list[ServiceState]:
-        """Start Kafka and Redis on the configured local ports unless they already run here."""
+    def up(self, names: frozenset[str] = SERVICES) -> list[ServiceState]:
+        """Start the `names` services (Kafka and Redis by default) on the configured local
+        ports, unless they already run from this dev folder."""
         current = [state for state in self.status() if state.running]
-        if len(current) == 2:
+        if {state.name for state in current} >= names:
             return current
         self.down()
-        kafka_port, redis_port = self._ports()
+        kafka_port, redis_port = self._ports(names)
         started: list[ServiceState] = []
         try:
-            started.append(self._start_kafka(kafka_port))
-            started.append(self._start_redis(redis_port))
+            if "kafka" in names:
+                started.append(self._start_kafka(kafka_port))
+            if "redis" in names:
+                started.append(self._start_redis(redis_port))
         except Exception:
             for state in started:
                 process.stop(state.pid)
@@ -107,8 +111,9 @@ class LocalServices:
         )
         return ServiceState("redis", server.pid, f"redis://127.0.0.1:{port}/0")
 
-    def _ports(self) -> tuple[int, int]:
-        """Ports from STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL, which must be local."""
+    def _ports(self, names: frozenset[str]) -> tuple[int, int]:
+        """Ports from STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL; those of the services
+        to start must be local and free."""
         kafka_host, _, kafka_port = self._common.kafka_bootstrap.split(",")[0].rpartition(":")
         redis_url = urlparse(self._common.redis_url)
         if kafka_host not in _LOCAL_HOSTS or redis_url.hostname not in _LOCAL_HOSTS:
@@ -117,8 +122,8 @@ class LocalServices:
                 "STREAMREC_REDIS_URL must point at 127.0.0.1 or localhost"
             )
         ports = (int(kafka_port), redis_url.port or 6379)
-        for port in ports:
-            if process.port_in_use(port):
+        for name, port in zip(("kafka", "redis"), ports, strict=True):
+            if name in names and process.port_in_use(port):
                 raise DevServiceError(
                     f"port {port} is already in use; stop what listens there or set "
                     "STREAMREC_KAFKA_BOOTSTRAP / STREAMREC_REDIS_URL to free ports"

@@ -63,3 +63,26 @@ def test_up_refuses_a_port_in_use(tmp_path: Path, endpoints) -> None:
     assert result.returncode != 0
     assert "is already in use" in result.stderr
     assert _leftovers(tmp_path / "dev") == []
+
+
+@pytest.mark.slow
+def test_demo_starts_only_what_does_not_answer(tmp_path: Path, endpoints) -> None:
+    """A Redis the machine already runs is used as it is; only Kafka is started (and stopped)."""
+    import redis
+
+    dev_dir = tmp_path / "dev"
+    env = {
+        **os.environ,
+        "STREAMREC_DEV_DIR": str(dev_dir),
+        "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "STREAMREC_REDIS_URL": endpoints.redis_url,
+        "STREAMREC_DATASET_GROUP": f"demo{os.getpid()}",
+    }
+    result = subprocess.run(
+        ["streamrec", "demo"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "valid ->" in result.stdout and "stopped the local Kafka" in result.stdout
+    assert redis.Redis.from_url(endpoints.redis_url).ping()
+    assert not (dev_dir / "redis").exists()
+    assert _leftovers(dev_dir) == []

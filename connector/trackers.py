@@ -2,7 +2,7 @@
 
 As in Personalize, a dataset group has at most one tracker. Trackers are a source of truth,
 so they live in a compacted Kafka topic (keyed by group; deletion is a tombstone), read by
-the connector at start and again when a record names an id it does not know.
+the connector at start and re-read in the background every few seconds.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
+
 import schemas
 from connector import redis_client
 from connector.ingest.metadata import ITEMS, USERS, MetadataProcessor
@@ -11,7 +13,7 @@ from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
-from connector.registry.registry import ENVELOPE, open_registry
+from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
 from connector.settings import ConnectorSettings
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import HistoryPolicy, SessionStore
@@ -65,7 +67,7 @@ def processors(settings: ConnectorSettings) -> Processors:
     client = redis_client.connect(settings)
     topics, config, group = settings.topics, settings.kafka_config(), settings.dataset_group
     return Processors(
-        event_processor(settings),
+        _event_processor(settings, registry, client),
         MetadataProcessor(
             group,
             ITEMS,
@@ -85,10 +87,14 @@ def processors(settings: ConnectorSettings) -> Processors:
 
 def event_processor(settings: ConnectorSettings) -> EventProcessor:
     """The event-batch processor of the settings' dataset group, its dependencies checked."""
-    registry = open_registry(settings)
+    return _event_processor(settings, open_registry(settings), redis_client.connect(settings))
+
+
+def _event_processor(
+    settings: ConnectorSettings, registry: SchemaRegistry, client: redis.Redis
+) -> EventProcessor:
     registry.register(settings.dataset_group, ENVELOPE, schemas.load(schemas.ENVELOPE_FILE))
     registry.get(settings.dataset_group, "interactions")  # fails now if none is registered
-    client = redis_client.connect(settings)
     keys = Keys(settings.dataset_group)
     return EventProcessor(
         settings.dataset_group,

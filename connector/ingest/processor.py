@@ -62,8 +62,9 @@ class EventProcessor:
     def process(self, records: list[SourceRecord]) -> BatchReport:
         """Steps 1-4 above for `records`; raises on transient errors so the caller retries."""
         schema = self._registry.current(self._group, "interactions")
-        plan = self._plan(records, _spec(schema))
-        plan.dead.extend(self._over_budget(plan, _spec(schema)))
+        spec = _spec(schema)
+        plan = self._plan(records, spec)
+        plan.dead.extend(self._over_budget(plan, spec))
         fresh, repeated = self._fresh(plan.accepted)
         self._writer.write(fresh, plan.dead, schema.id, schema.parsed)
         applied = self._store.apply(fresh, plan.stitches)

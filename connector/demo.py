@@ -19,11 +19,14 @@ from connector.devservices import kafka as local_kafka
 from connector.devservices import redis as local_redis
 from connector.devservices.local import LocalServices
 from connector.devservices.settings import DevSettings
-from connector.exceptions import InvalidEventError, KafkaUnavailableError
-from connector.ingest.rows import decode_json, interaction_rows
+from connector.exceptions import KafkaUnavailableError, SchemaNotFoundError
+from connector.ingest import plan as planner
+from connector.ingest.records import BatchPlan, SourceRecord
+from connector.ingest.rows import decode_json
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.registry.registry import RegisteredSchema, open_registry
 from connector.settings import CommonSettings
+from connector.trackers import open_trackers
 
 EXAMPLE_EVENTS = ("watch.json", "anonymous.json", "missing-item.json", "unknown-property.json")
 
@@ -61,8 +64,16 @@ def register_examples(common: CommonSettings) -> list[RegisteredSchema]:
     ]
 
 
-def publish_examples(common: CommonSettings) -> list[int]:
-    """Publish the example PutEvents records as JSON, keyed by user; return their offsets."""
+def demo_tracker(common: CommonSettings) -> str:
+    """The dataset group's tracking id, creating the tracker on the first run."""
+    trackers = open_trackers(common)
+    tracker = trackers.of_group(common.dataset_group)
+    return (tracker or trackers.create(common.dataset_group)).tracking_id
+
+
+def publish_examples(common: CommonSettings, tracking_id: str) -> list[int]:
+    """Publish the example PutEvents records as JSON under `tracking_id`, keyed by user;
+    return their offsets."""
     topic = common.topics.events
     ensure_topics(common.kafka_config(), [TopicSpec(topic)], common.kafka_replication_factor)
     producer = Producer({**common.kafka_config(), "enable.idempotence": True})
@@ -74,16 +85,21 @@ def publish_examples(common: CommonSettings) -> list[int]:
         offsets.append(message.offset())
 
     for name in EXAMPLE_EVENTS:
-        record = schemas.load(f"examples/events/{name}")
+        record = {**schemas.load(f"examples/events/{name}"), "trackingId": tracking_id}
         key = (record.get("userId") or record["sessionId"]).encode()
         producer.produce(topic, json.dumps(record).encode(), key=key, on_delivery=delivered)
     producer.flush(30)
     return offsets
 
 
-def read_and_validate(common: CommonSettings, offsets: list[int]) -> list[Outcome]:
-    """Consume the published records back and validate each against the Interactions schema."""
+def read_and_validate(
+    common: CommonSettings, tracking_id: str, offsets: list[int]
+) -> list[Outcome]:
+    """Consume the published records back and check each the way the connector does."""
     schema = open_registry(common).get(common.dataset_group, "interactions").spec
+    if schema is None:
+        raise SchemaNotFoundError("the interactions schema is not a dataset schema")
+    context = planner.PlanContext(tracking_id, schema, decode_json)
     consumer = Consumer(
         {**common.kafka_config(), "group.id": "streamrec-demo", "enable.auto.commit": False}
     )
@@ -94,17 +110,28 @@ def read_and_validate(common: CommonSettings, offsets: list[int]) -> list[Outcom
             message = consumer.poll(10)
             if message is None or message.error():
                 raise KafkaUnavailableError(f"reading {common.topics.events}: no record in time")
-            outcomes.append(_validate(message.offset(), message.value(), schema))
+            received: Any = message  # a delivered message always has topic, partition, offset
+            source = SourceRecord(
+                received.topic(),
+                received.partition(),
+                received.offset(),
+                received.key(),
+                received.value(),
+            )
+            outcomes.append(_validate(source, context))
     finally:
         consumer.close()
     return outcomes
 
 
-def _validate(offset: Any, raw: Any, schema: Any) -> Outcome:
-    try:
-        return Outcome(offset, interaction_rows(decode_json(raw), schema), None)
-    except InvalidEventError as exc:
-        return Outcome(offset, [], str(exc))
+def _validate(source: SourceRecord, context: planner.PlanContext) -> Outcome:
+    """The connector's own planning step on one record (no Redis state: nothing stitched,
+    no served lists), so the demo shows exactly what the connector would accept."""
+    plan = BatchPlan()
+    envelopes = planner.open_envelopes([source], context, plan)
+    planner.plan_events(envelopes, context, {}, {}, plan)
+    reason = "; ".join(letter.reason for letter in plan.dead) or None
+    return Outcome(source.offset, [event.row for event in plan.accepted], reason)
 
 
 def describe(outcome: Outcome) -> str:
@@ -125,9 +152,10 @@ def run(
         for entry in register_examples(common):
             say(f"registered {entry.dataset} schema v{entry.version} (id {entry.id})")
         redis_client.connect(common)
-        offsets = publish_examples(common)
+        tracking_id = demo_tracker(common)
+        offsets = publish_examples(common, tracking_id)
         say(f"published {len(offsets)} PutEvents records to {common.topics.events}")
-        outcomes = read_and_validate(common, offsets)
+        outcomes = read_and_validate(common, tracking_id, offsets)
         for outcome in outcomes:
             say(describe(outcome))
         return outcomes

@@ -45,15 +45,6 @@ def decode_json(raw: bytes) -> dict[str, Any]:
     return record
 
 
-def interaction_rows(envelope: dict[str, Any], schema: DatasetSchema) -> list[dict[str, Any]]:
-    """One Interactions row per event of `envelope` (user = userId, else sessionId)."""
-    events = envelope.get("eventList")
-    if not isinstance(events, list) or not events:
-        raise InvalidEventError("eventList must be a non-empty list of events")
-    user = envelope.get("userId") or envelope.get("sessionId")
-    return [interaction_row(event, user, event.get("impression"), schema) for event in events]
-
-
 def interaction_row(
     event: Any, user_id: Any, impression: list[str] | None, schema: DatasetSchema
 ) -> dict[str, Any]:

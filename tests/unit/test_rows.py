@@ -8,11 +8,18 @@ import pytest
 
 import schemas
 from connector.exceptions import InvalidEventError
-from connector.ingest.rows import decode_json, interaction_rows, property_field
+from connector.ingest.limits import check_envelope
+from connector.ingest.rows import decode_json, interaction_row, property_field
 from connector.registry.rules import check_schema
 from tests.conftest import example
 
 INTERACTIONS = check_schema("interactions", schemas.load("interactions.avsc"))
+
+
+def interaction_rows(record: dict, schema=INTERACTIONS) -> list[dict]:
+    """Rows of a one-record example, as the connector maps them (user, else session)."""
+    user = record.get("userId") or record.get("sessionId")
+    return [interaction_row(e, user, e.get("impression"), schema) for e in record["eventList"]]
 
 
 @pytest.mark.parametrize(
@@ -98,5 +105,5 @@ def test_undecodable_record_is_rejected(raw: bytes) -> None:
 
 
 def test_empty_event_list_is_rejected() -> None:
-    with pytest.raises(InvalidEventError, match="eventList must be a non-empty list"):
-        interaction_rows({"sessionId": "s", "eventList": []}, INTERACTIONS)
+    with pytest.raises(InvalidEventError, match="eventList must be a list of 1 to 10 events"):
+        check_envelope({"sessionId": "s", "eventList": []})

@@ -1,0 +1,147 @@
+"""Where the Redis apply script spends its time, by leaving out one part at a time.
+
+Plans synthetic events (the shape bench/ingest.py publishes) with the connector's own pure
+planner, then runs `SessionStore.apply` over them in batches with the shipped script and with
+variants that each leave out one kind of call, each against an emptied Redis database, and
+prints microseconds per event for each. The difference to the full script is what that
+part costs.
+
+    python bench/apply_script.py [--events 20000] [--batch 1000]
+
+Uses STREAMREC_REDIS_URL, else starts a local redis-server. The last line printed is one JSON
+object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import schemas
+from bench.ingest import synthetic_events
+from connector.devservices import process
+from connector.devservices import redis as local_redis
+from connector.ingest import plan as planner
+from connector.ingest.records import AcceptedEvent, BatchPlan, SourceRecord
+from connector.ingest.rows import decode_json
+from connector.keys import Keys
+from connector.registry.rules import check_schema
+from connector.settings import ConnectorSettings
+from connector.stores import sessions
+from connector.wiring import history_policy
+
+FULL = sessions._script("apply_batch.lua")
+# Each variant removes one line of the script: what is left out is what that line costs.
+VARIANTS = {
+    "full script": ("", ""),
+    "without dedup ZMSCORE": ("redis.call('ZMSCORE', seen, unpack(markers))", "{}"),
+    "without marker ZADD": ("redis.call('ZADD', seen, unpack(scored))", ""),
+    "without history ZADD": ("redis.call('ZADD', history, op.ts, op.member)", ""),
+    "without bounds and TTLs": (
+        "for history, entry in pairs(touched) do bound(history, entry[1], entry[2]) end",
+        "",
+    ),
+    "without counters": ("flush(type_counts, batch.type_prefix)", ""),
+}
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    """STREAMREC_REDIS_URL, else a redis-server started here for the run."""
+    configured = os.environ.get("STREAMREC_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(prefix="streamrec-bench-") as workdir:
+        port = process.free_port()
+        server = local_redis.start(Path(workdir), port, 60, persistent=False)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.stop(server.pid)
+
+
+def planned_batches(events: int, batch: int) -> list[list[AcceptedEvent]]:
+    """Accepted events in batches, planned exactly as the connector plans them."""
+    schema = check_schema("interactions", schemas.load(schemas.DATASET_FILES["interactions"]))
+    context = planner.PlanContext("bench", schema, decode_json)
+    records = [
+        SourceRecord(
+            "events",
+            0,
+            n,
+            None,
+            orjson.dumps(
+                {
+                    "trackingId": "bench",
+                    "userId": user,
+                    "sessionId": f"s-{user}",
+                    "eventList": [event],
+                }
+            ),
+        )
+        for n, (user, event) in enumerate(synthetic_events(events, seed=5))
+    ]
+    batches = []
+    for start in range(0, events, batch):
+        plan = BatchPlan()
+        envelopes = planner.open_envelopes(records[start : start + batch], context, plan)
+        batches.append(planner.plan_events(envelopes, context, {}, {}, plan).accepted)
+    return batches
+
+
+def time_variant(client: redis.Redis, source: str, batches: list[list[AcceptedEvent]]) -> float:
+    """Microseconds per event for applying every batch with `source` as the apply script."""
+    client.flushdb()
+    store = sessions.SessionStore(
+        client, Keys("bench"), history_policy(ConnectorSettings(dataset_group="bench"))
+    )
+    store._apply = client.register_script(source)
+    started = time.perf_counter()
+    for events in batches:
+        store.apply(events, [])
+    total = sum(len(events) for events in batches)
+    return round((time.perf_counter() - started) / total * 1e6, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3, help="median of this many runs")
+    args = parser.parse_args()
+    batches = planned_batches(args.events, args.batch)
+    figures: dict[str, float] = {}
+    with redis_url() as url:
+        client = redis.Redis.from_url(url)
+        for name, (line, replacement) in VARIANTS.items():
+            source = FULL.replace(line, replacement) if line else FULL
+            if line and source == FULL:
+                raise SystemExit(f"variant {name!r}: line not found in the script")
+            runs = sorted(time_variant(client, source, batches) for _ in range(args.rounds))
+            figures[name] = runs[len(runs) // 2]
+        client.flushdb()
+    full = figures["full script"]
+    print(f"\napply script, {args.events:,} events in batches of {args.batch:,}")
+    print(f"  {'variant':<26} {'µs/event':>9} {'part costs':>11}")
+    for name, value in figures.items():
+        print(
+            f"  {name:<26} {value:>9} {round(full - value, 2) if name != 'full script' else '':>11}"
+        )
+    print(json.dumps({name.replace(" ", "_"): value for name, value in figures.items()}))
+
+
+if __name__ == "__main__":
+    main()

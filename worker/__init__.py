@@ -1,5 +1,2 @@
-"""streamrec worker: trains the User-Personalization model and publishes item embeddings.
-
-Empty until the training issue lands; it exists now so the layout of the tree matches the
-architecture (connector ingests and serves, worker trains and publishes).
-"""
+"""streamrec worker: reads the Interactions dataset, trains the User-Personalization model,
+evaluates it and publishes versioned item embeddings to Redis."""

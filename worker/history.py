@@ -1,0 +1,59 @@
+"""A user's recent events as the model reads them, from Redis or from the training data.
+
+The connector keeps each user's (or anonymous session's) history in a Redis sorted set whose
+members are JSON documents (connector/ingest/plan.py `_history_member`). The model computes a
+user state from a list of HistoryEntry, and evaluation builds the same entries from the
+training data, so offline scores and served recommendations go through one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from worker.interactions import ABSENT, Interactions
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One past event of a user: what, which kind, when, and in which context."""
+
+    item: str
+    event_type: str | None = None
+    timestamp: int = 0
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_member(member: bytes | str) -> HistoryEntry:
+    """A HistoryEntry from one member of the connector's history sorted set."""
+    entry: dict[str, Any] = orjson.loads(member)
+    return HistoryEntry(
+        item=str(entry["item"]),
+        event_type=entry.get("type"),
+        timestamp=int(entry.get("ts") or 0),
+        context={key: str(value) for key, value in (entry.get("context") or {}).items()},
+    )
+
+
+def from_interactions(data: Interactions, rows: slice) -> list[HistoryEntry]:
+    """The HistoryEntry list of a slice of the training data (one user's rows, in order)."""
+    entries = []
+    for row in range(rows.start, rows.stop):
+        event_type = data.event_types[data.event_type[row]]
+        context = {
+            name: data.context_values[name][codes[row]]
+            for name, codes in data.context.items()
+            if codes[row] != 0
+        }
+        entries.append(
+            HistoryEntry(
+                item=data.items[data.item[row]],
+                event_type=None if event_type == ABSENT else event_type,
+                timestamp=int(data.timestamp[row]),
+                context=context,
+            )
+        )
+    return entries

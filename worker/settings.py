@@ -1,0 +1,70 @@
+"""Settings of the worker: what it trains on, how, how often, and how many versions it keeps.
+
+Field names of the model and its data selection follow Personalize's hyperparameter and
+training-configuration names (hidden_dimension, bptt, recency_mask,
+min/max_user_history_length_percentile, event types and event value threshold) so users can
+carry a Personalize solution configuration over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from connector.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    """Settings of `streamrec train`, `streamrec worker` and `streamrec models`."""
+
+    worker_cache_dir: Path = Field(
+        Path(".streamrec/cache"),
+        description="Folder of the local training-data cache, so the next run reads only new "
+        "records (relative to cwd; a volume in containers).",
+    )
+    training_event_types: list[str] = Field(
+        default_factory=list,
+        description="Event types to train on (JSON list); empty trains on every type.",
+    )
+    training_event_value_threshold: float | None = Field(
+        None, description="Train only on events whose EVENT_VALUE is at least this."
+    )
+    min_user_history_length_percentile: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Leave out users whose history is shorter than this "
+        "percentile of history lengths.",
+    )
+    max_user_history_length_percentile: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="Leave out users whose history is longer than this "
+        "percentile of history lengths (bots, shared accounts).",
+    )
+    hidden_dimension: int = Field(
+        64, ge=32, le=256, description="Size of the user state and of the item embeddings."
+    )
+    bptt: int = Field(
+        32,
+        ge=2,
+        le=32,
+        description="Recent events the recurrent user state is computed over "
+        "(and the truncation length of back-propagation through time).",
+    )
+    recency_mask: bool = Field(
+        True, description="Weight recent events more in training, to follow popularity trends."
+    )
+    training_epochs: int = Field(30, ge=1, description="Passes over the data in a FULL run.")
+    training_seed: int = Field(7, description="Seed of every random choice in training.")
+    model_keep_versions: int = Field(
+        5, ge=1, description="Model versions kept in Redis (older ones are deleted)."
+    )
+    worker_full_interval_seconds: float = Field(
+        24 * 3600.0, description="How often `streamrec worker` runs a FULL retrain."
+    )
+    worker_update_interval_seconds: float = Field(
+        300.0, description="How often `streamrec worker` runs an UPDATE (new items, popularity)."
+    )

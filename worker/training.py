@@ -1,0 +1,213 @@
+"""Training the GRU model: windows of each user's sequence, shuffled batches, Adam.
+
+Why windows of `bptt` steps from a zero state: serving computes a user's state the same way,
+over the last `bptt` events of the history, so what the model learns to predict from is what
+it will see. A random shift of the window boundaries per user and epoch varies which
+positions start a window. Seeded throughout: the same data and seed give the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker import gru
+from worker.exceptions import ModelFitError
+from worker.interactions import Interactions
+from worker.model import Hyperparameters, Model
+
+Progress = Callable[[int, float], None]  # (epoch done, mean loss)
+MAX_RECOVERIES = 3
+CLIP_NORM = 5.0
+
+
+@dataclass(frozen=True)
+class Windows:
+    """All training windows of one epoch as (W, bptt) matrices."""
+
+    items: np.ndarray
+    types: np.ndarray
+    contexts: dict[str, np.ndarray]
+    targets: np.ndarray
+    weights: np.ndarray
+
+    def batch(self, rows: np.ndarray) -> gru.Batch:
+        """The windows `rows`, cut to the longest of them."""
+        steps = max(1, int((self.targets[rows] > 0).sum(axis=1).max()))
+        return gru.Batch(
+            items=self.items[rows, :steps],
+            types=self.types[rows, :steps],
+            contexts={name: codes[rows, :steps] for name, codes in self.contexts.items()},
+            targets=self.targets[rows, :steps],
+            weights=self.weights[rows, :steps],
+        )
+
+
+def train(
+    data: Interactions,
+    params: Hyperparameters | None = None,
+    seed: int = 7,
+    progress: Progress | None = None,
+) -> Model:
+    """A model trained on `data` (already selected and checked for minimum size)."""
+    hyper = params or Hyperparameters()
+    rng = np.random.default_rng(seed)
+    weights = initial_params(data, hyper.hidden_dimension, rng)
+    optimiser = Adam(weights, hyper.learning_rate)
+    for epoch in range(hyper.epochs):
+        loss = _epoch(data, hyper, weights, optimiser, rng)
+        if progress is not None:
+            progress(epoch + 1, loss)
+    return Model(
+        items=list(data.items),
+        event_types=list(data.event_types),
+        context_values={name: list(values) for name, values in data.context_values.items()},
+        params=weights,
+        hyperparameters=hyper,
+    )
+
+
+def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) -> gru.Params:
+    """Small random weights; item biases start at log popularity so early steps learn
+    what is specific to a user rather than what is popular."""
+    items = len(data.items) + 1
+    counts = np.bincount(data.item + 1, minlength=items).astype(np.float64)
+    bias = np.log1p(counts)
+    bias[1:] -= bias[1:].mean()
+    bias[0] = 0.0
+    limit = 1.0 / math.sqrt(hidden)
+
+    def uniform(*shape: int) -> np.ndarray:
+        return rng.uniform(-limit, limit, shape).astype(np.float32)
+
+    params = {
+        "item_embeddings": rng.normal(0.0, 0.1, (items, hidden)).astype(np.float32),
+        "item_bias": bias.astype(np.float32),
+        "type_embeddings": rng.normal(0.0, 0.01, (len(data.event_types), hidden)).astype(
+            np.float32
+        ),
+        "gru_w": uniform(hidden, 3 * hidden),
+        "gru_u": uniform(hidden, 3 * hidden),
+        "gru_b": np.zeros(3 * hidden, np.float32),
+        "out_w": np.eye(hidden, dtype=np.float32),
+        "out_b": np.zeros(hidden, np.float32),
+    }
+    for name, values in data.context_values.items():
+        params[f"context_{name}"] = rng.normal(0.0, 0.01, (len(values), hidden)).astype(np.float32)
+    params["item_embeddings"][0] = 0.0
+    return params
+
+
+class Adam:
+    """Adam with global-norm clipping and a guard that undoes a step gone non-finite."""
+
+    def __init__(self, params: gru.Params, learning_rate: float) -> None:
+        self.params = params
+        self.learning_rate = learning_rate
+        self.moments = {name: np.zeros_like(value) for name, value in params.items()}
+        self.squares = {name: np.zeros_like(value) for name, value in params.items()}
+        self.steps = 0
+        self.recoveries = 0
+
+    def step(self, loss: float, grads: gru.Params) -> None:
+        """Apply one update, or skip it and lower the rate when loss or gradients are not
+        finite; raise ModelFitError when that keeps happening."""
+        norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            self._recover(loss)
+            return
+        scale = min(1.0, CLIP_NORM / (norm + 1e-12))
+        self.steps += 1
+        correction = math.sqrt(1 - 0.999**self.steps) / (1 - 0.9**self.steps)
+        for name, value in self.params.items():
+            grad = grads[name] * scale
+            self.moments[name] = 0.9 * self.moments[name] + 0.1 * grad
+            self.squares[name] = 0.999 * self.squares[name] + 0.001 * grad * grad
+            update = self.moments[name] / (np.sqrt(self.squares[name]) + 1e-8)
+            value -= (self.learning_rate * correction * update).astype(value.dtype)
+
+    def _recover(self, loss: float) -> None:
+        self.recoveries += 1
+        if self.recoveries > MAX_RECOVERIES:
+            raise ModelFitError(f"training diverged: loss {loss} after {self.steps} steps")
+        self.learning_rate /= 2
+
+
+def _epoch(
+    data: Interactions,
+    hyper: Hyperparameters,
+    params: gru.Params,
+    optimiser: Adam,
+    rng: np.random.Generator,
+) -> float:
+    windows = make_windows(data, hyper.bptt, hyper.recency_mask, rng)
+    order = rng.permutation(len(windows.items))
+    total, count = 0.0, 0
+    for start in range(0, len(order), hyper.batch_size):
+        batch = windows.batch(order[start : start + hyper.batch_size])
+        candidates = _candidates(batch, len(data.items), hyper.sampled_candidates, rng)
+        loss, grads = gru.loss_and_gradients(params, batch, candidates, hyper.dropout, rng)
+        optimiser.step(loss, grads)
+        total, count = total + loss, count + 1
+    return total / max(count, 1)
+
+
+def _candidates(
+    batch: gru.Batch, items: int, size: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """All items when there are few; else the batch's targets plus uniform negatives."""
+    if items <= size:
+        return None
+    negatives = rng.integers(1, items + 1, size)
+    return np.unique(np.concatenate([batch.targets[batch.targets > 0], negatives]))
+
+
+def make_windows(
+    data: Interactions, bptt: int, recency_mask: bool, rng: np.random.Generator
+) -> Windows:
+    """Every user's (input, next item) pairs cut into windows of at most `bptt` steps."""
+    has_next = np.zeros(len(data), dtype=bool)
+    has_next[:-1] = data.user[:-1] == data.user[1:]
+    positions = np.flatnonzero(has_next)
+    bounds = data.user_bounds()
+    first = bounds[data.user[positions]]
+    local = positions - first
+    shift = rng.integers(0, bptt, len(data.users))[data.user[positions]]
+    window_local = np.where(local + shift < bptt, 0, (local + shift) // bptt)
+    step = np.where(window_local == 0, local, (local + shift) % bptt)
+    window_key = data.user[positions].astype(np.int64) * (len(data) + 1) + window_local
+    _, window = np.unique(window_key, return_inverse=True)
+    shape = (int(window.max()) + 1 if len(window) else 0, bptt)
+    weights = _recency_weights(data, positions + 1) if recency_mask else np.ones(len(positions))
+    return Windows(
+        items=_scatter(shape, window, step, data.item[positions] + 1),
+        types=_scatter(shape, window, step, data.event_type[positions]),
+        contexts={
+            name: _scatter(shape, window, step, codes[positions])
+            for name, codes in data.context.items()
+        },
+        targets=_scatter(shape, window, step, data.item[positions + 1] + 1),
+        weights=_scatter(shape, window, step, weights, np.float32),
+    )
+
+
+def _recency_weights(data: Interactions, targets: np.ndarray) -> np.ndarray:
+    """1 for the oldest target event up to 2 for the newest, linear in time."""
+    stamps = data.timestamp[targets].astype(np.float64)
+    span = float(data.timestamp.max() - data.timestamp.min()) or 1.0
+    return 1.0 + (stamps - float(data.timestamp.min())) / span
+
+
+def _scatter(
+    shape: tuple[int, int],
+    window: np.ndarray,
+    step: np.ndarray,
+    values: np.ndarray,
+    dtype: type = np.int64,
+) -> np.ndarray:
+    matrix = np.zeros(shape, dtype=dtype)
+    matrix[window, step] = values
+    return matrix

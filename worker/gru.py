@@ -45,7 +45,8 @@ class Cache:
 
 def sigmoid(values: np.ndarray) -> np.ndarray:
     """Logistic function, without overflow warnings for large negative inputs."""
-    return np.exp(-np.logaddexp(0.0, -values))
+    result: np.ndarray = np.exp(-np.logaddexp(0.0, -values))
+    return result
 
 
 def embed(
@@ -55,7 +56,8 @@ def embed(
     x = params["item_embeddings"][items] + params["type_embeddings"][types]
     for name, codes in contexts.items():
         x = x + params[f"context_{name}"][codes]
-    return x * (items > 0)[..., None]
+    masked: np.ndarray = x * (items > 0)[..., None]
+    return masked
 
 
 def run(params: Params, x: np.ndarray) -> Cache:

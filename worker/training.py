@@ -198,7 +198,8 @@ def _recency_weights(data: Interactions, targets: np.ndarray) -> np.ndarray:
     """1 for the oldest target event up to 2 for the newest, linear in time."""
     stamps = data.timestamp[targets].astype(np.float64)
     span = float(data.timestamp.max() - data.timestamp.min()) or 1.0
-    return 1.0 + (stamps - float(data.timestamp.min())) / span
+    weights: np.ndarray = 1.0 + (stamps - float(data.timestamp.min())) / span
+    return weights
 
 
 def _scatter(
@@ -208,6 +209,6 @@ def _scatter(
     values: np.ndarray,
     dtype: type = np.int64,
 ) -> np.ndarray:
-    matrix = np.zeros(shape, dtype=dtype)
+    matrix: np.ndarray = np.zeros(shape, dtype=dtype)
     matrix[window, step] = values
     return matrix

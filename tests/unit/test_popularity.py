@@ -1,0 +1,37 @@
+"""Recency-weighted popularity and item age, on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worker.interactions import Interactions, from_rows
+from worker.popularity import UNKNOWN_TIME, created, popularity
+
+DAY = 24 * 3600
+
+
+def data() -> Interactions:
+    rows = [
+        {"USER_ID": "u1", "ITEM_ID": "a", "TIMESTAMP": 10 * DAY},
+        {"USER_ID": "u1", "ITEM_ID": "b", "TIMESTAMP": 3 * DAY},
+        {"USER_ID": "u2", "ITEM_ID": "a", "TIMESTAMP": 3 * DAY},
+    ]
+    return from_rows(rows)
+
+
+def test_popularity_halves_per_half_life_back_from_the_newest_event() -> None:
+    weights = popularity(data(), ["a", "b", "new"], half_life_seconds=7 * DAY)
+    # a: one event at the newest time (1) and one 7 days older (0.5); b: one 7 days older
+    np.testing.assert_allclose(weights, [1.5, 0.5, 0.0], rtol=1e-6)
+
+
+def test_created_prefers_the_catalog_then_the_first_interaction() -> None:
+    stamps = created(data(), ["a", "b", "c"], {"b": 123, "c": None})
+    assert stamps.tolist() == [3 * DAY, 123, UNKNOWN_TIME]
+
+
+@pytest.mark.parametrize("half_life", [DAY, 30 * DAY])
+def test_popularity_never_exceeds_the_raw_count(half_life: float) -> None:
+    weights = popularity(data(), ["a", "b"], half_life)
+    assert weights[0] <= 2 and weights[1] <= 1 and (weights > 0).all()

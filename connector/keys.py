@@ -93,3 +93,43 @@ class Keys:
     def metric_buckets(self) -> str:
         """Sorted set of the time buckets that have counts, scored by bucket start."""
         return f"{self.base}metrics:buckets"
+
+    # Model versions. A version's keys deliberately share no hash tag: each chunk is its own
+    # key, so a model of millions of items spreads over a Redis Cluster's slots instead of
+    # filling one node. Nothing needs two of them atomically: completeness lives in the one
+    # manifest key and the current version in the one pointer key.
+
+    @property
+    def model_current(self) -> str:
+        """String holding the id of the version readers load; only ever a complete version."""
+        return f"{self.base}model:current"
+
+    @property
+    def model_versions(self) -> str:
+        """Sorted set of version ids scored by creation time (Unix seconds)."""
+        return f"{self.base}model:versions"
+
+    @property
+    def model_channel(self) -> str:
+        """Pub/sub channel on which the id of each newly current version is announced."""
+        return f"{self.base}model:announce"
+
+    def model_version(self, version: str) -> str:
+        """The prefix of every key of one version (for documentation and scans)."""
+        return f"{self.base}model:v:{escape(version)}:"
+
+    def model_manifest(self, version: str) -> str:
+        """JSON manifest of a version: arrays, dtypes, shapes, chunking, `complete`."""
+        return f"{self.model_version(version)}manifest"
+
+    def model_meta(self, version: str) -> str:
+        """JSON of the version's meta (hyperparameters, data range, metrics)."""
+        return f"{self.model_version(version)}meta"
+
+    def model_ids(self, version: str, index: int) -> str:
+        """JSON list of the item ids of row chunk `index`, in embedding-row order."""
+        return f"{self.model_version(version)}ids:{index}"
+
+    def model_chunk(self, version: str, array: str, index: int) -> str:
+        """Raw little-endian bytes of row chunk `index` of an array (chunk 0: a whole array)."""
+        return f"{self.model_version(version)}array:{escape(array)}:{index}"

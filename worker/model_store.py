@@ -1,0 +1,562 @@
+"""Model versions in Redis: published whole, switched atomically, loaded consistently, pruned.
+
+Why this shape: serving replicas load the current version while the worker publishes the
+next one, so no reader may ever see half a model. A version is immutable and lives under keys
+of its own (row chunks of every `item_*` array and of the item ids, other arrays whole, `meta`
+and a manifest). Only when every chunk is written is the manifest marked complete, and only
+then does the one-key pointer move to it (a single SET) and the id go out on a pub/sub
+channel. A reader follows the pointer, checks the manifest and, if the version vanishes under
+it (pruned, or rolled away from and pruned), starts again from the pointer.
+
+Ready for Redis Cluster: every command touches one key, chunks are independent keys without a
+shared hash tag (a big model spreads over the slots), and the compare-and-set that guards a
+manifest is a one-key Lua script. Key names come from connector.keys; the layout is the public
+contract of docs/redis-keys.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, cast
+
+import numpy as np
+import orjson
+import redis
+import redis.client
+
+from connector.exceptions import ConcurrentWriteError, ConfigurationError
+from connector.keys import Keys
+from worker.artifacts import ITEM_PREFIX, ModelArtifacts
+from worker.exceptions import ModelNotFoundError
+
+FORMAT = 1
+CHUNK_BYTES = 1 << 20  # about 1 MiB per chunk: no huge values, fast to move and to evict
+BATCH_BYTES = 16 << 20  # bytes per pipeline round trip: few trips, bounded client memory
+STALE_AFTER_SECONDS = 600.0  # an incomplete version older than this is a crashed publish
+LOAD_ATTEMPTS = 5
+_NUMERIC_KINDS = "biufcmM"  # raw bytes round-trip exactly; strings and objects do not
+_ID_BYTES = 256  # Personalize's longest item id, to size id chunks like array chunks
+_CAS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """How one array is stored: dtype and shape to rebuild it, rows per chunk to find it."""
+
+    dtype: str  # numpy dtype string, always little-endian ('<f4', '<i8', '|b1', ...)
+    shape: tuple[int, ...]
+    chunk_rows: int | None  # None: the whole array in chunk 0
+
+    @property
+    def chunks(self) -> int:
+        """How many chunk keys hold the array."""
+        return 1 if self.chunk_rows is None else math.ceil(self.shape[0] / self.chunk_rows)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the whole array in bytes, to check what is read back."""
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest entry (with `chunks` spelled out for readers in other languages)."""
+        return {
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "chunk_rows": self.chunk_rows,
+            "chunks": self.chunks,
+        }
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> ArrayLayout:
+        """The layout of a manifest entry."""
+        return cls(entry["dtype"], tuple(entry["shape"]), entry["chunk_rows"])
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a version consists of and whether it may be read (`complete`)."""
+
+    version: str
+    created: float  # Unix seconds
+    items: int
+    id_chunk_rows: int
+    arrays: dict[str, ArrayLayout]
+    metrics: dict[str, float] = field(default_factory=dict)
+    complete: bool = False
+    deleting: bool = False
+
+    @property
+    def id_chunks(self) -> int:
+        """How many chunk keys hold the item ids."""
+        return math.ceil(self.items / self.id_chunk_rows)
+
+    def to_json(self) -> bytes:
+        """The manifest as stored in Redis."""
+        document = {
+            "format": FORMAT,
+            "version": self.version,
+            "created": self.created,
+            "complete": self.complete,
+            "deleting": self.deleting,
+            "items": self.items,
+            "ids": {"chunk_rows": self.id_chunk_rows, "chunks": self.id_chunks},
+            "arrays": {name: layout.to_json() for name, layout in self.arrays.items()},
+            "metrics": self.metrics,
+        }
+        return orjson.dumps(document)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        """The manifest stored in Redis."""
+        doc = orjson.loads(raw)
+        arrays = {name: ArrayLayout.from_json(entry) for name, entry in doc["arrays"].items()}
+        return cls(
+            doc["version"],
+            doc["created"],
+            doc["items"],
+            doc["ids"]["chunk_rows"],
+            arrays,
+            doc.get("metrics", {}),
+            doc["complete"],
+            doc.get("deleting", False),
+        )
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One line of `streamrec models list`: a version and a summary of its manifest."""
+
+    version: str
+    created: datetime
+    complete: bool
+    items: int
+    current: bool
+    metrics: dict[str, float]
+
+
+def new_version_id(now: datetime) -> str:
+    """An id that sorts by creation time (UTC, microseconds) and never collides."""
+    return f"{now:%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(3)}"
+
+
+def plan(version: str, artifacts: ModelArtifacts, created: float, chunk_bytes: int) -> Manifest:
+    """The manifest of artifacts about to be published (not complete yet)."""
+    _check(artifacts)
+    arrays = {name: _layout(name, array, chunk_bytes) for name, array in artifacts.arrays.items()}
+    id_rows = max(1, chunk_bytes // _ID_BYTES)
+    metrics = _metrics(artifacts.meta)
+    return Manifest(version, created, len(artifacts.items), id_rows, arrays, metrics)
+
+
+def _check(artifacts: ModelArtifacts) -> None:
+    """Refuse artifacts the store could not give back exactly, before writing anything."""
+    if len(set(artifacts.items)) != len(artifacts.items):
+        raise ValueError("item ids must be unique: each names one embedding row")
+    for name, array in artifacts.arrays.items():
+        if array.dtype.kind not in _NUMERIC_KINDS:
+            raise ValueError(f"array {name!r} has dtype {array.dtype}; only numeric arrays")
+        if name.startswith(ITEM_PREFIX) and (array.ndim == 0 or len(array) != len(artifacts.items)):
+            raise ValueError(
+                f"array {name!r} has shape {array.shape}: an item_* array needs one row per "
+                f"item ({len(artifacts.items)})"
+            )
+
+
+def _layout(name: str, array: np.ndarray, chunk_bytes: int) -> ArrayLayout:
+    """Row chunks of about `chunk_bytes` for item arrays, one chunk for the others."""
+    dtype = array.dtype.newbyteorder("<").str
+    if not name.startswith(ITEM_PREFIX):
+        return ArrayLayout(dtype, array.shape, None)
+    row_bytes = max(1, math.prod(array.shape[1:]) * array.itemsize)
+    return ArrayLayout(dtype, array.shape, max(1, chunk_bytes // row_bytes))
+
+
+def _metrics(meta: dict[str, Any]) -> dict[str, float]:
+    """The numeric offline metrics of `meta`, copied into the manifest for cheap listings."""
+    metrics = meta.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return {}
+    return {
+        str(name): float(value)
+        for name, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def _encode_meta(meta: dict[str, Any]) -> bytes:
+    """`meta` as stored, refused before anything is written if it is not JSON.
+
+    JSON has no NaN or infinity: such floats are stored (and come back) as null.
+    """
+    try:
+        return orjson.dumps(meta)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"model meta must be JSON-serialisable: {exc}") from exc
+
+
+def _array_parts(array: np.ndarray, layout: ArrayLayout) -> Iterator[bytes]:
+    """The stored chunks of an array: raw little-endian bytes, row slices or the whole."""
+    data = np.ascontiguousarray(array, dtype=np.dtype(layout.dtype))
+    if layout.chunk_rows is None:
+        yield data.tobytes()
+        return
+    for start in range(0, len(data), layout.chunk_rows):
+        yield data[start : start + layout.chunk_rows].tobytes()
+
+
+def _id_parts(items: Sequence[str], rows: int) -> Iterator[bytes]:
+    """The stored chunks of the item ids: JSON lists, `rows` ids each."""
+    for start in range(0, len(items), rows):
+        yield orjson.dumps(list(items[start : start + rows]))
+
+
+def _assemble(layout: ArrayLayout, parts: list[bytes], where: str) -> np.ndarray:
+    """One writable array from its chunks, refusing chunks of the wrong total size."""
+    if sum(map(len, parts)) != layout.nbytes:
+        raise ModelNotFoundError(f"{where} is damaged: its chunks do not add up to its shape")
+    buffer = bytearray(layout.nbytes)
+    offset = 0
+    for part in parts:
+        buffer[offset : offset + len(part)] = part
+        offset += len(part)
+    return np.frombuffer(buffer, dtype=np.dtype(layout.dtype)).reshape(layout.shape)
+
+
+class _Batches:
+    """Writes (or unlinks) keys through pipelines of about `limit` bytes each.
+
+    One pipeline per chunk would cost a round trip per chunk; one pipeline for a whole model
+    of millions of items would hold it all in client memory twice. Non-transactional on
+    purpose: the commands touch keys in many cluster slots, and atomicity comes from the
+    manifest and the pointer, not from here.
+    """
+
+    def __init__(self, client: redis.Redis, limit: int) -> None:
+        self._client, self._limit = client, limit
+        self._pipe = client.pipeline(transaction=False)
+        self._pending = 0
+
+    def set(self, key: str, value: bytes) -> None:
+        """Queue a SET; send the batch when it is full."""
+        self._pipe.set(key, value)
+        self._count(len(value) + len(key))
+
+    def unlink(self, key: str) -> None:
+        """Queue an UNLINK (freed in the background); send the batch when it is full."""
+        self._pipe.unlink(key)
+        self._count(64 + len(key))
+
+    def _count(self, size: int) -> None:
+        self._pending += size
+        if self._pending >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is queued."""
+        self._pipe.execute()
+        self._pending = 0
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.flush()
+        self._pipe.reset()
+
+
+class ModelStore:
+    """Publishes, lists, loads, rolls back and prunes the model versions of one dataset group.
+
+    The client must return bytes (no `decode_responses`): chunks are raw array bytes.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        chunk_bytes: int = CHUNK_BYTES,
+        batch_bytes: int = BATCH_BYTES,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ConfigurationError("the model store needs a Redis client that returns bytes")
+        self._client, self._keys = client, keys
+        self._chunk_bytes, self._batch_bytes = chunk_bytes, batch_bytes
+        self._stale_after = stale_after
+        self._read_batch = max(1, batch_bytes // chunk_bytes)
+        self._cas = client.register_script(_CAS)
+
+    @property
+    def group(self) -> str:
+        """The dataset group whose versions this store holds."""
+        return self._keys.group
+
+    @property
+    def channel(self) -> str:
+        """The pub/sub channel that carries the id of each newly current version."""
+        return self._keys.model_channel
+
+    def subscribe(self) -> redis.client.PubSub:
+        """A subscription to version announcements; each message's data is a version id."""
+        pubsub = redis.client.PubSub(self._client.connection_pool, ignore_subscribe_messages=True)
+        pubsub.subscribe(self.channel)
+        return pubsub
+
+    # Publishing
+
+    def publish(self, artifacts: ModelArtifacts, keep: int) -> str:
+        """Write a new version, make it current, announce it, prune to `keep`; its id.
+
+        The pointer moves only after the manifest says complete, so readers never see a part
+        of it. A publish that fails (or is interrupted) removes what it wrote when it can;
+        when it cannot (a crash), the next successful publish does after `stale_after`.
+        """
+        if keep < 1:
+            raise ValueError("keep must be at least 1: the current version is always kept")
+        now = datetime.now(UTC)
+        manifest = plan(new_version_id(now), artifacts, now.timestamp(), self._chunk_bytes)
+        meta = _encode_meta(artifacts.meta)
+        try:
+            self._write(manifest, artifacts, meta)
+        except BaseException:
+            self._discard(manifest.version)
+            raise
+        self._client.set(self._keys.model_current, manifest.version)
+        self._client.publish(self.channel, manifest.version)
+        self.prune(keep)
+        return manifest.version
+
+    def _write(self, manifest: Manifest, artifacts: ModelArtifacts, meta: bytes) -> None:
+        """Every key of the version, the manifest first (so a crash is found) and complete last."""
+        version, pending = manifest.version, manifest.to_json()
+        self._client.zadd(self._keys.model_versions, {version: manifest.created})
+        self._client.set(self._keys.model_manifest(version), pending)
+        with _Batches(self._client, self._batch_bytes) as out:
+            out.set(self._keys.model_meta(version), meta)
+            for index, part in enumerate(_id_parts(artifacts.items, manifest.id_chunk_rows)):
+                out.set(self._keys.model_ids(version, index), part)
+            for name, layout in manifest.arrays.items():
+                for index, part in enumerate(_array_parts(artifacts.arrays[name], layout)):
+                    out.set(self._keys.model_chunk(version, name, index), part)
+        done = replace(manifest, complete=True).to_json()
+        if not self._swap(self._keys.model_manifest(version), pending, done):
+            raise ConcurrentWriteError(
+                f"model version {version} was removed while it was being written (another "
+                f"worker took it for a crashed publish after {self._stale_after:.0f}s); "
+                "publish again"
+            )
+
+    def _swap(self, key: str, expected: bytes, new: bytes) -> bool:
+        """Set `key` to `new` only if it still holds `expected` (atomic, one key)."""
+        return int(self._cas(keys=[key], args=[expected, new])) == 1
+
+    def _discard(self, version: str) -> None:
+        """Best effort removal of a failed publish's keys; prune finishes what this cannot."""
+        with contextlib.suppress(redis.RedisError):
+            raw = self._get(self._keys.model_manifest(version))
+            if raw is not None and not Manifest.from_json(raw).complete:
+                self._delete(raw)
+
+    # Reading
+
+    def current_version(self) -> str | None:
+        """The id of the version readers load, or None before the first publish."""
+        raw = self._get(self._keys.model_current)
+        return None if raw is None else raw.decode()
+
+    def manifest(self, version: str) -> Manifest:
+        """The manifest of a version, complete or not; ModelNotFoundError if unknown."""
+        raw = self._get(self._keys.model_manifest(version))
+        if raw is None:
+            raise ModelNotFoundError(f"no model version {version!r} in {self._where()}")
+        return Manifest.from_json(raw)
+
+    def meta(self, version: str) -> dict[str, Any]:
+        """The meta a version was published with; ModelNotFoundError if absent."""
+        raw = self._get(self._keys.model_meta(version))
+        if raw is None:
+            raise ModelNotFoundError(f"no meta for model version {version!r} in {self._where()}")
+        meta: dict[str, Any] = orjson.loads(raw)
+        return meta
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version in Redis, newest first, complete or not (a publish in progress)."""
+        found = cast(list[bytes], self._client.zrevrange(self._keys.model_versions, 0, -1))
+        ids = [raw.decode() for raw in found]
+        raws = self._get_many([self._keys.model_manifest(version) for version in ids])
+        current = self.current_version()
+        return [_info(Manifest.from_json(raw), current) for raw in raws if raw is not None]
+
+    def load(self, version: str | None = None) -> ModelArtifacts:
+        """A complete version, the current one by default, exactly as it was published.
+
+        If the current version disappears while it is read (pruned after newer publishes, or
+        a rollback), the load starts again from the pointer; it gives up only when the pointer
+        names the same unreadable version twice, or after LOAD_ATTEMPTS moves.
+        """
+        if version is not None:
+            return self._load(version)
+        failed: str | None = None
+        for _ in range(LOAD_ATTEMPTS):
+            current = self.current_version()
+            if current is None:
+                raise ModelNotFoundError(f"no model version is published in {self._where()}")
+            if current == failed:
+                break
+            try:
+                return self._load(current)
+            except ModelNotFoundError:
+                failed = current
+        raise ModelNotFoundError(f"the current model version {failed!r} cannot be read")
+
+    def _load(self, version: str) -> ModelArtifacts:
+        """One version, read chunk by chunk; ModelNotFoundError if incomplete or vanishing."""
+        manifest = self.manifest(version)
+        if not manifest.complete:
+            raise ModelNotFoundError(f"model version {version!r} is not complete")
+        meta = self.meta(version)
+        id_keys = [self._keys.model_ids(version, i) for i in range(manifest.id_chunks)]
+        items = [item for part in self._read(id_keys, version) for item in orjson.loads(part)]
+        arrays = {
+            name: self._load_array(version, name, layout)
+            for name, layout in manifest.arrays.items()
+        }
+        return ModelArtifacts(items, arrays, meta)
+
+    def _load_array(self, version: str, name: str, layout: ArrayLayout) -> np.ndarray:
+        keys = [self._keys.model_chunk(version, name, i) for i in range(layout.chunks)]
+        where = f"array {name!r} of model version {version!r}"
+        return _assemble(layout, self._read(keys, version), where)
+
+    def _read(self, keys: list[str], version: str) -> list[bytes]:
+        """Every key's value, a pipeline per batch; a missing one means the version is gone."""
+        values = self._get_many(keys)
+        if any(value is None for value in values):
+            raise ModelNotFoundError(f"model version {version!r} was deleted while being read")
+        return [value for value in values if value is not None]
+
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        values: list[bytes | None] = []
+        for start in range(0, len(keys), self._read_batch):
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys[start : start + self._read_batch]:
+                pipe.get(key)
+            values.extend(pipe.execute())
+        return values
+
+    def _get(self, key: str) -> bytes | None:
+        return cast(bytes | None, self._client.get(key))
+
+    # Rollback and pruning
+
+    def rollback(self, version: str) -> None:
+        """Make an older complete version current again, and announce it."""
+        if not self.manifest(version).complete:
+            raise ModelNotFoundError(f"model version {version!r} is not complete")
+        self._client.set(self._keys.model_current, version)
+        self._client.publish(self.channel, version)
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete versions beyond the newest `keep` complete ones and crashed publishes.
+
+        Never deleted: the current version (even if older, after a rollback) and incomplete
+        versions younger than `stale_after` (another worker may be writing them). Deleted: the
+        other complete versions, versions already being deleted, and incomplete versions
+        older than `stale_after`. Returns the ids deleted.
+        """
+        if keep < 1:
+            raise ValueError("keep must be at least 1: the current version is always kept")
+        current = self.current_version()
+        found = cast(
+            list[tuple[bytes, float]],
+            self._client.zrange(self._keys.model_versions, 0, -1, withscores=True),
+        )
+        entries = [(raw.decode(), float(score)) for raw, score in found]
+        raws = self._get_many([self._keys.model_manifest(version) for version, _ in entries])
+        complete = [v for (v, _), raw in zip(entries, raws, strict=True) if _is_complete(raw)]
+        kept = set(complete[-keep:]) | {current}
+        return [
+            version
+            for (version, created), raw in zip(entries, raws, strict=True)
+            if version not in kept and self._prune_one(version, created, raw)
+        ]
+
+    def _prune_one(self, version: str, created: float, raw: bytes | None) -> bool:
+        """Delete one version not kept, unless it may be a publish in progress."""
+        stale = time.time() - created > self._stale_after
+        if raw is None:  # a publish that crashed between ZADD and writing its manifest
+            if stale:
+                self._client.zrem(self._keys.model_versions, version)
+            return stale
+        manifest = Manifest.from_json(raw)
+        if manifest.complete or manifest.deleting or stale:
+            return self._delete(raw)
+        return False
+
+    def _delete(self, raw: bytes) -> bool:
+        """Delete the version whose manifest is `raw`, if nobody changed the manifest since.
+
+        The manifest first turns into a tombstone (atomically, against a publisher marking it
+        complete), so readers stop trusting it; it goes last, so a crash halfway leaves a
+        tombstone that the next prune finishes.
+        """
+        manifest = Manifest.from_json(raw)
+        version, key = manifest.version, self._keys.model_manifest(manifest.version)
+        tombstone = replace(manifest, complete=False, deleting=True).to_json()
+        if not self._swap(key, raw, tombstone):
+            return False
+        with _Batches(self._client, self._batch_bytes) as out:
+            for chunk_key in self._chunk_keys(manifest):
+                out.unlink(chunk_key)
+        self._client.unlink(key)
+        self._client.zrem(self._keys.model_versions, version)
+        return True
+
+    def _chunk_keys(self, manifest: Manifest) -> Iterator[str]:
+        """Every key of a version but its manifest."""
+        version = manifest.version
+        yield self._keys.model_meta(version)
+        for index in range(manifest.id_chunks):
+            yield self._keys.model_ids(version, index)
+        for name, layout in manifest.arrays.items():
+            for index in range(layout.chunks):
+                yield self._keys.model_chunk(version, name, index)
+
+    def _where(self) -> str:
+        return f"dataset group {self.group!r}"
+
+
+def _is_complete(raw: bytes | None) -> bool:
+    return raw is not None and Manifest.from_json(raw).complete
+
+
+def _info(manifest: Manifest, current: str | None) -> VersionInfo:
+    created = datetime.fromtimestamp(manifest.created, UTC)
+    return VersionInfo(
+        manifest.version,
+        created,
+        manifest.complete,
+        manifest.items,
+        manifest.version == current,
+        manifest.metrics,
+    )

@@ -31,10 +31,11 @@ class Hyperparameters:
     hidden_dimension: int = 64  # 32-256: state and embedding size
     bptt: int = 32  # 2-32: events the state is computed over; BPTT window
     recency_mask: bool = True  # weight recent events more in training
-    epochs: int = 30
+    epochs: int = 20  # at most; see max_positions
+    max_positions: int = 5_000_000  # fewer epochs on big data: about this many predictions
     batch_size: int = 64  # windows per step
     learning_rate: float = 0.003
-    dropout: float = 0.25
+    dropout: float = 0.4
     sampled_candidates: int = 4096  # softmax over all items when there are fewer
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from worker.exceptions import ModelFitError
 from worker.interactions import Interactions
 from worker.model import Hyperparameters, Model
 
-Progress = Callable[[int, float], None]  # (epoch done, mean loss)
+Progress = Callable[[int, int, float], None]  # (epoch done, epochs, mean loss)
 MAX_RECOVERIES = 3
 CLIP_NORM = 5.0
 
@@ -57,10 +57,11 @@ def train(
     rng = np.random.default_rng(seed)
     weights = initial_params(data, hyper.hidden_dimension, rng)
     optimiser = Adam(weights, hyper.learning_rate)
-    for epoch in range(hyper.epochs):
+    epochs = epoch_count(data, hyper)
+    for epoch in range(epochs):
         loss = _epoch(data, hyper, weights, optimiser, rng)
         if progress is not None:
-            progress(epoch + 1, loss)
+            progress(epoch + 1, epochs, loss)
     return Model(
         items=list(data.items),
         event_types=list(data.event_types),
@@ -68,6 +69,13 @@ def train(
         params=weights,
         hyperparameters=hyper,
     )
+
+
+def epoch_count(data: Interactions, hyper: Hyperparameters) -> int:
+    """`epochs`, or fewer when the data is big: large datasets take many more steps per
+    epoch and converge in fewer passes, and a FULL run must fit its time budget."""
+    predictions = max(1, len(data) - len(data.users))
+    return max(1, min(hyper.epochs, math.ceil(hyper.max_positions / predictions)))
 
 
 def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) -> gru.Params:

@@ -1,0 +1,162 @@
+"""Issue 4 end to end on the real services: events through the connector into the broker,
+a FULL run on them, a version in Redis that loads back exactly, `streamrec train` and
+`streamrec models` as a user runs them, and an UPDATE that brings in a new item."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from connector.ingest.processor import EventProcessor
+from connector.ingest.records import SourceRecord
+from connector.keys import Keys
+from connector.settings import CommonSettings, ConnectorSettings
+from connector.wiring import event_processor
+from tests.integration.helpers import prepare_group, put_events
+from worker.catalog import read_items
+from worker.data_cache import load_training_data
+from worker.history import HistoryEntry
+from worker.model import Model
+from worker.model_store import ModelStore
+from worker.pipeline import full_model
+from worker.runs import item_catalog, run
+from worker.settings import WorkerSettings
+
+T0 = 1_700_000_000
+USERS, EVENTS_PER_USER, ITEMS = 40, 30, 25
+_offsets = count()
+
+
+@pytest.fixture
+def worker_settings(settings: ConnectorSettings, tmp_path: Path) -> WorkerSettings:
+    common = {name: getattr(settings, name) for name in CommonSettings.model_fields}
+    return WorkerSettings(
+        **common, worker_cache_dir=tmp_path / "cache", training_epochs=3, evaluation_users=20
+    )
+
+
+@pytest.fixture
+def processor(settings: ConnectorSettings, redis_db: redis.Redis) -> EventProcessor:
+    tracking_id = prepare_group(settings)
+    processor = event_processor(settings)
+    processor.tracking_id = tracking_id  # type: ignore[attr-defined]
+    return processor
+
+
+def publish_walks(processor: EventProcessor, settings: CommonSettings, extra_item: str = "") -> int:
+    """Users walking a chain of items (i0 -> i1 -> ...), 1,200 events through the connector;
+    with `extra_item`, every user then also sees it once. Returns the events sent."""
+    tracking_id = processor.tracking_id  # type: ignore[attr-defined]
+    records, sent = [], 0
+    for user in range(USERS):
+        items = [f"i{(user + step) % ITEMS}" for step in range(EVENTS_PER_USER)]
+        if extra_item:
+            items = [extra_item]
+        for step, item in enumerate(items):
+            ts = T0 + step + (10_000 if extra_item else 0)
+            event = {
+                "eventType": "click",
+                "itemId": item,
+                "sentAt": ts,
+                "properties": {"device": "tv" if user % 2 else "phone"},
+            }
+            records.append(put_events(tracking_id, f"s{user}", [event], user=f"u{user}"))
+            sent += 1
+    for start in range(0, len(records), 500):
+        batch = [
+            SourceRecord(settings.topics.events, 0, next(_offsets), b"k", value)
+            for value in records[start : start + 500]
+        ]
+        assert processor.process(batch).dead == 0
+    return sent
+
+
+def test_full_run_publishes_a_version_that_loads_back_exactly(
+    processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
+) -> None:
+    sent = publish_walks(processor, settings)
+    data = load_training_data(worker_settings)
+    assert len(data) == sent
+    assert data.context_values["DEVICE"][1:] and set(data.context_values["DEVICE"][1:]) == {
+        "tv",
+        "phone",
+    }
+
+    model, arrays = full_model(
+        data, worker_settings, item_catalog(read_items(worker_settings)), bool
+    )
+    artifacts = model.to_artifacts(arrays)
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    version = store.publish(artifacts, keep=2)
+
+    loaded = store.load()
+    assert store.current_version() == version
+    assert loaded.items == artifacts.items and sorted(loaded.items) == sorted(data.items)
+    assert loaded.arrays.keys() == artifacts.arrays.keys()
+    for name, array in artifacts.arrays.items():
+        assert loaded.arrays[name].dtype == array.dtype, name
+        np.testing.assert_array_equal(loaded.arrays[name], array, err_msg=name)
+    assert loaded.meta == artifacts.meta
+    assert loaded.meta["data"]["interactions"] == sent
+    assert 0.0 <= loaded.meta["metrics"]["hr@10"] <= 1.0
+
+    # serving rebuilds the same model from the version: same scores for the same history
+    history = [
+        HistoryEntry("i3", "click", T0, {"DEVICE": "tv"}),
+        HistoryEntry("i4", "click", T0 + 1),
+    ]
+    served = Model.from_artifacts(loaded)
+    np.testing.assert_allclose(
+        served.score_histories([history]), model.score_histories([history]), rtol=1e-5
+    )
+
+
+def test_cli_trains_lists_and_updates_with_a_new_item(
+    processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
+) -> None:
+    publish_walks(processor, settings)
+    env = {**os.environ, **_env(worker_settings)}
+    trained = subprocess.run(
+        ["streamrec", "train", "--mode", "full"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    first = trained.stdout.split()[-1]
+
+    publish_walks(processor, settings, extra_item="brand-new")
+    version = run("update", worker_settings)
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    assert store.current_version() == version != first
+    updated = store.load()
+    assert "brand-new" in updated.items and updated.meta["based_on"] == first
+    assert updated.meta["items_added"] == 1
+
+    listed = subprocess.run(
+        ["streamrec", "models", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert f"* {version}" in listed.stdout and first in listed.stdout
+
+
+def _env(settings: WorkerSettings) -> dict[str, str]:
+    """The STREAMREC_* variables that give a subprocess these settings."""
+    names = (
+        "dataset_group",
+        "kafka_bootstrap",
+        "redis_url",
+        "schemas_topic",
+        "trackers_topic",
+        "worker_cache_dir",
+        "training_epochs",
+        "evaluation_users",
+    )
+    return {f"STREAMREC_{name.upper()}": str(getattr(settings, name)) for name in names}

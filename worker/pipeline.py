@@ -1,0 +1,133 @@
+"""FULL and UPDATE runs, step by step: data, model, metrics, publish.
+
+FULL trains a new model from the Interactions dataset, measures it on held-out events and
+publishes it. UPDATE loads the current version, adds the items that appeared since (from
+interactions and the Items dataset), refreshes popularity and item ages, and publishes that
+as a new version: seconds instead of a retrain. Both publish through ModelStore, which moves
+the current-version pointer only once a version is complete, so a run stopped at any step
+leaves serving on the previous version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from worker import popularity
+from worker.evaluation import Holdout, evaluate
+from worker.history import from_interactions
+from worker.interactions import Interactions
+from worker.model import Hyperparameters, Model
+from worker.settings import WorkerSettings
+from worker.training import train
+from worker.update import add_items
+
+log = logging.getLogger("streamrec.worker")
+ShouldStop = Callable[[], bool]
+
+
+class Stopped(Exception):  # noqa: N818 - control flow, not an error
+    """A stop was requested between two steps; nothing was published."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the Items dataset adds: items without interactions, creation times, metadata."""
+
+    items: list[str]
+    created: dict[str, int | None]
+    metadata: dict[str, dict[str, str]]
+
+
+def hyperparameters(settings: WorkerSettings) -> Hyperparameters:
+    """The model's hyperparameters from the worker's settings."""
+    return Hyperparameters(
+        hidden_dimension=settings.hidden_dimension,
+        bptt=settings.bptt,
+        recency_mask=settings.recency_mask,
+        epochs=settings.training_epochs,
+    )
+
+
+def split_for_evaluation(
+    data: Interactions, users: int, seed: int
+) -> tuple[Interactions, list[Holdout]]:
+    """Hold out the last event of up to `users` randomly chosen users with at least two
+    events; every other event stays in the training data."""
+    bounds = data.user_bounds()
+    eligible = np.flatnonzero(np.diff(bounds) >= 2)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(eligible, min(users, len(eligible)), replace=False))
+    last_rows = bounds[chosen + 1] - 1
+    keep = np.ones(len(data), dtype=bool)
+    keep[last_rows] = False
+    holdouts = [
+        Holdout(
+            user=data.users[user],
+            history=from_interactions(data, slice(int(bounds[user]), int(last))),
+            target=data.items[data.item[last]],
+        )
+        for user, last in zip(chosen, last_rows, strict=True)
+    ]
+    return data.select(keep), holdouts
+
+
+def full_model(
+    data: Interactions, settings: WorkerSettings, catalog: Catalog, should_stop: ShouldStop
+) -> tuple[Model, dict[str, np.ndarray]]:
+    """Train, evaluate and describe a new model; returns it with its per-item arrays."""
+    started = time.monotonic()
+    training, holdouts = split_for_evaluation(
+        data, settings.evaluation_users, settings.training_seed
+    )
+
+    def progress(epoch: int, epochs: int, loss: float) -> None:
+        log.info("epoch %d/%d loss %.4f", epoch, epochs, loss)
+        if should_stop():
+            raise Stopped
+
+    model = train(training, hyperparameters(settings), settings.training_seed, progress)
+    model, _ = add_items(model, data, catalog.items, catalog.metadata)
+    metrics = evaluate(model, holdouts) if holdouts else {}
+    model.meta.update(_describe(data, "full", time.monotonic() - started) | {"metrics": metrics})
+    return model, item_arrays(model, data, catalog)
+
+
+def updated_model(
+    current: Model, data: Interactions, catalog: Catalog, based_on: str
+) -> tuple[Model, dict[str, np.ndarray]]:
+    """The current model with new items added and its statistics refreshed."""
+    started = time.monotonic()
+    model, added = add_items(current, data, catalog.items, catalog.metadata)
+    model.meta.update(
+        _describe(data, "update", time.monotonic() - started)
+        | {"based_on": based_on, "items_added": len(added)}
+    )
+    return model, item_arrays(model, data, catalog)
+
+
+def item_arrays(model: Model, data: Interactions, catalog: Catalog) -> dict[str, np.ndarray]:
+    """Popularity and creation time of every model item, published with the version."""
+    return {
+        "item_popularity": popularity.popularity(data, model.items),
+        "item_created": popularity.created(data, model.items, catalog.created),
+    }
+
+
+def _describe(data: Interactions, mode: str, seconds: float) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "training_seconds": round(seconds, 3),
+        "data": {
+            "interactions": len(data),
+            "users": int(len(np.unique(data.user))),
+            "items": int(len(np.unique(data.item))),
+            "first_timestamp": int(data.timestamp.min()) if len(data) else None,
+            "last_timestamp": int(data.timestamp.max()) if len(data) else None,
+        },
+    }

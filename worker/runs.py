@@ -1,0 +1,68 @@
+"""One FULL or UPDATE run against the real services: read, train or update, publish.
+
+The steps themselves live in worker/pipeline.py (pure, testable on in-memory data); this
+module only wires them to Kafka (training data, Items dataset) and Redis (model versions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+from connector.keys import Keys
+from connector.redis_client import connect
+from worker.catalog import ItemCatalog, read_items
+from worker.data_cache import load_training_data
+from worker.exceptions import ModelNotFoundError
+from worker.model import Model
+from worker.model_store import ModelStore
+from worker.pipeline import Catalog, Stopped, full_model, updated_model
+from worker.settings import WorkerSettings
+
+log = logging.getLogger("streamrec.worker")
+Mode = Literal["full", "update"]
+
+
+def run(mode: Mode, settings: WorkerSettings, should_stop: Callable[[], bool] = bool) -> str:
+    """Run `mode` once and publish the result; the id of the new version. Raises Stopped,
+    with nothing published, when `should_stop()` turns true between steps."""
+    store = ModelStore(connect(settings), Keys(settings.dataset_group))
+    data = load_training_data(settings)
+    catalog = item_catalog(read_items(settings))
+    _check(should_stop)
+    if mode == "full":
+        model, arrays = full_model(data, settings, catalog, should_stop)
+    else:
+        based_on = store.current_version()
+        if based_on is None:
+            raise ModelNotFoundError(
+                f"no model version in {settings.dataset_group!r} to update: run "
+                "`streamrec train --mode full` first"
+            )
+        current = Model.from_artifacts(store.load(based_on))
+        model, arrays = updated_model(current, data, catalog, based_on)
+    _check(should_stop)
+    version = store.publish(model.to_artifacts(arrays), keep=settings.model_keep_versions)
+    log.info("published model version %s (%s, %d items)", version, mode, len(model.items))
+    return version
+
+
+def item_catalog(items: ItemCatalog) -> Catalog:
+    """The Items dataset as the pipeline needs it: ids, creation times, and the string
+    metadata new items are placed by."""
+    metadata = {
+        item: {
+            name: str(values[position])
+            for name, values in items.metadata.items()
+            if isinstance(values[position], str)
+        }
+        for position, item in enumerate(items.ids)
+    }
+    created = dict(zip(items.ids, items.creation_timestamp, strict=True))
+    return Catalog(items=list(items.ids), created=created, metadata=metadata)
+
+
+def _check(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise Stopped

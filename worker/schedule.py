@@ -1,0 +1,83 @@
+"""`streamrec worker`: FULL retrains on a long period, UPDATEs on a short one, until stopped.
+
+A stop request (SIGTERM from the orchestrator, or Ctrl-C) is honoured between steps: a run
+in progress is abandoned before it publishes, so serving stays on the last complete version
+and nothing half-written becomes current (the store's publish is all-or-nothing too).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from connector.exceptions import StreamrecError
+from worker.exceptions import ModelNotFoundError, NotEnoughDataError
+from worker.pipeline import Stopped
+from worker.runs import Mode, run
+from worker.settings import WorkerSettings
+
+log = logging.getLogger("streamrec.worker")
+
+
+@dataclass
+class Schedule:
+    """When each mode is next due, in monotonic seconds."""
+
+    full_every: float
+    update_every: float
+    next_full: float = 0.0  # a FULL right away when the worker starts
+    next_update: float = 0.0
+
+    def due(self, now: float) -> Mode | None:
+        """The mode to run now, FULL first when both are due; None when neither is."""
+        if now >= self.next_full:
+            return "full"
+        if now >= self.next_update:
+            return "update"
+        return None
+
+    def done(self, mode: Mode, now: float) -> None:
+        """Record a run (successful or not): a FULL also counts as an UPDATE."""
+        self.next_update = now + self.update_every
+        if mode == "full":
+            self.next_full = now + self.full_every
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next run is due."""
+        return max(0.0, min(self.next_full, self.next_update) - now)
+
+
+def serve(settings: WorkerSettings, runner: Callable[..., str] = run) -> None:
+    """Run the schedule until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    schedule = Schedule(
+        settings.worker_full_interval_seconds, settings.worker_update_interval_seconds
+    )
+    while not stop.is_set():
+        mode = schedule.due(time.monotonic())
+        if mode is None:
+            stop.wait(schedule.wait(time.monotonic()))
+            continue
+        _run_once(runner, mode, settings, stop)
+        schedule.done(mode, time.monotonic())
+    log.info("worker stopped")
+
+
+def _run_once(
+    runner: Callable[..., str], mode: Mode, settings: WorkerSettings, stop: threading.Event
+) -> None:
+    """One run; its failure is logged and retried at the next due time, not fatal."""
+    try:
+        runner(mode, settings, stop.is_set)
+    except Stopped:
+        log.info("%s run abandoned: stop requested", mode)
+    except (NotEnoughDataError, ModelNotFoundError) as exc:
+        log.warning("%s run skipped: %s", mode, exc)
+    except StreamrecError as exc:
+        log.error("%s run failed: %s", mode, exc)

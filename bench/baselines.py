@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 import numpy as np
 import scipy.sparse as sp
 
-from worker.history import HistoryEntry
+from connector.model.history import HistoryEntry
 from worker.interactions import Interactions
 
 KNN_LAST_ITEMS = 5

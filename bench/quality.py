@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baselines import ALS, ItemKNN, MarkovChain, MostPopular
 from bench.movielens import load_ml100k
+from connector.model.model import Hyperparameters
 from worker import training
 from worker.evaluation import Holdout, evaluate, split_last
 from worker.interactions import Interactions
-from worker.model import Hyperparameters
 from worker.recommender import Recommender
 
 Trainer = Callable[[Interactions, int], Recommender]  # (training data, seed) -> model

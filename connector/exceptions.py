@@ -51,3 +51,7 @@ class DevServiceError(StreamrecError, RuntimeError):
 
 class MissingToolError(DevServiceError):
     """A program local services need is not installed; the message says what to install."""
+
+
+class ModelNotFoundError(StreamrecError, LookupError):
+    """No model version (or not the one asked for) is published."""

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from connector.model.history import ABSENT
 from connector.registry.registry import open_registry
 from connector.registry.rules import DatasetSchema
 from worker.dataset_reader import (
@@ -41,7 +42,7 @@ from worker.dataset_reader import (
     stitch,
     unique,
 )
-from worker.interactions import ABSENT, Interactions
+from worker.interactions import Interactions
 from worker.selection import check_minimum, select
 from worker.settings import WorkerSettings
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.history import HistoryEntry, from_interactions
-from worker.interactions import Interactions
+from connector.model.history import HistoryEntry
+from worker.interactions import Interactions, history_entries
 from worker.metrics import DEPTH, MetricAccumulator
 from worker.recommender import Recommender, top_k
 
@@ -43,7 +43,7 @@ def split_last(data: Interactions) -> tuple[Interactions, list[Holdout]]:
     holdouts = [
         Holdout(
             user=data.users[user],
-            history=from_interactions(data, slice(int(bounds[user]), int(last))),
+            history=history_entries(data, slice(int(bounds[user]), int(last))),
             target=data.items[data.item[last]],
         )
         for user, last in zip(evaluated, last_rows, strict=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from connector.exceptions import StreamrecError
+from connector.exceptions import ModelNotFoundError, StreamrecError
+
+__all__ = ["ModelFitError", "ModelNotFoundError", "NotEnoughDataError", "WorkerError"]
 
 
 class WorkerError(StreamrecError):
@@ -15,7 +17,3 @@ class NotEnoughDataError(WorkerError, ValueError):
 
 class ModelFitError(WorkerError, ArithmeticError):
     """Training diverged (loss not finite) and could not recover."""
-
-
-class ModelNotFoundError(WorkerError, LookupError):
-    """No model version (or not the one asked for) is published."""

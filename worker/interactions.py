@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-ABSENT = ""  # vocabulary entry 0 of event types and context fields
+from connector.model.history import ABSENT, HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,24 @@ def _sorted(
         event_types=types.values,
         context_values={name: vocab.values for name, vocab in contexts.items()},
     )
+
+
+def history_entries(data: Interactions, rows: slice) -> list[HistoryEntry]:
+    """The HistoryEntry list of a slice of the training data (one user's rows, in order)."""
+    entries = []
+    for row in range(rows.start, rows.stop):
+        event_type = data.event_types[data.event_type[row]]
+        context = {
+            name: data.context_values[name][codes[row]]
+            for name, codes in data.context.items()
+            if codes[row] != 0
+        }
+        entries.append(
+            HistoryEntry(
+                item=data.items[data.item[row]],
+                event_type=None if event_type == ABSENT else event_type,
+                timestamp=int(data.timestamp[row]),
+                context=context,
+            )
+        )
+    return entries

@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from connector.model.model import Hyperparameters, Model
 from worker import popularity
 from worker.evaluation import Holdout, evaluate
-from worker.history import from_interactions
-from worker.interactions import Interactions
-from worker.model import Hyperparameters, Model
+from worker.interactions import Interactions, history_entries
 from worker.settings import WorkerSettings
 from worker.training import train
 from worker.update import add_items
@@ -69,7 +68,7 @@ def split_for_evaluation(
     holdouts = [
         Holdout(
             user=data.users[user],
-            history=from_interactions(data, slice(int(bounds[user]), int(last))),
+            history=history_entries(data, slice(int(bounds[user]), int(last))),
             target=data.items[data.item[last]],
         )
         for user, last in zip(chosen, last_rows, strict=True)

@@ -10,13 +10,13 @@ import logging
 from collections.abc import Callable
 from typing import Literal
 
+from connector.exceptions import ModelNotFoundError
 from connector.keys import Keys
+from connector.model.model import Model
 from connector.redis_client import connect
+from connector.stores.model_versions import ModelStore
 from worker.catalog import ItemCatalog, read_items
 from worker.data_cache import load_training_data
-from worker.exceptions import ModelNotFoundError
-from worker.model import Model
-from worker.model_store import ModelStore
 from worker.pipeline import Catalog, Stopped, full_model, updated_model
 from worker.settings import WorkerSettings
 

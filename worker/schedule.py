@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from connector.exceptions import StreamrecError
-from worker.exceptions import ModelNotFoundError, NotEnoughDataError
+from connector.exceptions import ModelNotFoundError, StreamrecError
+from worker.exceptions import NotEnoughDataError
 from worker.pipeline import Stopped
 from worker.runs import Mode, run
 from worker.settings import WorkerSettings

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from connector.model import network
+from connector.model.model import Hyperparameters, Model
 from worker import gru
 from worker.exceptions import ModelFitError
 from worker.interactions import Interactions
-from worker.model import Hyperparameters, Model
 
 Progress = Callable[[int, int, float], None]  # (epoch done, epochs, mean loss)
 MAX_RECOVERIES = 3
@@ -34,10 +35,10 @@ class Windows:
     targets: np.ndarray
     weights: np.ndarray
 
-    def batch(self, rows: np.ndarray) -> gru.Batch:
+    def batch(self, rows: np.ndarray) -> network.Batch:
         """The windows `rows`, cut to the longest of them."""
         steps = max(1, int((self.targets[rows] > 0).sum(axis=1).max()))
-        return gru.Batch(
+        return network.Batch(
             items=self.items[rows, :steps],
             types=self.types[rows, :steps],
             contexts={name: codes[rows, :steps] for name, codes in self.contexts.items()},
@@ -78,7 +79,7 @@ def epoch_count(data: Interactions, hyper: Hyperparameters) -> int:
     return max(1, min(hyper.epochs, math.ceil(hyper.max_positions / predictions)))
 
 
-def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) -> gru.Params:
+def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) -> network.Params:
     """Small random weights; item biases start at log popularity so early steps learn
     what is specific to a user rather than what is popular."""
     items = len(data.items) + 1
@@ -112,7 +113,7 @@ def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) ->
 class Adam:
     """Adam with global-norm clipping and a guard that undoes a step gone non-finite."""
 
-    def __init__(self, params: gru.Params, learning_rate: float) -> None:
+    def __init__(self, params: network.Params, learning_rate: float) -> None:
         self.params = params
         self.learning_rate = learning_rate
         self.moments = {name: np.zeros_like(value) for name, value in params.items()}
@@ -120,7 +121,7 @@ class Adam:
         self.steps = 0
         self.recoveries = 0
 
-    def step(self, loss: float, grads: gru.Params) -> None:
+    def step(self, loss: float, grads: network.Params) -> None:
         """Apply one update, or skip it and lower the rate when loss or gradients are not
         finite; raise ModelFitError when that keeps happening."""
         norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
@@ -147,7 +148,7 @@ class Adam:
 def _epoch(
     data: Interactions,
     hyper: Hyperparameters,
-    params: gru.Params,
+    params: network.Params,
     optimiser: Adam,
     rng: np.random.Generator,
 ) -> float:
@@ -164,7 +165,7 @@ def _epoch(
 
 
 def _candidates(
-    batch: gru.Batch, items: int, size: int, rng: np.random.Generator
+    batch: network.Batch, items: int, size: int, rng: np.random.Generator
 ) -> np.ndarray | None:
     """All items when there are few; else the batch's targets plus uniform negatives."""
     if items <= size:

@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from worker.history import from_interactions
-from worker.interactions import Interactions
-from worker.model import Model
+from connector.model.model import Model
+from worker.interactions import Interactions, history_entries
 
 
 def add_items(
@@ -57,7 +56,7 @@ def _from_sequences(model: Model, data: Interactions, items: list[str]) -> dict[
             owner = wanted.get(data.items[data.item[row]])
             if owner is not None:
                 start = max(rows.start, row - model.hyperparameters.bptt)
-                histories.append(from_interactions(data, slice(start, row)))
+                histories.append(history_entries(data, slice(start, row)))
                 owners.append(owner)
     if not histories:
         return {}

@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 import redis
 
-from connector.exceptions import ConcurrentWriteError
+from connector.exceptions import ConcurrentWriteError, ModelNotFoundError
 from connector.keys import Keys
+from connector.model.artifacts import ModelArtifacts
 from connector.settings import CommonSettings
-from worker import model_store
-from worker.artifacts import ModelArtifacts
-from worker.exceptions import ModelNotFoundError
-from worker.model_store import ModelStore, plan
+from connector.stores import model_versions as model_store
+from connector.stores.model_versions import ModelStore, plan
 
 SMALL_CHUNKS = 4096  # bytes: many chunks per array even for small test models
 

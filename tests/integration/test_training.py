@@ -16,14 +16,14 @@ import redis
 from connector.ingest.processor import EventProcessor
 from connector.ingest.records import SourceRecord
 from connector.keys import Keys
+from connector.model.history import HistoryEntry
+from connector.model.model import Model
 from connector.settings import CommonSettings, ConnectorSettings
+from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group, put_events
 from worker.catalog import read_items
 from worker.data_cache import load_training_data
-from worker.history import HistoryEntry
-from worker.model import Model
-from worker.model_store import ModelStore
 from worker.pipeline import full_model
 from worker.runs import item_catalog, run
 from worker.settings import WorkerSettings

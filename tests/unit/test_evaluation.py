@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from connector.model.history import HistoryEntry
 from worker.evaluation import Holdout, evaluate, split_last
-from worker.history import HistoryEntry
 from worker.interactions import from_rows
 from worker.recommender import NO_ITEM, top_k
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from connector.model import network
 from worker import gru
 
 
-def tiny_params(rng: np.random.Generator, items: int = 7, hidden: int = 4) -> gru.Params:
+def tiny_params(rng: np.random.Generator, items: int = 7, hidden: int = 4) -> network.Params:
     def normal(*shape: int) -> np.ndarray:
         return rng.normal(0.0, 0.5, shape)
 
@@ -29,9 +30,9 @@ def tiny_params(rng: np.random.Generator, items: int = 7, hidden: int = 4) -> gr
     }
 
 
-def tiny_batch() -> gru.Batch:
+def tiny_batch() -> network.Batch:
     items = np.array([[1, 3, 2, 5], [4, 6, 0, 0]])
-    return gru.Batch(
+    return network.Batch(
         items=items,
         types=np.array([[1, 2, 1, 1], [2, 0, 0, 0]]),
         contexts={"DEVICE": np.array([[1, 2, 3, 0], [3, 1, 0, 0]])},
@@ -40,7 +41,7 @@ def tiny_batch() -> gru.Batch:
     )
 
 
-def numeric_gradient(params: gru.Params, name: str, loss: callable) -> np.ndarray:  # type: ignore[valid-type]
+def numeric_gradient(params: network.Params, name: str, loss: callable) -> np.ndarray:  # type: ignore[valid-type]
     gradient = np.zeros_like(params[name])
     step = 1e-6
     for index in np.ndindex(params[name].shape):
@@ -71,7 +72,7 @@ def test_every_gradient_matches_finite_differences(candidates: np.ndarray | None
 def test_padding_steps_change_nothing() -> None:
     params = tiny_params(np.random.default_rng(4))
     short = tiny_batch()
-    longer = gru.Batch(
+    longer = network.Batch(
         items=np.pad(short.items, ((0, 0), (0, 2))),
         types=np.pad(short.types, ((0, 0), (0, 2))),
         contexts={k: np.pad(v, ((0, 0), (0, 2))) for k, v in short.contexts.items()},

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from connector.exceptions import ModelNotFoundError
 from connector.keys import Keys
-from worker.artifacts import ModelArtifacts
-from worker.exceptions import ModelNotFoundError
-from worker.model_store import (
+from connector.model.artifacts import ModelArtifacts
+from connector.stores.model_versions import (
     ArrayLayout,
     Manifest,
     _array_parts,

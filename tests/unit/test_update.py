@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.history import HistoryEntry
+from connector.model.history import HistoryEntry
+from connector.model.model import Hyperparameters
 from worker.interactions import from_rows
-from worker.model import Hyperparameters
 from worker.training import train
 from worker.update import add_items
 

@@ -9,7 +9,7 @@ import click
 from connector.cli.options import group_option
 from connector.keys import Keys
 from connector.redis_client import connect
-from worker.model_store import ModelStore, VersionInfo
+from connector.stores.model_versions import ModelStore, VersionInfo
 from worker.settings import WorkerSettings
 
 # Shown by `list` when the version has them, in this order; otherwise its first three.

@@ -3,7 +3,8 @@
 The connector keeps each user's (or anonymous session's) history in a Redis sorted set whose
 members are JSON documents (connector/ingest/plan.py `_history_member`). The model computes a
 user state from a list of HistoryEntry, and evaluation builds the same entries from the
-training data, so offline scores and served recommendations go through one code path.
+training data (worker.interactions.history_entries), so offline scores and served
+recommendations go through one code path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from worker.interactions import ABSENT, Interactions
+ABSENT = ""  # event type or context value not given (code 0 in every vocabulary)
 
 
 @dataclass(frozen=True)
@@ -36,24 +37,3 @@ def parse_member(member: bytes | str) -> HistoryEntry:
         timestamp=int(entry.get("ts") or 0),
         context={key: str(value) for key, value in (entry.get("context") or {}).items()},
     )
-
-
-def from_interactions(data: Interactions, rows: slice) -> list[HistoryEntry]:
-    """The HistoryEntry list of a slice of the training data (one user's rows, in order)."""
-    entries = []
-    for row in range(rows.start, rows.stop):
-        event_type = data.event_types[data.event_type[row]]
-        context = {
-            name: data.context_values[name][codes[row]]
-            for name, codes in data.context.items()
-            if codes[row] != 0
-        }
-        entries.append(
-            HistoryEntry(
-                item=data.items[data.item[row]],
-                event_type=None if event_type == ABSENT else event_type,
-                timestamp=int(data.timestamp[row]),
-                context=context,
-            )
-        )
-    return entries

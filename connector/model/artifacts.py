@@ -1,6 +1,6 @@
 """A trained model as plain data: what is published to Redis and loaded back by serving.
 
-Kept separate from the model code so the store (worker/model_store.py) can write, chunk and
+Kept separate from the model code so the store (connector/stores/model_versions.py) can write, chunk and
 read any version without knowing the architecture, and serving can load a version without
 importing training code.
 """

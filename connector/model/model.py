@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from worker import gru
-from worker.artifacts import ModelArtifacts
-from worker.history import HistoryEntry
-from worker.interactions import ABSENT
+from connector.model import network
+from connector.model.artifacts import ModelArtifacts
+from connector.model.history import ABSENT, HistoryEntry
 
 ARCHITECTURE = "gru"
 
@@ -53,7 +52,7 @@ class Model:
     items: list[str]
     event_types: list[str]
     context_values: dict[str, list[str]]
-    params: gru.Params
+    params: network.Params
     hyperparameters: Hyperparameters
     meta: dict[str, Any] = field(default_factory=dict)
     _item_rows: dict[str, int] = field(init=False, repr=False)
@@ -73,11 +72,11 @@ class Model:
         model does not know are skipped, unknown event types and context values count as
         absent, and an empty history gives the state of a user with no events."""
         batch = self._encode(histories)
-        x = gru.embed(self.params, batch.items, batch.types, batch.contexts)
-        cache = gru.run(self.params, x)
+        x = network.embed(self.params, batch.items, batch.types, batch.contexts)
+        cache = network.run(self.params, x)
         lengths = (batch.items > 0).sum(axis=1)
         last = cache.h[np.arange(len(histories)), lengths]
-        return gru.output(self.params, last).astype(np.float32)
+        return network.output(self.params, last).astype(np.float32)
 
     def scores(self, states: np.ndarray) -> np.ndarray:
         """Scores of every item (columns in `items` order) for each state."""
@@ -88,7 +87,7 @@ class Model:
         """Scores of every item for each history (the Recommender protocol)."""
         return self.scores(self.user_states(histories))
 
-    def _encode(self, histories: Sequence[Sequence[HistoryEntry]]) -> gru.Batch:
+    def _encode(self, histories: Sequence[Sequence[HistoryEntry]]) -> network.Batch:
         steps = self.hyperparameters.bptt
         shape = (len(histories), max(1, steps))
         items, types = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
@@ -102,7 +101,7 @@ class Model:
                     value = entry.context.get(name)
                     codes[row, step] = self._context_codes[name].get(value, 0) if value else 0
         empty = np.zeros(shape, np.int64)
-        return gru.Batch(items, types, contexts, empty, np.zeros(shape))
+        return network.Batch(items, types, contexts, empty, np.zeros(shape))
 
     def to_artifacts(self, extra: Mapping[str, np.ndarray] | None = None) -> ModelArtifacts:
         """The model as publishable data; `extra` adds arrays such as item_popularity."""

@@ -31,10 +31,9 @@ import orjson
 import redis
 import redis.client
 
-from connector.exceptions import ConcurrentWriteError, ConfigurationError
+from connector.exceptions import ConcurrentWriteError, ConfigurationError, ModelNotFoundError
 from connector.keys import Keys
-from worker.artifacts import ITEM_PREFIX, ModelArtifacts
-from worker.exceptions import ModelNotFoundError
+from connector.model.artifacts import ITEM_PREFIX, ModelArtifacts
 
 FORMAT = 1
 CHUNK_BYTES = 1 << 20  # about 1 MiB per chunk: no huge values, fast to move and to evict

@@ -1,0 +1,79 @@
+"""The network's forward pass: a GRU over event embeddings, scored against tied item
+embeddings. Serving runs only this; training (worker/gru.py) adds the backward pass.
+
+Written out in numpy, vectorised over the batch (the only Python loop is over the time steps
+of a window, at most `bptt`).
+
+Shapes: B sequences in a batch, T time steps, H hidden units (= embedding size), V items.
+Item row 0 of `item_embeddings` is padding: it is never a target and its input is masked.
+Gates follow Cho et al. (2014): z, r = sigmoid(x W + h U + b), n = tanh(x W_n + (r * h) U_n +
+b_n), h' = (1 - z) * n + z * h.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Params = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Inputs and targets of B windows of T steps (right-padded with item 0)."""
+
+    items: np.ndarray  # (B, T) int, 0 = padding
+    types: np.ndarray  # (B, T) int event type codes
+    contexts: dict[str, np.ndarray]  # field -> (B, T) int context value codes
+    targets: np.ndarray  # (B, T) int next item, 0 = no target
+    weights: np.ndarray  # (B, T) float loss weight per target (0 where no target)
+
+
+@dataclass
+class Cache:
+    """What the forward pass keeps for the backward pass."""
+
+    x: np.ndarray  # (B, T, H) inputs after dropout
+    keep_in: np.ndarray | None  # (B, T, H) input dropout mask (scaled), None without dropout
+    h: np.ndarray  # (B, T + 1, H) states, h[:, 0] = 0
+    z: np.ndarray
+    r: np.ndarray
+    n: np.ndarray
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    """Logistic function, without overflow warnings for large negative inputs."""
+    result: np.ndarray = np.exp(-np.logaddexp(0.0, -values))
+    return result
+
+
+def embed(
+    params: Params, items: np.ndarray, types: np.ndarray, contexts: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Each step's input: item + event type + context embeddings, zero at padding steps."""
+    x = params["item_embeddings"][items] + params["type_embeddings"][types]
+    for name, codes in contexts.items():
+        x = x + params[f"context_{name}"][codes]
+    masked: np.ndarray = x * (items > 0)[..., None]
+    return masked
+
+
+def run(params: Params, x: np.ndarray) -> Cache:
+    """The GRU over inputs x (B, T, H) from a zero state."""
+    batch, steps, hidden = x.shape
+    projected = x @ params["gru_w"] + params["gru_b"]  # (B, T, 3H), all steps at once
+    u_zr, u_n = params["gru_u"][:, : 2 * hidden], params["gru_u"][:, 2 * hidden :]
+    h = np.zeros((batch, steps + 1, hidden), dtype=x.dtype)
+    z, r, n = (np.empty((batch, steps, hidden), dtype=x.dtype) for _ in range(3))
+    for t in range(steps):
+        gates = sigmoid(projected[:, t, : 2 * hidden] + h[:, t] @ u_zr)
+        z[:, t], r[:, t] = gates[:, :hidden], gates[:, hidden:]
+        n[:, t] = np.tanh(projected[:, t, 2 * hidden :] + (r[:, t] * h[:, t]) @ u_n)
+        h[:, t + 1] = (1 - z[:, t]) * n[:, t] + z[:, t] * h[:, t]
+    return Cache(x=x, keep_in=None, h=h, z=z, r=r, n=n)
+
+
+def output(params: Params, states: np.ndarray) -> np.ndarray:
+    """The query vector a state is scored with: states @ out_w + out_b."""
+    return states @ params["out_w"] + params["out_b"]

@@ -65,6 +65,24 @@ class Interactions:
             context_values=self.context_values,
         )
 
+    def compact(self) -> Interactions:
+        """The same rows with users and items that have no row left dropped from the
+        vocabularies (after `select`), so a model never carries untrained item rows."""
+        users, user = np.unique(self.user, return_inverse=True)
+        items, item = np.unique(self.item, return_inverse=True)
+        return Interactions(
+            user=user.astype(np.int32),
+            item=item.astype(np.int32),
+            timestamp=self.timestamp,
+            event_type=self.event_type,
+            event_value=self.event_value,
+            context=self.context,
+            users=[self.users[code] for code in users],
+            items=[self.items[code] for code in items],
+            event_types=self.event_types,
+            context_values=self.context_values,
+        )
+
 
 @dataclass
 class _Vocabulary:

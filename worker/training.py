@@ -55,6 +55,7 @@ def train(
 ) -> Model:
     """A model trained on `data` (already selected and checked for minimum size)."""
     hyper = params or Hyperparameters()
+    data = data.compact()
     rng = np.random.default_rng(seed)
     weights = initial_params(data, hyper.hidden_dimension, rng)
     optimiser = Adam(weights, hyper.learning_rate)

@@ -1,8 +1,8 @@
 """A trained model as plain data: what is published to Redis and loaded back by serving.
 
-Kept separate from the model code so the store (connector/stores/model_versions.py) can write, chunk and
-read any version without knowing the architecture, and serving can load a version without
-importing training code.
+Kept separate from the model code so the store (connector/stores/model_versions.py) can
+write, chunk and read any version without knowing the architecture, and serving can load a
+version without importing training code.
 """
 
 from __future__ import annotations

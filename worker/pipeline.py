@@ -111,10 +111,12 @@ def updated_model(
 
 
 def item_arrays(model: Model, data: Interactions, catalog: Catalog) -> dict[str, np.ndarray]:
-    """Popularity and creation time of every model item, published with the version."""
+    """Popularity (overall and per context value) and creation time of every model item,
+    published with the version."""
     return {
         "item_popularity": popularity.popularity(data, model.items),
         "item_created": popularity.created(data, model.items, catalog.created),
+        **popularity.by_context(data, model.items, model.context_values),
     }
 
 

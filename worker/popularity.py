@@ -35,6 +35,46 @@ def popularity(
     return result.astype(np.float32)
 
 
+def by_context(
+    data: Interactions,
+    items: Sequence[str],
+    context_values: Mapping[str, Sequence[str]],
+    half_life_seconds: float = DEFAULT_HALF_LIFE_SECONDS,
+) -> dict[str, np.ndarray]:
+    """Popularity per context value, for a cold-start user whose request gives a context:
+    `item_popularity_<FIELD>` has one row per item and one column per value of
+    `context_values[FIELD]` (the model's vocabulary; column 0, "absent", stays 0)."""
+    if len(data) == 0:
+        return {}
+    weight = np.exp2(-(data.timestamp.max() - data.timestamp) / half_life_seconds)
+    item_row = _item_rows(data, items)
+    result = {}
+    for name, codes in data.context.items():
+        vocabulary = list(context_values.get(name, ()))
+        if not vocabulary:
+            continue
+        column = _columns(data.context_values[name], vocabulary)[codes]
+        matrix = np.zeros((len(items), len(vocabulary)), np.float64)
+        usable = (item_row >= 0) & (column > 0)
+        np.add.at(matrix, (item_row[usable], column[usable]), weight[usable])
+        result[f"item_popularity_{name}"] = matrix.astype(np.float32)
+    return result
+
+
+def _item_rows(data: Interactions, items: Sequence[str]) -> np.ndarray:
+    """For each interaction, the row of its item in `items` (or -1)."""
+    position = {item: row for row, item in enumerate(items)}
+    per_code = np.array([position.get(item, -1) for item in data.items], dtype=np.int64)
+    result: np.ndarray = per_code[data.item] if len(per_code) else np.zeros(0, np.int64)
+    return result
+
+
+def _columns(data_values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
+    """For each value code of the data, its column in `vocabulary` (0 when unknown)."""
+    position = {value: column for column, value in enumerate(vocabulary)}
+    return np.array([position.get(value, 0) for value in data_values], dtype=np.int64)
+
+
 def created(
     data: Interactions,
     items: Sequence[str],

@@ -20,12 +20,14 @@ ABSENT = ""  # event type or context value not given (code 0 in every vocabulary
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One past event of a user: what, which kind, when, and in which context."""
+    """One past event of a user: what, which kind, when, in which context, and which items
+    were shown with it (the impression, explicit or implicit)."""
 
     item: str
     event_type: str | None = None
     timestamp: int = 0
     context: Mapping[str, str] = field(default_factory=dict)
+    impression: tuple[str, ...] = ()
 
 
 def parse_member(member: bytes | str) -> HistoryEntry:
@@ -36,4 +38,5 @@ def parse_member(member: bytes | str) -> HistoryEntry:
         event_type=entry.get("type"),
         timestamp=int(entry.get("ts") or 0),
         context={key: str(value) for key, value in (entry.get("context") or {}).items()},
+        impression=tuple(str(item) for item in entry.get("impression") or ()),
     )

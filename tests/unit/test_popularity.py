@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from worker.interactions import Interactions, from_rows
-from worker.popularity import UNKNOWN_TIME, created, popularity
+from worker.popularity import UNKNOWN_TIME, by_context, created, popularity
 
 DAY = 24 * 3600
 
@@ -35,3 +35,18 @@ def test_created_prefers_the_catalog_then_the_first_interaction() -> None:
 def test_popularity_never_exceeds_the_raw_count(half_life: float) -> None:
     weights = popularity(data(), ["a", "b"], half_life)
     assert weights[0] <= 2 and weights[1] <= 1 and (weights > 0).all()
+
+
+def test_popularity_by_context_counts_per_value_in_the_models_vocabulary() -> None:
+    rows = [
+        {"USER_ID": "u1", "ITEM_ID": "a", "TIMESTAMP": 10, "DEVICE": "tv"},
+        {"USER_ID": "u1", "ITEM_ID": "b", "TIMESTAMP": 10, "DEVICE": "phone"},
+        {"USER_ID": "u2", "ITEM_ID": "a", "TIMESTAMP": 10, "DEVICE": "tv"},
+        {"USER_ID": "u2", "ITEM_ID": "a", "TIMESTAMP": 10},
+    ]
+    data = from_rows(rows, ["DEVICE"])
+    # the model knows the values in another order, and one the data never had
+    found = by_context(data, ["b", "a"], {"DEVICE": ["", "phone", "web", "tv"]})
+    matrix = found["item_popularity_DEVICE"]
+    assert matrix.shape == (2, 4)
+    np.testing.assert_array_equal(matrix, [[0, 1, 0, 0], [0, 0, 0, 2]])

@@ -1,0 +1,1 @@
+"""Serving: the current model in memory, recommendations and rankings, precomputed lists."""

@@ -111,6 +111,10 @@ def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) ->
     return params
 
 
+def _rows(name: str, grad: np.ndarray, item_rows: np.ndarray | None) -> np.ndarray:
+    return grad[item_rows] if item_rows is not None and name.startswith("item_") else grad
+
+
 class Adam:
     """Adam with global-norm clipping and a guard that undoes a step gone non-finite."""
 
@@ -122,10 +126,14 @@ class Adam:
         self.steps = 0
         self.recoveries = 0
 
-    def step(self, loss: float, grads: network.Params) -> None:
+    def step(self, loss: float, grads: network.Params, item_rows: np.ndarray | None = None) -> None:
         """Apply one update, or skip it and lower the rate when loss or gradients are not
-        finite; raise ModelFitError when that keeps happening."""
-        norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+        finite; raise ModelFitError when that keeps happening. With `item_rows`, the item_*
+        parameters are updated only in those rows (lazy Adam): with a sampled softmax the
+        other rows have no gradient, and a dense update of a large catalog each step would
+        cost more than the step itself."""
+        selected = {name: _rows(name, grad, item_rows) for name, grad in grads.items()}
+        norm = math.sqrt(sum(float((g * g).sum()) for g in selected.values()))
         if not (math.isfinite(loss) and math.isfinite(norm)):
             self._recover(loss)
             return
@@ -133,11 +141,14 @@ class Adam:
         self.steps += 1
         correction = math.sqrt(1 - 0.999**self.steps) / (1 - 0.9**self.steps)
         for name, value in self.params.items():
-            grad = grads[name] * scale
-            self.moments[name] = 0.9 * self.moments[name] + 0.1 * grad
-            self.squares[name] = 0.999 * self.squares[name] + 0.001 * grad * grad
-            update = self.moments[name] / (np.sqrt(self.squares[name]) + 1e-8)
-            value -= (self.learning_rate * correction * update).astype(value.dtype)
+            rows = item_rows if item_rows is not None and name.startswith("item_") else slice(None)
+            grad = selected[name] * scale
+            moments = self.moments[name][rows] = 0.9 * self.moments[name][rows] + 0.1 * grad
+            squares = self.squares[name][rows] = (
+                0.999 * self.squares[name][rows] + 0.001 * grad * grad
+            )
+            update = moments / (np.sqrt(squares) + 1e-8)
+            value[rows] -= (self.learning_rate * correction * update).astype(value.dtype)
 
     def _recover(self, loss: float) -> None:
         self.recoveries += 1
@@ -160,7 +171,8 @@ def _epoch(
         batch = windows.batch(order[start : start + hyper.batch_size])
         candidates = _candidates(batch, len(data.items), hyper.sampled_candidates, rng)
         loss, grads = gru.loss_and_gradients(params, batch, candidates, hyper.dropout, rng)
-        optimiser.step(loss, grads)
+        touched = None if candidates is None else np.union1d(candidates, batch.items.ravel())
+        optimiser.step(loss, grads, touched)
         total, count = total + loss, count + 1
     return total / max(count, 1)
 

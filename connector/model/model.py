@@ -35,7 +35,7 @@ class Hyperparameters:
     batch_size: int = 64  # windows per step
     learning_rate: float = 0.003
     dropout: float = 0.4
-    sampled_candidates: int = 4096  # softmax over all items when there are fewer
+    sampled_candidates: int = 2048  # softmax over all items when there are fewer
 
     def __post_init__(self) -> None:
         if not 32 <= self.hidden_dimension <= 256:

@@ -1,0 +1,121 @@
+"""The model version being served, held in memory and swapped whole when a new one is
+published.
+
+Readers take `holder.current` once per request or batch and use that object throughout, so
+a swap in the middle never mixes two versions; the swap itself is one reference assignment.
+New versions are announced on a Redis channel; a slow poll of the pointer backs the
+subscription up, since pub/sub drops messages while a connection is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+
+from connector.exceptions import ModelNotFoundError
+from connector.model.artifacts import ModelArtifacts
+from connector.model.model import Model
+from connector.stores.model_versions import ModelStore
+
+log = logging.getLogger("streamrec.serving")
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A version ready to serve: the model plus the per-item statistics serving needs."""
+
+    version: str
+    model: Model
+    popularity: np.ndarray  # recency-weighted interaction count per item
+    created: np.ndarray  # creation time per item (seconds; -1 unknown)
+    context_popularity: dict[str, np.ndarray]  # FIELD -> (items, values of FIELD)
+    latest_timestamp: int  # newest interaction in the training data
+    columns: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        columns = {item: column for column, item in enumerate(self.model.items)}
+        object.__setattr__(self, "columns", columns)
+
+    @classmethod
+    def from_artifacts(cls, version: str, artifacts: ModelArtifacts) -> ServingModel:
+        """Build from a loaded version (missing statistics default to neutral values)."""
+        items = len(artifacts.items)
+        arrays = artifacts.arrays
+        data = artifacts.meta.get("data") or {}
+        prefix = "item_popularity_"
+        return cls(
+            version=version,
+            model=Model.from_artifacts(artifacts),
+            popularity=arrays.get("item_popularity", np.ones(items, np.float32)),
+            created=arrays.get("item_created", np.full(items, -1, np.int64)),
+            context_popularity={
+                name[len(prefix) :]: value
+                for name, value in arrays.items()
+                if name.startswith(prefix)
+            },
+            latest_timestamp=int(data.get("last_timestamp") or 0),
+        )
+
+
+class ModelHolder:
+    """The current ServingModel of one dataset group, kept up to date in the background."""
+
+    def __init__(self, store: ModelStore, poll_seconds: float = 30.0) -> None:
+        self._store = store
+        self._poll_seconds = poll_seconds
+        self._current: ServingModel | None = None
+        self._lock = threading.Lock()  # one load at a time; readers never wait on it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def current(self) -> ServingModel | None:
+        """The version being served, or None before any version is published."""
+        return self._current
+
+    def reload(self) -> bool:
+        """Load the current version if it is not the one held; whether it changed."""
+        with self._lock:
+            version = self._store.current_version()
+            if version is None or (self._current and self._current.version == version):
+                return False
+            try:
+                loaded = ServingModel.from_artifacts(version, self._store.load(version))
+            except ModelNotFoundError as exc:  # rolled back or pruned while loading
+                log.warning("model version %s could not be loaded: %s", version, exc)
+                return False
+            self._current = loaded
+        log.info("serving model version %s (%d items)", version, len(loaded.model.items))
+        return True
+
+    def start(self) -> None:
+        """Load now, then follow announcements (and poll) in a daemon thread."""
+        self.reload()
+        self._thread = threading.Thread(target=self._follow, name="model-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following; the held version stays usable."""
+        self._stop.set()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except redis.RedisError as exc:
+                log.warning("model announcements interrupted (%s); retrying", exc)
+                self._stop.wait(1.0)
+
+    def _listen(self) -> None:
+        subscription = self._store.subscribe()
+        try:
+            while not self._stop.is_set():
+                subscription.get_message(timeout=self._poll_seconds)
+                self.reload()  # announced, or the poll period passed: check the pointer
+        finally:
+            subscription.close()

@@ -1,0 +1,208 @@
+"""From user histories to ranked item lists: relevance, cold start, exploration, impressions.
+
+Pure functions over a ServingModel, so the connector's precomputed lists, the HTTP API and
+the tests rank the same way.
+
+- Relevance is the model's score from the user's history (connector.model.model). A user with
+  no known events gets popularity instead, recency-weighted, per context value when the
+  request gives a context (DEVICE=tv favours what is watched on TVs).
+- Items the user was shown and did not interact with lose IGNORED_IMPRESSION_PENALTY of score
+  per showing, so a list does not keep offering what was passed over.
+- Exploration, as Personalize's `explorationWeight`: that share of the list's slots goes to
+  cold items, those with little interaction data (popularity in the lowest quartile) that are
+  no older than `explorationItemAgeCutOff` days before the newest interaction (age from
+  CREATION_TIMESTAMP, else first interaction; unknown counts as new). Cold items are drawn
+  in proportion to their relevance (Gumbel top-k), so exploration still leans toward what may
+  suit the user, and placed at evenly spaced positions in the list. Items with no
+  interaction data at all (new items UPDATE placed from metadata or sequences) reach a list
+  only through exploration, so weight 0 means lists rest on interaction data alone.
+- Scores are probabilities: a softmax over the items that may be recommended, as Personalize
+  reports them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from connector.model.history import HistoryEntry
+from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
+
+IGNORED_IMPRESSION_PENALTY = 1.0  # score (logit) lost per showing without interaction
+COLD_POPULARITY_QUANTILE = 0.25
+CONTEXT_SHARE = 0.7  # weight of the context's popularity against overall, for cold start
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """Personalize's item exploration campaign configuration."""
+
+    weight: float = 0.3
+    item_age_cut_off_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"explorationWeight must be between 0 and 1, got {self.weight}")
+        if self.item_age_cut_off_days <= 0:
+            raise ValueError("explorationItemAgeCutOff must be a positive number of days")
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A ranked list: item columns of the model, best first, and their scores."""
+
+    columns: np.ndarray
+    scores: np.ndarray
+    explored: np.ndarray  # bool per position: placed by exploration
+
+
+def relevance(
+    served: ServingModel,
+    histories: Sequence[Sequence[HistoryEntry]],
+    context: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """Score of every item for each history (float32, (len(histories), items))."""
+    scores = np.empty((len(histories), len(served.model.items)), np.float32)
+    personal = [i for i, h in enumerate(histories) if any(e.item in served.columns for e in h)]
+    if personal:
+        scores[personal] = served.model.score_histories([histories[i] for i in personal])
+    cold = sorted(set(range(len(histories))) - set(personal))
+    if cold:
+        scores[cold] = cold_start_scores(served, context)
+    return scores
+
+
+def cold_start_scores(served: ServingModel, context: Mapping[str, str] | None) -> np.ndarray:
+    """Log popularity, mixed with the popularity under each given context value."""
+    overall = served.popularity / max(float(served.popularity.sum()), 1e-12)
+    mixed = np.zeros_like(overall)
+    used = 0
+    for name, value in (context or {}).items():
+        table, values = served.context_popularity.get(name), served.model.context_values.get(name)
+        if table is None or values is None or value not in values:
+            continue
+        column = table[:, values.index(value)]
+        mixed += column / max(float(column.sum()), 1e-12)
+        used += 1
+    if used:
+        overall = CONTEXT_SHARE * mixed / used + (1 - CONTEXT_SHARE) * overall
+    result: np.ndarray = np.log(overall + 1e-9).astype(np.float32)
+    return result
+
+
+def ignored_impressions(served: ServingModel, history: Sequence[HistoryEntry]) -> np.ndarray:
+    """Per item, how often it was shown to the user without the user interacting with it."""
+    interacted = {entry.item for entry in history}
+    shown = Counter(
+        item for entry in history for item in entry.impression if item not in interacted
+    )
+    counts = np.zeros(len(served.model.items), np.float32)
+    for item, times in shown.items():
+        column = served.columns.get(item)
+        if column is not None:
+            counts[column] = times
+    return counts
+
+
+def unproven_items(served: ServingModel) -> np.ndarray:
+    """Items without any interaction in the model's data (new items placed by UPDATE)."""
+    result: np.ndarray = served.popularity <= 0
+    return result
+
+
+def cold_items(served: ServingModel, exploration: Exploration) -> np.ndarray:
+    """Items exploration may pick: little interaction data and recent enough."""
+    cut_off = served.latest_timestamp - exploration.item_age_cut_off_days * SECONDS_PER_DAY
+    recent = (served.created < 0) | (served.created >= cut_off)
+    little_data = served.popularity <= np.quantile(served.popularity, COLD_POPULARITY_QUANTILE)
+    result: np.ndarray = recent & little_data
+    return result
+
+
+def rank(
+    scores: np.ndarray,
+    count: int,
+    allowed: np.ndarray,
+    cold: np.ndarray,
+    exploration: Exploration,
+    rng: np.random.Generator,
+    unproven: np.ndarray | None = None,
+) -> Ranked:
+    """The best `count` allowed items for one user, with exploration slots filled from
+    `cold` items; scores are a softmax over the allowed items. `unproven` items (no
+    interaction data at all) can only enter through exploration, so with weight 0 the list
+    rests on interaction data alone."""
+    adjusted = np.where(allowed, scores, -np.inf)
+    explore = _explore(adjusted, cold & allowed, round(exploration.weight * count), rng)
+    barred = (
+        _mask(len(scores), explore) if unproven is None else unproven | _mask(len(scores), explore)
+    )
+    exploit = _top(np.where(barred, -np.inf, adjusted), count - len(explore))
+    columns, explored = _interleave(exploit, explore, count)
+    probabilities = _softmax_at(adjusted, columns)
+    return Ranked(columns, probabilities, explored)
+
+
+def rank_given(scores: np.ndarray, columns: np.ndarray, allowed: np.ndarray) -> Ranked:
+    """GetPersonalizedRanking: the given item columns (those allowed), best first."""
+    keep = columns[allowed[columns]]
+    order = keep[np.argsort(-scores[keep], kind="stable")]
+    probabilities = _softmax_at(np.where(_mask(len(scores), keep), scores, -np.inf), order)
+    return Ranked(order, probabilities, np.zeros(len(order), dtype=bool))
+
+
+def _top(scores: np.ndarray, count: int) -> np.ndarray:
+    finite = int(np.isfinite(scores).sum())
+    count = min(count, finite)
+    if count <= 0:
+        return np.zeros(0, np.int64)
+    best = np.argpartition(-scores, count - 1)[:count]
+    result: np.ndarray = best[np.argsort(-scores[best], kind="stable")]
+    return result
+
+
+def _explore(
+    scores: np.ndarray, eligible: np.ndarray, slots: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Up to `slots` eligible items drawn without replacement, in proportion to softmax of
+    their score (Gumbel top-k)."""
+    if slots <= 0 or not eligible.any():
+        return np.zeros(0, np.int64)
+    noisy = np.where(eligible, scores + rng.gumbel(size=len(scores)), -np.inf)
+    return _top(noisy, slots)
+
+
+def _interleave(
+    exploit: np.ndarray, explore: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Explored items at evenly spaced positions among the exploited ones."""
+    total = min(count, len(exploit) + len(explore))
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, dtype=bool)
+    positions = np.zeros(total, dtype=bool)
+    if len(explore):
+        spots = np.floor((np.arange(len(explore)) + 0.5) * total / len(explore)).astype(int)
+        positions[np.minimum(spots, total - 1)] = True
+    columns = np.empty(total, np.int64)
+    columns[positions] = explore[: int(positions.sum())]
+    columns[~positions] = exploit[: int((~positions).sum())]
+    return columns, positions
+
+
+def _mask(size: int, columns: np.ndarray) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[columns] = True
+    return mask
+
+
+def _softmax_at(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    finite = scores[np.isfinite(scores)]
+    if not len(finite) or not len(columns):
+        return np.zeros(len(columns), np.float64)
+    top = float(finite.max())
+    total = float(np.exp(finite - top).sum())
+    result: np.ndarray = np.exp(scores[columns] - top) / total
+    return result

@@ -1,0 +1,77 @@
+"""One call that turns users' histories into their lists: relevance for all of them in one
+matrix product, then per user the impressions penalty, the allowed items and the ranking.
+
+The connector's precomputed lists and GetRecommendations both come through here, so a list
+looked up in Redis and one asked for over HTTP are made the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from connector.model.history import HistoryEntry
+from connector.serving import ranking
+from connector.serving.current_model import ServingModel
+from connector.serving.ranking import Exploration, Ranked
+
+# Per user (by position in the batch): the items that may be recommended, or None for all.
+AllowedFor = Callable[[int], np.ndarray | None]
+
+
+def recommend_many(
+    served: ServingModel,
+    histories: Sequence[Sequence[HistoryEntry]],
+    count: int,
+    exploration: Exploration,
+    rng: np.random.Generator,
+    *,
+    exclude_seen: bool = True,
+    context: Mapping[str, str] | None = None,
+    allowed_for: AllowedFor | None = None,
+) -> list[Ranked]:
+    """The top `count` items for each history."""
+    scores = ranking.relevance(served, histories, context)
+    cold = ranking.cold_items(served, exploration)
+    unproven = ranking.unproven_items(served)
+    lists = []
+    for index, history in enumerate(histories):
+        allowed = _allowed(
+            served, history, exclude_seen, allowed_for(index) if allowed_for else None
+        )
+        adjusted = scores[index] - ranking.IGNORED_IMPRESSION_PENALTY * ranking.ignored_impressions(
+            served, history
+        )
+        lists.append(ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven))
+    return lists
+
+
+def rank_items(
+    served: ServingModel,
+    history: Sequence[HistoryEntry],
+    items: Sequence[str],
+    context: Mapping[str, str] | None = None,
+    allowed: np.ndarray | None = None,
+) -> tuple[Ranked, list[str]]:
+    """GetPersonalizedRanking: `items` re-ranked for the user; also the ids the model does
+    not know (returned last by the caller, as Personalize does with unscorable items)."""
+    scores = ranking.relevance(served, [history], context)[0]
+    known = [served.columns[item] for item in items if item in served.columns]
+    unknown = [item for item in items if item not in served.columns]
+    mask = allowed if allowed is not None else np.ones(len(served.model.items), dtype=bool)
+    columns = np.array(list(dict.fromkeys(known)), dtype=np.int64)
+    return ranking.rank_given(scores, columns, mask), unknown
+
+
+def _allowed(
+    served: ServingModel,
+    history: Sequence[HistoryEntry],
+    exclude_seen: bool,
+    allowed: np.ndarray | None,
+) -> np.ndarray:
+    mask = np.ones(len(served.model.items), dtype=bool) if allowed is None else allowed.copy()
+    if exclude_seen:
+        seen = [served.columns[e.item] for e in history if e.item in served.columns]
+        mask[seen] = False
+    return mask

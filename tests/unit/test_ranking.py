@@ -1,0 +1,120 @@
+"""Ranking for serving: exploration, impressions, cold start with context, re-ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from connector.model.history import HistoryEntry
+from connector.model.model import Hyperparameters, Model
+from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
+from connector.serving.ranking import Exploration, cold_items, cold_start_scores, rank
+from connector.serving.recommend import rank_items, recommend_many
+
+ITEMS = [f"i{n}" for n in range(40)]
+NOW = 1_700_000_000
+
+
+def served(seed: int = 0) -> ServingModel:
+    """A random model over 40 items: i0-i19 popular and old, i20-i39 new, without
+    interactions yet."""
+    rng = np.random.default_rng(seed)
+    hidden = 32
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.normal(0, 0.3, shape).astype(np.float32)
+
+    params = {
+        "item_embeddings": normal(len(ITEMS) + 1, hidden),
+        "item_bias": normal(len(ITEMS) + 1),
+        "type_embeddings": normal(2, hidden),
+        "context_DEVICE": normal(3, hidden),
+        "gru_w": normal(hidden, 3 * hidden),
+        "gru_u": normal(hidden, 3 * hidden),
+        "gru_b": normal(3 * hidden),
+        "out_w": normal(hidden, hidden),
+        "out_b": normal(hidden),
+    }
+    model = Model(ITEMS, ["", "click"], {"DEVICE": ["", "tv", "phone"]}, params, Hyperparameters())
+    popularity = np.array([100.0] * 20 + [0.0] * 20, np.float32)
+    created = np.array([NOW - 400 * SECONDS_PER_DAY] * 20 + [NOW - SECONDS_PER_DAY] * 20)
+    by_device = np.zeros((40, 3), np.float32)
+    by_device[5, 1] = 50.0  # i5 is what people watch on TVs
+    return ServingModel("v1", model, popularity, created, {"DEVICE": by_device}, NOW)
+
+
+HISTORY = [HistoryEntry("i1", "click"), HistoryEntry("i2", "click")]
+
+
+def test_weight_zero_recommends_no_cold_items_and_weight_one_mostly_cold() -> None:
+    model = served()
+    cold = cold_items(model, Exploration())
+    assert cold.tolist() == [False] * 20 + [True] * 20
+    rng = np.random.default_rng(1)
+    none = recommend_many(model, [HISTORY], 10, Exploration(weight=0.0), rng)[0]
+    assert not cold[none.columns].any() and not none.explored.any()
+    full = recommend_many(model, [HISTORY], 10, Exploration(weight=1.0), rng)[0]
+    assert cold[full.columns].all() and full.explored.all()
+    some = recommend_many(model, [HISTORY], 10, Exploration(weight=0.3), rng)[0]
+    assert int(cold[some.columns].sum()) == 3 == int(some.explored.sum())
+
+
+def test_age_cut_off_keeps_old_rare_items_out_of_exploration() -> None:
+    model = served()
+    assert not cold_items(model, Exploration(item_age_cut_off_days=0.5)).any()
+
+
+def test_lists_exclude_seen_items_and_scores_are_probabilities() -> None:
+    ranked = recommend_many(
+        served(), [HISTORY], 15, Exploration(weight=0.0), np.random.default_rng(0)
+    )[0]
+    names = [ITEMS[c] for c in ranked.columns]
+    assert "i1" not in names and "i2" not in names and len(set(names)) == 15
+    assert (np.diff(ranked.scores) <= 0).all() and 0 < ranked.scores.sum() <= 1
+
+
+def test_ignored_impressions_push_an_item_down() -> None:
+    model = served()
+    rng = np.random.default_rng(0)
+    before = recommend_many(model, [HISTORY], 40, Exploration(weight=0.0), rng)[0]
+    top = ITEMS[before.columns[0]]
+    shown = [*HISTORY] + [HistoryEntry("i3", "click", impression=(top, "i3")) for _ in range(3)]
+    after = recommend_many(model, [shown], 40, Exploration(weight=0.0), rng)[0]
+    assert [ITEMS[c] for c in after.columns].index(top) > 0
+
+
+def test_a_user_without_history_gets_popular_items_and_context_counts() -> None:
+    model = served()
+    plain = cold_start_scores(model, None)
+    assert plain[:20].min() > plain[20:].max()  # popular first
+    on_tv = cold_start_scores(model, {"DEVICE": "tv"})
+    assert int(np.argmax(on_tv)) == 5
+    unknown = cold_start_scores(model, {"DEVICE": "fridge"})
+    np.testing.assert_allclose(unknown, plain)
+
+
+def test_personalized_ranking_orders_the_given_items_and_reports_unknown_ones() -> None:
+    model = served()
+    ranked, unknown = rank_items(model, HISTORY, ["i7", "nope", "i3", "i7", "i30"])
+    assert unknown == ["nope"]
+    assert sorted(ITEMS[c] for c in ranked.columns) == ["i3", "i30", "i7"]
+    assert (np.diff(ranked.scores) <= 0).all()
+    allowed = np.ones(40, dtype=bool)
+    allowed[3] = False
+    filtered, _ = rank_items(model, HISTORY, ["i7", "i3"], allowed=allowed)
+    assert [ITEMS[c] for c in filtered.columns] == ["i7"]
+
+
+def test_rank_fills_what_it_can_when_few_items_are_allowed() -> None:
+    allowed = np.zeros(40, dtype=bool)
+    allowed[[4, 9]] = True
+    ranked = rank(
+        np.arange(40, dtype=np.float32),
+        10,
+        allowed,
+        np.zeros(40, bool),
+        Exploration(),
+        np.random.default_rng(0),
+    )
+    assert ranked.columns.tolist() == [9, 4]
+    assert ranked.scores.sum() == pytest.approx(1.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 PREFIX = "streamrec"
 
@@ -34,6 +34,12 @@ class Subject:
     def tag(self) -> str:
         """The hash tag shared by this subject's keys."""
         return f"{{{self.kind}:{escape(self.id)}}}"
+
+    @classmethod
+    def from_tag(cls, tag: str) -> Subject:
+        """The subject of a hash tag made by `tag` ("{u:alice}" -> Subject("u", "alice"))."""
+        kind, _, escaped = tag.strip("{}").partition(":")
+        return cls(kind, unquote(escaped))
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,16 @@ class Keys:
     def user(self, user_id: str) -> str:
         """Hash of a user's metadata (Users dataset fields)."""
         return f"{self.base}{Subject('u', user_id).tag}:meta"
+
+    def recommendations(self, subject: Subject) -> str:
+        """The subject's precomputed list (JSON), refreshed as its events arrive."""
+        return f"{self.base}{subject.tag}:recs"
+
+    @property
+    def active_subjects(self) -> str:
+        """Sorted set of subject tags scored by their last list refresh (ms): who to refresh
+        first when a new model version arrives."""
+        return f"{self.base}active"
 
     def served(self, recommendation_id: str) -> str:
         """The item ids served under a recommendationId (for implicit impressions)."""

@@ -92,6 +92,11 @@ class CommonSettings(BaseSettings):
         "_streamrec.trackers",
         description="Compacted topic that maps each dataset group to its event tracker.",
     )
+    filters_topic: str = Field(
+        "_streamrec.filters",
+        description="Compacted topic that stores the named recommendation filters of every "
+        "dataset group.",
+    )
     events_topic: str = Field(
         "{group}.events", description="Topic producers publish PutEvents records to."
     )
@@ -205,6 +210,21 @@ class ConnectorSettings(CommonSettings):
     )
     metrics_bucket_seconds: int = Field(
         60, description="Width of the time buckets of event-type and attribution counts."
+    )
+    lists_enabled: bool = Field(
+        True,
+        description="Keep a precomputed recommendation list per user, refreshed as events "
+        "arrive and when a model version is published.",
+    )
+    lists_size: int = Field(100, ge=1, le=500, description="Items in each precomputed list.")
+    lists_history_events: int = Field(
+        50, ge=1, description="Latest history events a precomputed list is computed from."
+    )
+    lists_exploration_weight: float = Field(
+        0.3, ge=0.0, le=1.0, description="Share of a precomputed list given to exploration."
+    )
+    lists_exploration_item_age_cut_off_days: float = Field(
+        30.0, gt=0.0, description="Only items this recent (days) are explored in lists."
     )
 
     @property

@@ -14,7 +14,12 @@ from connector.ingest.writer import DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
 from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
+from connector.serving.current_model import ModelHolder
+from connector.serving.list_refresh import ListPolicy, ListRefresher
+from connector.serving.ranking import Exploration
 from connector.settings import ConnectorSettings
+from connector.stores.lists import RecommendationLists
+from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import HistoryPolicy, SessionStore
 from connector.trackers import open_trackers
@@ -105,4 +110,29 @@ def _event_processor(
         DatasetWriter(
             settings.kafka_config(), settings.topics.interactions, settings.topics.deadletter
         ),
+        list_refresher(settings, client) if settings.lists_enabled else None,
     )
+
+
+def list_refresher(settings: ConnectorSettings, client: redis.Redis) -> ListRefresher:
+    """Precomputed lists kept fresh with the served model, which follows new versions; a
+    new version also refreshes every active user's list, in a background thread."""
+    keys = Keys(settings.dataset_group)
+    holder = ModelHolder(ModelStore(client, keys))
+    policy = ListPolicy(
+        size=settings.lists_size,
+        history_events=settings.lists_history_events,
+        exploration=Exploration(
+            settings.lists_exploration_weight, settings.lists_exploration_item_age_cut_off_days
+        ),
+    )
+    refresher = ListRefresher(
+        client,
+        keys,
+        holder,
+        RecommendationLists(client, keys, settings.history_ttl_seconds),
+        policy,
+    )
+    holder.on_change(lambda _: refresher.refresh_active())
+    holder.start()
+    return refresher

@@ -5,7 +5,8 @@ makes a crash at any point safe to replay.
 2. drop events whose markers Redis already holds, or that repeat one earlier in the batch;
 3. append accepted events to the Interactions dataset and dead letters to their topic, and
    wait until the broker confirms;
-4. apply the batch's Redis effects in one script, which skips any event already applied.
+4. apply the batch's Redis effects in one script, which skips any event already applied;
+5. recompute the precomputed lists of the users the batch touched (when a model is served).
 Offsets are committed by the caller only after this returns. A crash before 4 replays the
 batch: 3 may append an event twice (the header marker lets readers drop it), 4 applies it
 once. A crash after 4 replays nothing into Redis: 2 finds every marker.
@@ -21,8 +22,10 @@ from connector.ingest import plan as planner
 from connector.ingest.records import AcceptedEvent, BatchPlan, DeadLetter, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.ingest.writer import DatasetWriter
+from connector.keys import Subject
 from connector.registry.registry import ENVELOPE, RegisteredSchema, SchemaRegistry
 from connector.registry.rules import DatasetSchema
+from connector.serving.list_refresh import ListRefresher
 from connector.stores.served import ServedLists
 from connector.stores.sessions import SessionStore
 from connector.trackers import TrackerStore
@@ -38,6 +41,7 @@ class BatchReport:
     duplicates: int
     stitched: int
     counted: list[tuple[str, str]] = field(default_factory=list)  # (event type, source)
+    lists_refreshed: int = 0
 
 
 class EventProcessor:
@@ -51,6 +55,7 @@ class EventProcessor:
         store: SessionStore,
         served: ServedLists,
         writer: DatasetWriter,
+        lists: ListRefresher | None = None,
     ) -> None:
         self._group = group
         self._registry = registry
@@ -58,6 +63,7 @@ class EventProcessor:
         self._store = store
         self._served = served
         self._writer = writer
+        self._lists = lists
 
     def process(self, records: list[SourceRecord]) -> BatchReport:
         """Steps 1-4 above for `records`; raises on transient errors so the caller retries."""
@@ -68,6 +74,7 @@ class EventProcessor:
         fresh, repeated = self._fresh(plan.accepted)
         self._writer.write(fresh, plan.dead, schema.id, schema.parsed)
         applied = self._store.apply(fresh, plan.stitches)
+        refreshed = self._lists.refresh(_touched(plan)) if self._lists is not None else 0
         return BatchReport(
             records=len(records),
             appended=len(fresh),
@@ -75,6 +82,7 @@ class EventProcessor:
             duplicates=repeated + applied.duplicates,
             stitched=applied.stitched,
             counted=[(event.event_type, event.attribution) for event in applied.applied],
+            lists_refreshed=refreshed,
         )
 
     def _plan(self, records: list[SourceRecord], schema: DatasetSchema) -> BatchPlan:
@@ -132,6 +140,13 @@ class EventProcessor:
                 fresh.append(event)
             batch_markers |= markers
         return fresh, len(events) - len(fresh)
+
+
+def _touched(plan: BatchPlan) -> list[Subject]:
+    """Whose lists the batch changes: every subject with an event in it (duplicates too, so
+    a replayed batch refreshes again) and every user an anonymous session was stitched to."""
+    subjects = [event.subject for event in plan.accepted]
+    return subjects + [Subject("u", stitch.user_id) for stitch in plan.stitches]
 
 
 def _spec(schema: RegisteredSchema) -> DatasetSchema:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,11 +73,16 @@ class ModelHolder:
         self._lock = threading.Lock()  # one load at a time; readers never wait on it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[ServingModel], object]] = []
 
     @property
     def current(self) -> ServingModel | None:
         """The version being served, or None before any version is published."""
         return self._current
+
+    def on_change(self, listener: Callable[[ServingModel], object]) -> None:
+        """Call `listener` (in the reloading thread) after each swap to a new version."""
+        self._listeners.append(listener)
 
     def reload(self) -> bool:
         """Load the current version if it is not the one held; whether it changed."""
@@ -91,6 +97,8 @@ class ModelHolder:
                 return False
             self._current = loaded
         log.info("serving model version %s (%d items)", version, len(loaded.model.items))
+        for listener in self._listeners:
+            listener(loaded)
         return True
 
     def start(self) -> None:
@@ -104,12 +112,17 @@ class ModelHolder:
         self._stop.set()
 
     def _follow(self) -> None:
+        delay = 1.0
         while not self._stop.is_set():
             try:
                 self._listen()
             except redis.RedisError as exc:
-                log.warning("model announcements interrupted (%s); retrying", exc)
-                self._stop.wait(1.0)
+                if delay == 1.0:  # once per outage, not once per retry
+                    log.warning("model announcements interrupted (%s); retrying", exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            else:
+                delay = 1.0
 
     def _listen(self) -> None:
         subscription = self._store.subscribe()

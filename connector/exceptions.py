@@ -55,3 +55,24 @@ class MissingToolError(DevServiceError):
 
 class ModelNotFoundError(StreamrecError, LookupError):
     """No model version (or not the one asked for) is published."""
+
+
+class FilterError(StreamrecError, ValueError):
+    """A recommendation filter cannot be created, found or applied as asked; says why."""
+
+
+class FilterExpressionError(FilterError):
+    """A filter expression is malformed; carries the 1-based character position and reason."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"position {position}: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+class FilterValueError(FilterError):
+    """The filterValues of a request do not fill the filter's parameters as required."""
+
+
+class FilterNotFoundError(StreamrecError, LookupError):
+    """No filter of that name exists in the dataset group."""

@@ -1,0 +1,134 @@
+"""Named filters of a dataset group, kept in a compacted Kafka topic like trackers.
+
+A filter is configuration someone wrote, not state streamrec can rebuild, so it does not
+belong in Redis (which holds only rebuildable serving state, docs/architecture.md): it is one
+record of the compacted `STREAMREC_FILTERS_TOPIC`, keyed `<group>/<name>`, its value the
+expression as written (JSON), a tombstone on delete. The expression is parsed before it is
+written, so a malformed one is refused at creation with its position and reason and never
+reaches the topic; readers parse each expression once, when they first read it. Serving
+processes call `get` per request: the topic is re-read in the background at most every few
+seconds, and a name not yet seen is looked up synchronously once before it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+from connector.exceptions import FilterError, FilterNotFoundError
+from connector.filters import Filter
+from connector.filters.grammar import parse
+from connector.kafka_log import CompactedLog, settings_log
+from connector.refresh import Refresher
+from connector.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+_REFRESH_INTERVAL = 5.0
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}")  # CreateFilter's name rule
+
+
+@dataclass(frozen=True)
+class NamedFilter:
+    """A stored filter: its name, the parsed expression (with its text) and when it was made."""
+
+    name: str
+    filter: Filter
+    created: float
+
+
+class FilterStore:
+    """Create, list, delete and look up the filters of one dataset group."""
+
+    def __init__(self, log: CompactedLog, group: str) -> None:
+        self._log = log
+        self._group = group
+        self._next_offset = 0
+        self._by_name: dict[str, NamedFilter] = {}
+        self._refresher = Refresher(self._read_new, _REFRESH_INTERVAL)
+
+    def refresh(self) -> None:
+        """Read what was written since the last refresh."""
+        self._refresher.now()
+
+    def _read_new(self) -> None:
+        prefix = f"{self._group}/"
+        for record in self._log.read_from(self._next_offset):
+            self._next_offset = record.offset + 1
+            if not record.key.startswith(prefix):
+                continue
+            name = record.key[len(prefix) :]
+            self._by_name.pop(name, None)
+            if record.value is not None:
+                self._keep(name, record.value)
+
+    def _keep(self, name: str, value: bytes) -> None:
+        """Parse a stored filter; one this version cannot read is left out (and logged) so
+        it cannot take the group's other filters down with it."""
+        try:
+            self._by_name[name] = _decode(name, value)
+        except (FilterError, ValueError, KeyError) as exc:
+            log.warning("filter %r of group %r is left out: %s", name, self._group, exc)
+
+    def create(self, name: str, expression: str) -> NamedFilter:
+        """Store `expression` as `name`; refused if malformed or if the name is taken."""
+        if not _NAME.fullmatch(name):
+            raise FilterError(
+                f"filter name {name!r} must be 1-63 letters, digits, '-' or '_', "
+                "starting with a letter or digit"
+            )
+        named = NamedFilter(name, parse(expression), time.time())
+        with self._log.exclusive() as writer:
+            self.refresh()
+            if name in self._by_name:
+                raise FilterError(
+                    f"dataset group {self._group!r} already has a filter {name!r} (delete it first)"
+                )
+            value = {"expression": expression, "created": named.created}
+            writer.append(self._key(name), json.dumps(value).encode())
+        self._by_name[name] = named
+        return named
+
+    def delete(self, name: str) -> NamedFilter:
+        """Delete the filter `name`; requests naming it are refused from then on."""
+        with self._log.exclusive() as writer:
+            self.refresh()
+            if name not in self._by_name:
+                raise self._not_found(name)
+            writer.append(self._key(name), None)
+        return self._by_name.pop(name)
+
+    def list(self) -> list[NamedFilter]:
+        """Every filter of the group, by name."""
+        self.refresh()
+        return sorted(self._by_name.values(), key=lambda named: named.name)
+
+    def get(self, name: str) -> Filter:
+        """The parsed filter `name`, for hot paths: served from memory, the topic re-read
+        in the background when stale, and synchronously once for a name not yet seen."""
+        self._refresher.in_background_if_stale()
+        if name not in self._by_name:
+            self.refresh()
+        if name not in self._by_name:
+            raise self._not_found(name)
+        return self._by_name[name].filter
+
+    def _key(self, name: str) -> str:
+        return f"{self._group}/{name}"
+
+    def _not_found(self, name: str) -> FilterNotFoundError:
+        return FilterNotFoundError(f"dataset group {self._group!r} has no filter {name!r}")
+
+
+def _decode(name: str, value: bytes) -> NamedFilter:
+    stored = json.loads(value)
+    return NamedFilter(name, parse(stored["expression"]), float(stored["created"]))
+
+
+def open_filters(settings: CommonSettings) -> FilterStore:
+    """The filters of the settings' dataset group (the topic is created on first use)."""
+    log = settings_log(settings, settings.filters_topic, "streamrec-filters")
+    return FilterStore(log, settings.dataset_group)

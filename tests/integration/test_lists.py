@@ -1,0 +1,122 @@
+"""Precomputed lists on the real services: events through the connector's batch path change
+the user's list in Redis at once, from the first event of a new user, through an anonymous
+session and its login, and again when a new model version is published."""
+
+from __future__ import annotations
+
+import time
+from itertools import count
+
+import numpy as np
+import pytest
+import redis
+
+from connector.ingest.processor import EventProcessor
+from connector.ingest.records import SourceRecord
+from connector.keys import Keys, Subject
+from connector.model.model import Hyperparameters
+from connector.settings import ConnectorSettings
+from connector.stores.lists import RecommendationLists, StoredList
+from connector.stores.model_versions import ModelStore
+from connector.wiring import event_processor
+from tests.integration.helpers import prepare_group, put_events
+from worker.interactions import from_rows
+from worker.pipeline import Catalog, item_arrays
+from worker.training import train
+
+ITEMS = 30
+_offsets = count()
+
+
+def chain_model_version(settings: ConnectorSettings, epochs: int = 12) -> str:
+    """Publish a model trained on users walking a chain of items: after i<k> comes i<k+1>."""
+    rows = [
+        {"USER_ID": f"w{u}", "ITEM_ID": f"i{(u + step) % ITEMS}", "TIMESTAMP": 1000 + step}
+        for u in range(90)
+        for step in range(12)
+    ]
+    data = from_rows(rows)
+    model = train(data, Hyperparameters(hidden_dimension=32, bptt=4, epochs=epochs), seed=3)
+    arrays = item_arrays(model, data, Catalog([], {}, {}))
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    return store.publish(model.to_artifacts(arrays), keep=3)
+
+
+@pytest.fixture
+def lists(settings: ConnectorSettings, redis_db: redis.Redis) -> RecommendationLists:
+    return RecommendationLists(redis_db, Keys(settings.dataset_group), 3600)
+
+
+@pytest.fixture
+def processor(settings: ConnectorSettings, redis_db: redis.Redis) -> EventProcessor:
+    prepare_group(settings)
+    chain_model_version(settings)
+    quiet = settings.model_copy(update={"lists_exploration_weight": 0.0})
+    return event_processor(quiet)
+
+
+def send(
+    processor: EventProcessor,
+    settings: ConnectorSettings,
+    session: str,
+    item: str,
+    user: str | None = None,
+) -> None:
+    tracking_id = processor._trackers.of_group(settings.dataset_group).tracking_id  # type: ignore[union-attr]
+    event = {"eventType": "click", "itemId": item, "sentAt": 5000 + next(_offsets)}
+    record = SourceRecord(
+        settings.topics.events,
+        0,
+        next(_offsets),
+        b"k",
+        put_events(tracking_id, session, [event], user),
+    )
+    report = processor.process([record])
+    assert report.dead == 0 and report.lists_refreshed >= 1
+
+
+def top(stored: StoredList | None, n: int = 3) -> list[str]:
+    assert stored is not None
+    return [item for item, _ in stored.items[:n]]
+
+
+def test_a_new_users_first_event_makes_the_list_personal_and_the_next_moves_it(
+    processor: EventProcessor, settings: ConnectorSettings, lists: RecommendationLists
+) -> None:
+    user = Subject("u", "newcomer")
+    assert lists.read(user) is None
+    send(processor, settings, "s-new", "i3", user="newcomer")
+    first = lists.read(user)
+    assert "i4" in top(first) and "i3" not in [item for item, _ in first.items]  # type: ignore[union-attr]
+    assert len(first.items) == ITEMS - 1  # every other item, fewer than lists_size  # type: ignore[union-attr]
+    send(processor, settings, "s-new", "i17", user="newcomer")
+    assert "i18" in top(lists.read(user))
+
+
+def test_an_anonymous_session_then_login_keeps_personal_results(
+    processor: EventProcessor, settings: ConnectorSettings, lists: RecommendationLists
+) -> None:
+    send(processor, settings, "s-anon", "i8")
+    assert "i9" in top(lists.read(Subject("s", "s-anon")))
+    send(processor, settings, "s-anon", "i9", user="logged-in")
+    after_login = lists.read(Subject("u", "logged-in"))
+    assert "i10" in top(after_login)
+    listed = [item for item, _ in after_login.items]  # type: ignore[union-attr]
+    assert "i8" not in listed and "i9" not in listed  # the anonymous history came along
+
+
+def test_a_new_model_version_refreshes_active_users_lists(
+    processor: EventProcessor, settings: ConnectorSettings, lists: RecommendationLists
+) -> None:
+    send(processor, settings, "s-a", "i2", user="active")
+    before = lists.read(Subject("u", "active"))
+    newer = chain_model_version(settings, epochs=2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        current = lists.read(Subject("u", "active"))
+        if current is not None and current.version == newer:
+            break
+        time.sleep(0.2)
+    assert current is not None and current.version == newer != before.version  # type: ignore[union-attr]
+    scores = np.array([score for _, score in current.items])
+    assert (np.diff(scores) <= 0).all()

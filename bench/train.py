@@ -38,7 +38,8 @@ NO_CATALOG = Catalog(items=[], created={}, metadata={})
 
 def synthetic(interactions: int, items: int, seed: int = 11) -> Interactions:
     """Users who mostly stay within one of 500 taste clusters, with Zipf-like item
-    popularity inside each cluster and across the catalog; two event types, a DEVICE."""
+    popularity inside each cluster and across the catalog; two event types, a DEVICE; the
+    last 1% of items appear only near the end."""
     rng = np.random.default_rng(seed)
     users = interactions // 50
     user = np.sort(rng.integers(0, users, interactions)).astype(np.int32)
@@ -49,6 +50,11 @@ def synthetic(interactions: int, items: int, seed: int = 11) -> Interactions:
     anywhere = np.minimum(rng.zipf(1.2, interactions) - 1, items - 1)
     item = np.where(rng.random(interactions) < 0.7, taste * per_cluster + within, anywhere)
     timestamp = 1_600_000_000 + np.arange(interactions, dtype=np.int64) * 30
+    # 1% of the catalogue is released in the last 3% of the time, so UPDATE has new items
+    late = timestamp >= np.quantile(timestamp, 0.97)
+    fresh = rng.random(interactions) < 0.2
+    item = np.where(late & fresh, items - 1 - rng.integers(0, items // 100, interactions), item)
+    item = np.where(~late & (item >= items - items // 100), item - items // 100, item)
     order = np.lexsort((timestamp, user))
     return Interactions(
         user=user[order],

@@ -28,6 +28,11 @@ from worker.update import add_items
 
 log = logging.getLogger("streamrec.worker")
 ShouldStop = Callable[[], bool]
+Report = Callable[[str], None]  # one line of progress for a person watching
+
+
+def _quiet(_line: str) -> None:
+    """The default Report: progress goes to the (quiet by default) log only."""
 
 
 class Stopped(Exception):  # noqa: N818 - control flow, not an error
@@ -77,7 +82,11 @@ def split_for_evaluation(
 
 
 def full_model(
-    data: Interactions, settings: WorkerSettings, catalog: Catalog, should_stop: ShouldStop
+    data: Interactions,
+    settings: WorkerSettings,
+    catalog: Catalog,
+    should_stop: ShouldStop,
+    report: Report = _quiet,
 ) -> tuple[Model, dict[str, np.ndarray]]:
     """Train, evaluate and describe a new model; returns it with its per-item arrays."""
     started = time.monotonic()
@@ -87,11 +96,13 @@ def full_model(
 
     def progress(epoch: int, epochs: int, loss: float) -> None:
         log.info("epoch %d/%d loss %.4f", epoch, epochs, loss)
+        report(f"epoch {epoch}/{epochs}  loss {loss:.4f}")
         if should_stop():
             raise Stopped
 
     model = train(training, hyperparameters(settings), settings.training_seed, progress)
     model, _ = add_items(model, data, catalog.items, catalog.metadata)
+    report(f"evaluating on {len(holdouts):,} held-out users")
     metrics = evaluate(model, holdouts) if holdouts else {}
     model.meta.update(_describe(data, "full", time.monotonic() - started) | {"metrics": metrics})
     return model, item_arrays(model, data, catalog)

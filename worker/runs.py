@@ -24,15 +24,24 @@ log = logging.getLogger("streamrec.worker")
 Mode = Literal["full", "update"]
 
 
-def run(mode: Mode, settings: WorkerSettings, should_stop: Callable[[], bool] = bool) -> str:
+def run(
+    mode: Mode,
+    settings: WorkerSettings,
+    should_stop: Callable[[], bool] = bool,
+    report: Callable[[str], None] | None = None,
+) -> str:
     """Run `mode` once and publish the result; the id of the new version. Raises Stopped,
-    with nothing published, when `should_stop()` turns true between steps."""
+    with nothing published, when `should_stop()` turns true between steps. `report` gets
+    a line per step for a person watching."""
+    say = report or (lambda _line: None)
     store = ModelStore(connect(settings), Keys(settings.dataset_group))
+    say(f"reading the Interactions dataset of {settings.dataset_group!r}")
     data = load_training_data(settings)
+    say(f"{len(data):,} interactions of {len(data.users):,} users and {len(data.items):,} items")
     catalog = item_catalog(read_items(settings))
     _check(should_stop)
     if mode == "full":
-        model, arrays = full_model(data, settings, catalog, should_stop)
+        model, arrays = full_model(data, settings, catalog, should_stop, say)
     else:
         based_on = store.current_version()
         if based_on is None:
@@ -43,6 +52,7 @@ def run(mode: Mode, settings: WorkerSettings, should_stop: Callable[[], bool] = 
         current = Model.from_artifacts(store.load(based_on))
         model, arrays = updated_model(current, data, catalog, based_on)
     _check(should_stop)
+    say(f"publishing {len(model.items):,} items")
     version = store.publish(model.to_artifacts(arrays), keep=settings.model_keep_versions)
     log.info("published model version %s (%s, %d items)", version, mode, len(model.items))
     return version

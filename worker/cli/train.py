@@ -32,7 +32,7 @@ def train(mode: Mode, group: str | None) -> None:
       streamrec -v train --mode full --group shop
     """
     try:
-        version = run(mode, _settings(group))
+        version = run(mode, _settings(group), report=lambda line: click.echo(line, err=True))
     except Stopped as exc:
         raise click.ClickException("stopped before publishing; nothing changed") from exc
     click.echo(f"published model version {version}")

@@ -130,6 +130,7 @@ def test_cli_trains_lists_and_updates_with_a_new_item(
         timeout=300,
     )
     assert trained.returncode == 0, trained.stderr
+    assert "epoch 3/3" in trained.stderr and "publishing" in trained.stderr  # progress shown
     first = trained.stdout.split()[-1]
 
     publish_walks(processor, settings, extra_item="brand-new")

@@ -24,8 +24,10 @@ it is out of date.
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    """Every deployable's settings class, as registered under `streamrec.settings`."""
-    return [entry.load() for entry in entry_points(group="streamrec.settings")]
+    """Every deployable's settings class, as registered under `streamrec.settings`, bases
+    before the classes built on them (so each field is listed with the class that adds it)."""
+    classes = [entry.load() for entry in entry_points(group="streamrec.settings")]
+    return sorted(classes, key=lambda cls: (len(cls.__mro__), cls.__name__))
 
 
 def render(classes: list[type[BaseSettings]]) -> str:

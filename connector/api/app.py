@@ -1,0 +1,218 @@
+"""The aiohttp application of `streamrec api`: routes, JSON errors, metrics, model reloading.
+
+Every failure becomes a JSON body `{"message": ...}` with a status that says whose fault it
+is: 400 for a request to fix, 404/405/413 for the wrong route, method or size, 503 while no
+model is published, Redis is unreachable or the request outlived its timeout, 500 (logged
+here, never echoed) for our own bugs. A stack trace never reaches a client. Ranking runs in a
+worker thread, so one slow request does not hold up the others. The app holds a ModelHolder
+that follows the group's model announcements, so a newly published version is served
+without a restart, and a request never mixes two versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import redis
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from connector import redis_client
+from connector.api import ApiRequestError, ModelChangedError
+from connector.api.filters import StoredFilters
+from connector.api.requests import Limits, parse_ranking, parse_recommendations
+from connector.api.service import FilterResolver, RecommendationService, Served, ServedItem
+from connector.api.settings import ApiSettings
+from connector.exceptions import ModelNotFoundError
+from connector.filters.store import open_filters
+from connector.keys import Keys
+from connector.serving.current_model import ModelHolder
+from connector.stores.model_versions import ModelStore
+
+log = logging.getLogger("streamrec.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HOLDER = web.AppKey("holder", ModelHolder)
+
+
+class _Metrics:
+    """Requests and their latency by route and status, in a registry of this app alone."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["route", "status"]
+        self.requests = Counter(
+            "streamrec_api_requests_total", "API requests.", labels, registry=self.registry
+        )
+        self.seconds = Histogram(
+            "streamrec_api_request_seconds", "API request latency.", labels, registry=self.registry
+        )
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.seconds.labels(route, str(status)).observe(seconds)
+
+
+def create_app(
+    settings: ApiSettings,
+    client: redis.Redis | None = None,
+    filters: FilterResolver | None = None,
+) -> web.Application:
+    """The API of the settings' dataset group; its model holder starts with the app."""
+    client = client or redis_client.connect(settings)
+    store = ModelStore(client, Keys(settings.dataset_group))
+    holder = ModelHolder(store, settings.api_model_poll_seconds)
+    keys = Keys(settings.dataset_group)
+    resolver = filters or StoredFilters(open_filters(settings), client, keys)
+    service = RecommendationService(client, settings, holder, resolver)
+    metrics = _Metrics()
+    app = web.Application(
+        client_max_size=settings.api_max_body_bytes,
+        middlewares=[_guard(metrics, settings)],
+    )
+    app[HOLDER] = holder
+    _routes(app, service, _limits(settings), metrics)
+    app.on_startup.append(_start_holder)
+    app.on_cleanup.append(_stop_holder)
+    return app
+
+
+def _limits(settings: ApiSettings) -> Limits:
+    return Limits(
+        settings.api_default_num_results, settings.api_max_num_results, settings.api_max_input_list
+    )
+
+
+def _routes(
+    app: web.Application, service: RecommendationService, limits: Limits, metrics: _Metrics
+) -> None:
+    async def recommendations(request: web.Request) -> web.Response:
+        parsed = parse_recommendations(await _body(request), limits)
+        served = await asyncio.to_thread(service.recommend, parsed)
+        return _json({"itemList": _items(served), "recommendationId": served.recommendation_id})
+
+    async def ranking(request: web.Request) -> web.Response:
+        parsed = parse_ranking(await _body(request), limits)
+        served = await asyncio.to_thread(service.rank, parsed)
+        return _json(
+            {"personalizedRanking": _items(served), "recommendationId": served.recommendation_id}
+        )
+
+    async def readyz(request: web.Request) -> web.Response:
+        current = request.app[HOLDER].current
+        if current is None:
+            return _json({"status": "not ready", "message": "no model version loaded"}, 503)
+        return _json({"status": "ready", "modelVersion": current.version})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def prometheus(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_post("/recommendations", recommendations)
+    app.router.add_post("/personalize-ranking", ranking)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+
+
+async def _body(request: web.Request) -> Any:
+    """The decoded JSON body; aiohttp refuses one over client_max_size with 413."""
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiRequestError(f"the request body is not valid JSON: {exc}") from exc
+
+
+def _items(served: Served) -> list[dict[str, Any]]:
+    return [_item(item) for item in served.items]
+
+
+def _item(item: ServedItem) -> dict[str, Any]:
+    entry: dict[str, Any] = {"itemId": item.item_id, "score": item.score}
+    if item.promotion_name is not None:
+        entry["promotionName"] = item.promotion_name
+    if item.metadata is not None:
+        entry["metadata"] = dict(item.metadata)
+    if item.reason is not None:
+        entry["reason"] = [item.reason]
+    return entry
+
+
+def _json(document: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(document), status=status, content_type="application/json")
+
+
+def _guard(metrics: _Metrics, settings: ApiSettings) -> Any:
+    """Middleware: a deadline per request, errors as JSON, and the request counted."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(settings.api_request_timeout_seconds):
+                response = await handler(request)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a JSON status, none leaks
+            status, message = _failure(exc, request, settings)
+            response = _json({"message": message}, status)
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        metrics.observe(_route(request), response.status, time.perf_counter() - started)
+        return response
+
+    return guard
+
+
+def _failure(exc: Exception, request: web.Request, settings: ApiSettings) -> tuple[int, str]:
+    """The status and message a failure is answered with."""
+    if isinstance(exc, ApiRequestError):
+        return 400, str(exc)
+    if isinstance(exc, web.HTTPException):
+        return exc.status, _http_message(exc, request, settings.api_max_body_bytes)
+    if isinstance(exc, ModelNotFoundError | ModelChangedError):
+        return 503, str(exc)
+    if isinstance(exc, TimeoutError):
+        timeout = settings.api_request_timeout_seconds
+        return 503, f"the request did not complete within {timeout:g} s; retry"
+    if isinstance(exc, redis.RedisError):
+        log.warning("redis unavailable", extra={"error": str(exc), "path": request.path})
+        return 503, "Redis is unavailable; retry"
+    log.error("request failed", exc_info=exc, extra={"path": request.path})
+    return 500, "internal error; the API's log has the details"
+
+
+def _http_message(exc: web.HTTPException, request: web.Request, max_body: int) -> str:
+    if exc.status == 404:
+        return f"no such route: {request.method} {request.path}"
+    if exc.status == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return f"the request body is larger than {max_body} bytes"
+    return exc.reason
+
+
+def _route(request: web.Request) -> str:
+    """The matched route's pattern, so metrics labels stay few; `unmatched` for 404s."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+async def _start_holder(app: web.Application) -> None:
+    await asyncio.to_thread(app[HOLDER].start)
+
+
+async def _stop_holder(app: web.Application) -> None:
+    app[HOLDER].stop()

@@ -1,0 +1,51 @@
+"""The API's filters: named filters from the group's FilterStore, evaluated over the served
+model's items with their metadata.
+
+The item metadata table is built once per model version (it follows the version's item
+order) and rebuilt when a new version is served; building one for 100,000 items takes a
+fraction of a second (pipelined HGETALL), paid by the first filtered request of a version.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import redis
+
+from connector.filters.evaluate import item_mask
+from connector.filters.store import FilterStore
+from connector.keys import Keys
+from connector.model.history import HistoryEntry
+from connector.serving.catalog import ItemTable, load_item_table
+from connector.serving.current_model import ServingModel
+
+
+class StoredFilters:
+    """A FilterResolver over the dataset group's named filters."""
+
+    def __init__(self, store: FilterStore, client: redis.Redis, keys: Keys) -> None:
+        self._store, self._client, self._keys = store, client, keys
+        self._table: tuple[str, ItemTable] | None = None
+        self._lock = threading.Lock()
+
+    def mask(
+        self,
+        name: str,
+        values: Mapping[str, str],
+        history: Sequence[HistoryEntry],
+        user: Mapping[str, str],
+        model: ServingModel,
+    ) -> np.ndarray | None:
+        """The items filter `name` allows for this user (FilterNotFoundError, a LookupError,
+        for an unknown name; FilterValueError, a ValueError, for missing values)."""
+        parsed = self._store.get(name)
+        return item_mask(parsed, self._items(model), user, history, values)
+
+    def _items(self, model: ServingModel) -> ItemTable:
+        with self._lock:
+            if self._table is None or self._table[0] != model.version:
+                table = load_item_table(self._client, self._keys, model.model.items)
+                self._table = (model.version, table)
+            return self._table[1]

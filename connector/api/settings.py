@@ -1,0 +1,76 @@
+"""Settings of the `streamrec api` process: where it listens, what it accepts, how it ranks.
+
+Limits default to Personalize's (numResults 25 by default, at most 500; inputList at most
+500 ids) so clients written against Personalize behave the same here. Exploration is set per
+deployment, as Personalize sets it per campaign, not per request.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from connector.settings import CommonSettings
+
+
+class ApiSettings(CommonSettings):
+    """Settings of the HTTP API (`streamrec api`): GetRecommendations, GetPersonalizedRanking."""
+
+    api_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - a container's port is reached from outside it
+        description="Address the API listens on.",
+    )
+    api_port: int = Field(8080, ge=0, le=65535, description="Port the API listens on.")
+    api_max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest request body accepted; larger ones get 413."
+    )
+    api_request_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest a request may take before it gets 503."
+    )
+    api_default_num_results: int = Field(
+        25, ge=1, description="numResults of a GetRecommendations request that gives none."
+    )
+    api_max_num_results: int = Field(
+        500, ge=1, description="Largest numResults accepted; larger ones get 400."
+    )
+    api_max_input_list: int = Field(
+        500, ge=1, description="Most item ids accepted in a GetPersonalizedRanking inputList."
+    )
+    api_history_events: int = Field(
+        200, ge=1, description="Most recent history events read per request to rank from."
+    )
+    api_served_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=1,
+        description="How long a served list stays readable under its recommendationId, so "
+        "later events naming it get its items as their implicit impression.",
+    )
+    api_attribution_source: str = Field(
+        "streamrec-api",
+        description="Attribution source of events that name a recommendationId served here "
+        "and give no eventAttributionSource of their own.",
+    )
+    api_model_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often the current model version is checked besides "
+        "its announcements (which pub/sub may drop while a connection is down).",
+    )
+    exploration_weight: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Share of each list given to items with little interaction data "
+        "(Personalize's explorationWeight).",
+    )
+    exploration_item_age_cut_off: float = Field(
+        30.0,
+        gt=0,
+        description="Days before the newest interaction an item may be created and still be "
+        "explored (Personalize's explorationItemAgeCutOff).",
+    )
+
+    @model_validator(mode="after")
+    def _check_default(self) -> ApiSettings:
+        if self.api_default_num_results > self.api_max_num_results:
+            raise ValueError("api_default_num_results must not exceed api_max_num_results")
+        return self

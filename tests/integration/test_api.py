@@ -1,0 +1,452 @@
+"""The HTTP API against the real Redis and broker, through a real HTTP server.
+
+Histories are written the way production writes them (PutEvents through the connector's
+event processor); models are tiny but really trained and published through ModelStore, so
+the app loads them the way `streamrec api` does, following announcements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import count
+from typing import Any
+
+import pytest
+import redis
+from aiohttp import web
+
+from connector.api.app import HOLDER, create_app
+from connector.api.settings import ApiSettings
+from connector.devservices.process import free_port
+from connector.filters.store import open_filters
+from connector.ingest.processor import EventProcessor
+from connector.ingest.records import SourceRecord
+from connector.keys import Keys, Subject
+from connector.model.artifacts import ModelArtifacts
+from connector.model.history import HistoryEntry, parse_member
+from connector.model.model import Hyperparameters, Model
+from connector.settings import CommonSettings, ConnectorSettings
+from connector.stores.model_versions import ModelStore
+from connector.stores.served import RedisServedLists
+from connector.wiring import event_processor, processors
+from tests.integration.helpers import prepare_group, put_events
+from worker.interactions import Interactions, from_rows
+from worker.pipeline import Catalog, item_arrays
+from worker.training import train
+from worker.update import add_items
+
+T0 = 1_700_000_000
+POPULAR = {"p0", "p1"}  # every training user clicks these first
+COLD = [f"n{k}" for k in range(12)]  # in the catalogue, never interacted with
+_offsets = count()
+
+
+# --- a tiny trained model, shared by the module -------------------------------------------
+
+
+def training_rows() -> list[dict[str, Any]]:
+    """40 users: p0 and p1, then 8 steps along a chain of 30 items (i0 -> i1 -> ...)."""
+    rows = []
+    for user in range(40):
+        items = ["p0", "p1"] + [f"i{(3 * user + step) % 30}" for step in range(8)]
+        for step, item in enumerate(items):
+            ts = T0 + 100 * user + step
+            rows.append(
+                {"USER_ID": f"u{user}", "ITEM_ID": item, "TIMESTAMP": ts, "EVENT_TYPE": "click"}
+            )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[Model, Interactions]:
+    data = from_rows(training_rows())
+    return train(data, Hyperparameters(hidden_dimension=32, bptt=4, epochs=3), seed=7), data
+
+
+def artifacts(trained: tuple[Model, Interactions], new_items: Sequence[str] = ()) -> ModelArtifacts:
+    """The trained model, with `new_items` added as items without interactions."""
+    model, data = trained
+    if new_items:
+        model, _ = add_items(model, data, list(new_items))
+    return model.to_artifacts(item_arrays(model, data, Catalog(list(new_items), {}, {})))
+
+
+def publish(settings: CommonSettings, version: ModelArtifacts) -> str:
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    return store.publish(version, keep=2)
+
+
+# --- the connector path and a real HTTP server --------------------------------------------
+
+
+class Events:
+    """PutEvents through the connector's real event processor."""
+
+    def __init__(self, settings: ConnectorSettings) -> None:
+        self.settings = settings
+        self.tracking_id = prepare_group(settings)
+        self.processor: EventProcessor = event_processor(settings)
+
+    def send(self, session: str, items: list[str], user: str | None = None, **extra: Any) -> None:
+        events = [
+            {"eventType": "click", "itemId": item, "sentAt": T0 + 10_000 + next(_offsets), **extra}
+            for item in items
+        ]
+        value = put_events(self.tracking_id, session, events, user)
+        record = SourceRecord(self.settings.topics.events, 0, next(_offsets), b"k", value)
+        report = self.processor.process([record])
+        assert (report.appended, report.dead) == (len(items), 0)
+
+
+class Server:
+    """The app on 127.0.0.1 in an event loop of its own thread; plain blocking HTTP calls."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner = web.AppRunner(app, access_log=None)
+        self.base = ""
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(60)
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        self._run(self._runner.setup())
+        self._run(web.TCPSite(self._runner, "127.0.0.1", 0).start())
+        host, port = self._runner.addresses[0][:2]
+        self.base = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._run(self._runner.cleanup())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def call(self, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        """Status and decoded body (JSON when it is JSON); POST when a body is given."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data)  # noqa: S310 - our server
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        try:
+            return status, json.loads(text)
+        except json.JSONDecodeError:
+            return status, text
+
+    def ok(self, path: str, body: Any) -> dict[str, Any]:
+        status, answer = self.call(path, body)
+        assert status == 200, answer
+        return dict(answer)
+
+    def ids(self, body: dict[str, Any]) -> list[str]:
+        return [entry["itemId"] for entry in self.ok("/recommendations", body)["itemList"]]
+
+
+def api_settings(settings: CommonSettings, **overrides: Any) -> ApiSettings:
+    common = {name: getattr(settings, name) for name in CommonSettings.model_fields}
+    return ApiSettings(**{**common, "exploration_weight": 0.0, **overrides})
+
+
+@contextmanager
+def serving(settings: CommonSettings, **overrides: Any) -> Iterator[Server]:
+    with Server(create_app(api_settings(settings, **overrides))) as server:
+        yield server
+
+
+def eventually(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def history(redis_db: redis.Redis, group: str, subject: Subject) -> list[HistoryEntry]:
+    return [parse_member(m) for m in redis_db.zrange(Keys(group).history(subject), 0, -1)]
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_503_before_any_model_then_ready_without_a_restart(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    with serving(settings, api_model_poll_seconds=0.5) as api:
+        assert api.call("/healthz") == (200, {"status": "ok"})
+        status, answer = api.call("/readyz")
+        assert (status, answer["status"]) == (503, "not ready")
+        status, answer = api.call("/recommendations", {"userId": "u1"})
+        assert status == 503
+        assert "no model version is published" in answer["message"]
+        version = publish(settings, artifacts(trained))
+        eventually(
+            lambda: api.call("/readyz") == (200, {"status": "ready", "modelVersion": version})
+        )
+        assert len(api.ids({"userId": "u1", "numResults": 5})) == 5
+
+
+def test_a_new_version_is_served_without_a_restart(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(trained))
+    with serving(settings) as api:
+        body = {"userId": "u1", "inputList": ["z-new", "i1", "i2"]}
+        first = api.ok("/personalize-ranking", body)["personalizedRanking"]
+        assert first[-1] == {"itemId": "z-new", "score": 0.0}  # unknown to v1: last, score 0
+        version = publish(settings, artifacts(trained, ["z-new"]))
+
+        def known() -> bool:
+            ranking = api.ok("/personalize-ranking", body)["personalizedRanking"]
+            return {entry["itemId"]: entry["score"] for entry in ranking}["z-new"] > 0
+
+        eventually(known)  # the announcement reloaded the holder, no restart
+        assert api.app[HOLDER].current is not None
+        assert api.app[HOLDER].current.version == version
+
+
+def test_known_user_gets_a_personal_list_without_what_they_did(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    events = Events(settings)
+    publish(settings, artifacts(trained))
+    events.send("s-alice", ["i3", "i4", "i5"], user="alice")
+    with serving(settings) as api:
+        answer = api.ok("/recommendations", {"userId": "alice", "numResults": 10})
+        personal = [entry["itemId"] for entry in answer["itemList"]]
+        scores = [entry["score"] for entry in answer["itemList"]]
+        popular = api.ids({"userId": "nobody", "numResults": 10})
+    assert len(personal) == 10 and not {"i3", "i4", "i5"} & set(personal)
+    assert set(popular[:2]) == POPULAR  # no history: the most popular items first
+    assert personal != popular
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0 + 1e-6
+
+
+def test_a_new_users_first_event_turns_popular_items_into_personal_ones(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    events = Events(settings)
+    publish(settings, artifacts(trained))
+    with serving(settings) as api:
+        before = api.ids({"userId": "bob", "numResults": 10})
+        events.send("s-bob", ["i7"], user="bob")
+        after = api.ids({"userId": "bob", "numResults": 10})
+    assert set(before[:2]) == POPULAR
+    assert after != before and "i7" not in after
+
+
+def test_an_anonymous_session_then_login_keeps_personal_results(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    events = Events(settings)
+    publish(settings, artifacts(trained))
+    events.send("sess-1", ["i10", "i11"])
+    with serving(settings) as api:
+        popular = api.ids({"sessionId": "other", "numResults": 8})
+        anonymous = api.ids({"sessionId": "sess-1", "numResults": 8})
+        events.send("sess-1", ["i12"], user="carol")  # login: the session is stitched
+        as_user = api.ids({"userId": "carol", "numResults": 8})
+        as_session = api.ids({"sessionId": "sess-1", "numResults": 8})
+    assert anonymous != popular and not {"i10", "i11"} & set(anonymous)
+    assert not {"i10", "i11", "i12"} & set(as_user)  # the anonymous events count for carol
+    assert as_session == as_user  # a stitched session is served as its user
+
+
+def test_served_lists_are_stored_and_give_implicit_impressions(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    events = Events(settings)
+    publish(settings, artifacts(trained))
+    with serving(settings, api_attribution_source="home-page") as api:
+        answer = api.ok("/recommendations", {"userId": "dora", "numResults": 6})
+        ranking = api.ok("/personalize-ranking", {"userId": "dora", "inputList": ["i1", "i2"]})
+    rid, items = answer["recommendationId"], [e["itemId"] for e in answer["itemList"]]
+    assert rid != ranking["recommendationId"]
+    lists = RedisServedLists(redis_db, Keys(settings.dataset_group))
+    found = lists.get_many({rid, ranking["recommendationId"]})
+    assert found[rid].items == items and found[rid].source == "home-page"
+    assert sorted(found[ranking["recommendationId"]].items) == ["i1", "i2"]
+    assert 0 < redis_db.ttl(Keys(settings.dataset_group).served(rid)) <= 7 * 24 * 3600
+    events.send("s-dora", [items[2]], user="dora", recommendationId=rid)
+    (entry,) = history(redis_db, settings.dataset_group, Subject("u", "dora"))
+    assert list(entry.impression) == items  # the connector read the list served here
+
+
+def test_exploration_weight_zero_and_one(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(trained, COLD))
+    body = {"userId": "u4", "numResults": 10}
+    with serving(settings, exploration_weight=0.0) as api:
+        exploit = api.ok("/recommendations", body)["itemList"]
+    with serving(settings, exploration_weight=1.0) as api:
+        explore = api.ok("/recommendations", body)["itemList"]
+    assert not {entry["itemId"] for entry in exploit} & set(COLD)
+    assert all("reason" not in entry for entry in exploit)
+    cold = [entry for entry in explore if entry["itemId"] in COLD]
+    assert len(cold) >= 8
+    assert all(entry["reason"] == ["Exploration"] for entry in cold)
+
+
+def test_promotion_filters_and_metadata(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    prepare_group(settings)
+    items = [{"itemId": "i3", "properties": {"title": "Heat", "genres": "Action|Crime"}}]
+    items += [{"itemId": item, "properties": {"genres": "New"}} for item in COLD]
+    records = [  # PutItems takes at most 10 items per call
+        SourceRecord(
+            settings.topics.items, 0, n, b"k", json.dumps({"items": items[n : n + 10]}).encode()
+        )
+        for n in range(0, len(items), 10)
+    ]
+    assert processors(settings).items.process(records).dead == 0
+    filters = open_filters(settings)  # real named filters, as `streamrec filters create` makes
+    filters.create("fresh-only", 'INCLUDE ItemID WHERE Items.GENRES IN ("New")')
+    filters.create("no-fresh", 'EXCLUDE ItemID WHERE Items.GENRES IN ("New")')
+    publish(settings, artifacts(trained, COLD))
+    app = create_app(api_settings(settings))
+    with Server(app) as api:
+        body = {
+            "userId": "u1",
+            "numResults": 10,
+            "filterName": "no-fresh",
+            "promotions": [
+                {"name": "fresh", "percentPromotedItems": 30, "filterName": "fresh-only"}
+            ],
+        }
+        listed = api.ok("/recommendations", body)["itemList"]
+        status, refused = api.call("/recommendations", {**body, "filterName": "nope"})
+        ranked = api.ok(
+            "/personalize-ranking",
+            {
+                "userId": "u1",
+                "inputList": ["i3", "i4"],
+                "metadataColumns": {"ITEMS": ["TITLE", "GENRES"]},
+            },
+        )["personalizedRanking"]
+    promoted = [entry for entry in listed if "promotionName" in entry]
+    assert len(listed) == 10 and len({entry["itemId"] for entry in listed}) == 10
+    assert len(promoted) == 3 and all(e["itemId"].startswith("n") for e in promoted)
+    assert all(e["promotionName"] == "fresh" and e["reason"] == ["Promoted item"] for e in promoted)
+    assert [e["score"] for e in promoted] == sorted((e["score"] for e in promoted), reverse=True)
+    assert all(e["itemId"] not in COLD for e in listed if e not in promoted)  # no-fresh
+    assert status == 400 and refused["message"].endswith("has no filter 'nope'")
+    metadata = {entry["itemId"]: entry["metadata"] for entry in ranked}
+    assert metadata == {"i3": {"TITLE": "Heat", "GENRES": "Action|Crime"}, "i4": {}}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/recommendations", {"numResults": 5}, 400, "userId or sessionId is required"),
+        (
+            "/recommendations",
+            {"userId": "u", "numResults": 0},
+            400,
+            "numResults must be an integer from 1 to 500",
+        ),
+        (
+            "/recommendations",
+            {"userId": "u", "numResults": 501},
+            400,
+            "numResults must be an integer from 1 to 500",
+        ),
+        ("/recommendations", {"userId": 7}, 400, "userId must be a string"),
+        ("/recommendations", [1], 400, "the request body must be a JSON object"),
+        ("/recommendations", {"userId": "u", "filterName": "x"}, 400, "has no filter 'x'"),
+        (
+            "/personalize-ranking",
+            {"userId": "u", "inputList": ["i"] * 501},
+            400,
+            "inputList must be a list of 1 to 500",
+        ),
+        ("/nowhere", {"userId": "u"}, 404, "no such route: POST /nowhere"),
+        ("/healthz", {"userId": "u"}, 405, "POST is not allowed on /healthz"),
+    ],
+)
+def test_bad_requests_get_a_clear_json_error(
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    trained: tuple[Model, Interactions],
+    path: str,
+    body: Any,
+    status: int,
+    message: str,
+) -> None:
+    publish(settings, artifacts(trained))
+    with serving(settings) as api:
+        answered, answer = api.call(path, body)
+    assert answered == status
+    assert set(answer) == {"message"} and message in answer["message"]
+
+
+def test_malformed_oversized_and_slow_requests(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(trained))
+    with serving(settings, api_max_body_bytes=2048) as api:
+        status, answer = api.call("/recommendations", raw=b'{"userId": ')
+        assert status == 400 and answer["message"].startswith("the request body is not valid JSON")
+        status, answer = api.call("/recommendations", {"userId": "u" * 4000})
+        assert (status, answer) == (413, {"message": "the request body is larger than 2048 bytes"})
+    with serving(settings, api_request_timeout_seconds=1e-9) as api:
+        status, answer = api.call("/recommendations", {"userId": "u1"})
+        assert status == 503 and "did not complete within" in answer["message"]
+        assert "Traceback" not in json.dumps(answer)
+
+
+def test_metrics_count_requests_by_route_and_status(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(trained))
+    with serving(settings) as api:
+        for _ in range(3):
+            api.ok("/recommendations", {"userId": "u1", "numResults": 3})
+        api.call("/recommendations", {"numResults": 3})
+        _, text = api.call("/metrics")
+    assert 'streamrec_api_requests_total{route="/recommendations",status="200"} 3.0' in text
+    assert 'streamrec_api_requests_total{route="/recommendations",status="400"} 1.0' in text
+    assert 'streamrec_api_request_seconds_count{route="/recommendations",status="200"} 3.0' in text
+
+
+def test_streamrec_api_serves_and_stops_on_sigterm(service_env: dict[str, str]) -> None:
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603
+        ["streamrec", "api", "--port", str(port)],
+        env=service_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        api = Server.__new__(Server)
+        api.base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return api.call("/healthz") == (200, {"status": "ok"})
+            except urllib.error.URLError:
+                return False
+
+        eventually(up)
+        assert api.call("/readyz")[0] == 503
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+        assert server.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    finally:
+        if server.poll() is None:
+            server.kill()

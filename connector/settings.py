@@ -226,6 +226,11 @@ class ConnectorSettings(CommonSettings):
     lists_exploration_item_age_cut_off_days: float = Field(
         30.0, gt=0.0, description="Only items this recent (days) are explored in lists."
     )
+    lists_filter: str | None = Field(
+        None,
+        description="Name of a filter (`streamrec filters create`) every precomputed list goes "
+        "through, e.g. one excluding purchased items; without $parameters.",
+    )
 
     @property
     def consumer_group(self) -> str:

@@ -8,6 +8,7 @@ import redis
 
 import schemas
 from connector import redis_client
+from connector.filters.store import open_filters
 from connector.ingest.metadata import ITEMS, USERS, MetadataProcessor
 from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import DatasetWriter
@@ -15,6 +16,7 @@ from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
 from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
 from connector.serving.current_model import ModelHolder
+from connector.serving.filters import StoredFilters
 from connector.serving.list_refresh import ListPolicy, ListRefresher
 from connector.serving.ranking import Exploration
 from connector.settings import ConnectorSettings
@@ -125,14 +127,24 @@ def list_refresher(settings: ConnectorSettings, client: redis.Redis) -> ListRefr
         exploration=Exploration(
             settings.lists_exploration_weight, settings.lists_exploration_item_age_cut_off_days
         ),
+        filter_name=settings.lists_filter,
     )
+    lists = RecommendationLists(client, keys, settings.history_ttl_seconds)
     refresher = ListRefresher(
-        client,
-        keys,
-        holder,
-        RecommendationLists(client, keys, settings.history_ttl_seconds),
-        policy,
+        client, keys, holder, lists, policy, _lists_filters(settings, client, keys)
     )
     holder.on_change(lambda _: refresher.refresh_active())
     holder.start()
     return refresher
+
+
+def _lists_filters(
+    settings: ConnectorSettings, client: redis.Redis, keys: Keys
+) -> StoredFilters | None:
+    """The filters the lists go through, if STREAMREC_LISTS_FILTER names one; an unknown
+    name fails at start-up rather than on every batch."""
+    if not settings.lists_filter:
+        return None
+    store = open_filters(settings)
+    store.get(settings.lists_filter)
+    return StoredFilters(store, client, keys)

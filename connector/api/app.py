@@ -30,14 +30,14 @@ from prometheus_client import (
 
 from connector import redis_client
 from connector.api import ApiRequestError, ModelChangedError
-from connector.api.filters import StoredFilters
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
-from connector.api.service import FilterResolver, RecommendationService, Served, ServedItem
+from connector.api.service import RecommendationService, Served, ServedItem
 from connector.api.settings import ApiSettings
 from connector.exceptions import ModelNotFoundError
 from connector.filters.store import open_filters
 from connector.keys import Keys
 from connector.serving.current_model import ModelHolder
+from connector.serving.filters import FilterResolver, StoredFilters
 from connector.stores.model_versions import ModelStore
 
 log = logging.getLogger("streamrec.api")

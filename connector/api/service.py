@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 import numpy as np
 import redis
@@ -33,27 +32,12 @@ from connector.keys import Keys, Subject
 from connector.model.history import HistoryEntry, parse_member
 from connector.serving import ranking
 from connector.serving.current_model import ModelHolder, ServingModel
+from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration, Ranked
 from connector.serving.recommend import rank_items, recommend_many
 from connector.stores.served import RedisServedLists
 
 EXPLORATION, PROMOTED = "Exploration", "Promoted item"  # Personalize's reason strings
-
-
-class FilterResolver(Protocol):
-    """Turns a named filter into the items it allows, for one request's subject."""
-
-    def mask(
-        self,
-        name: str,
-        values: Mapping[str, str],
-        history: Sequence[HistoryEntry],
-        user: Mapping[str, str],
-        model: ServingModel,
-    ) -> np.ndarray | None:
-        """Allowed items (bool, one per item of `model`, in its order), or None for all;
-        raises a ValueError or LookupError subclass for an unknown name or unusable values."""
-        ...
 
 
 class NoFilters:

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from connector.exceptions import FilterError
 from connector.keys import Keys, Subject
 from connector.model.history import HistoryEntry, parse_member
 from connector.serving.current_model import ModelHolder, ServingModel
+from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
 from connector.stores.lists import RecommendationLists, StoredList
@@ -36,6 +38,7 @@ class ListPolicy:
     history_events: int = 50
     exploration: Exploration = Exploration()
     chunk: int = 500  # users scored together when refreshing everyone
+    filter_name: str | None = None  # a named filter every list goes through
 
 
 class ListRefresher:
@@ -48,9 +51,10 @@ class ListRefresher:
         holder: ModelHolder,
         lists: RecommendationLists,
         policy: ListPolicy,
+        filters: FilterResolver | None = None,
     ) -> None:
         self._client, self._keys, self._holder = client, keys, holder
-        self._lists, self._policy = lists, policy
+        self._lists, self._policy, self._filters = lists, policy, filters
         self._rng = np.random.default_rng()
 
     def refresh(self, subjects: Iterable[Subject]) -> int:
@@ -60,8 +64,18 @@ class ListRefresher:
         if served is None or not unique:
             return 0
         histories = self._histories(unique)
+        try:
+            masks = self._masks(served, unique, histories)
+        except (FilterError, LookupError) as exc:
+            log.error("lists not refreshed: filter %r fails: %s", self._policy.filter_name, exc)
+            return 0  # the previous lists stay; better stale than unfiltered
         ranked = recommend_many(
-            served, histories, self._policy.size, self._policy.exploration, self._rng
+            served,
+            histories,
+            self._policy.size,
+            self._policy.exploration,
+            self._rng,
+            allowed_for=masks.__getitem__ if masks else None,
         )
         self._lists.write(
             [
@@ -85,11 +99,36 @@ class ListRefresher:
         log.info("refreshed %d precomputed lists", done)
         return done
 
+    def _masks(
+        self, served: ServingModel, subjects: Sequence[Subject], histories: list[list[HistoryEntry]]
+    ) -> list[np.ndarray | None]:
+        """Per subject, the items the lists filter allows (none when no filter is set)."""
+        name = self._policy.filter_name
+        if name is None or self._filters is None:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for subject in subjects:
+            if subject.kind == "u":
+                pipe.hgetall(self._keys.user(subject.id))
+        rows = iter(pipe.execute())
+        users = [
+            {_text(k): _text(v) for k, v in next(rows).items()} if subject.kind == "u" else {}
+            for subject in subjects
+        ]
+        return [
+            self._filters.mask(name, {}, history, user, served)
+            for history, user in zip(histories, users, strict=True)
+        ]
+
     def _histories(self, subjects: Sequence[Subject]) -> list[list[HistoryEntry]]:
         pipe = self._client.pipeline(transaction=False)
         for subject in subjects:
             pipe.zrange(self._keys.history(subject), -self._policy.history_events, -1)
         return [[parse_member(m) for m in members] for members in pipe.execute()]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _stored(served: ServingModel, columns: np.ndarray, scores: np.ndarray) -> StoredList:

@@ -4,6 +4,7 @@ session and its login, and again when a new model version is published."""
 
 from __future__ import annotations
 
+import json
 import time
 from itertools import count
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 import redis
 
+from connector.exceptions import FilterNotFoundError
+from connector.filters.store import open_filters
 from connector.ingest.processor import EventProcessor
 from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
@@ -18,7 +21,7 @@ from connector.model.model import Hyperparameters
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList
 from connector.stores.model_versions import ModelStore
-from connector.wiring import event_processor
+from connector.wiring import event_processor, processors
 from tests.integration.helpers import prepare_group, put_events
 from worker.interactions import from_rows
 from worker.pipeline import Catalog, item_arrays
@@ -120,3 +123,28 @@ def test_a_new_model_version_refreshes_active_users_lists(
     assert current is not None and current.version == newer != before.version  # type: ignore[union-attr]
     scores = np.array([score for _, score in current.items])
     assert (np.diff(scores) <= 0).all()
+
+
+def test_lists_go_through_the_configured_filter(
+    settings: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
+) -> None:
+    prepare_group(settings)
+    chain_model_version(settings)
+    blocked = {"items": [{"itemId": "i4", "properties": {"genres": "Blocked"}}]}
+    item_record = SourceRecord(settings.topics.items, 0, 0, b"k", json.dumps(blocked).encode())
+    assert processors(settings).items.process([item_record]).dead == 0
+    open_filters(settings).create("no-blocked", 'EXCLUDE ItemID WHERE Items.GENRES IN ("Blocked")')
+    filtered = event_processor(
+        settings.model_copy(update={"lists_exploration_weight": 0.0, "lists_filter": "no-blocked"})
+    )
+    send(filtered, settings, "s-f", "i3", user="filtered")
+    listed = [item for item, _ in lists.read(Subject("u", "filtered")).items]  # type: ignore[union-attr]
+    assert "i4" not in listed and "i5" in listed and len(listed) == ITEMS - 2
+
+
+def test_an_unknown_lists_filter_fails_at_start(
+    settings: ConnectorSettings, redis_db: redis.Redis
+) -> None:
+    prepare_group(settings)
+    with pytest.raises(FilterNotFoundError, match="no-such-filter"):
+        event_processor(settings.model_copy(update={"lists_filter": "no-such-filter"}))

@@ -1,5 +1,5 @@
-"""The API's filters: named filters from the group's FilterStore, evaluated over the served
-model's items with their metadata.
+"""Named filters from the group's FilterStore, evaluated over the served model's items with
+their metadata: for API requests and for the precomputed lists (STREAMREC_LISTS_FILTER).
 
 The item metadata table is built once per model version (it follows the version's item
 order) and rebuilt when a new version is served; building one for 100,000 items takes a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import redis
@@ -20,6 +21,22 @@ from connector.keys import Keys
 from connector.model.history import HistoryEntry
 from connector.serving.catalog import ItemTable, load_item_table
 from connector.serving.current_model import ServingModel
+
+
+class FilterResolver(Protocol):
+    """Turns a named filter into the items it allows, for one request's subject."""
+
+    def mask(
+        self,
+        name: str,
+        values: Mapping[str, str],
+        history: Sequence[HistoryEntry],
+        user: Mapping[str, str],
+        model: ServingModel,
+    ) -> np.ndarray | None:
+        """Allowed items (bool, one per item of `model`, in its order), or None for all;
+        raises a ValueError or LookupError subclass for an unknown name or unusable values."""
+        ...
 
 
 class StoredFilters:

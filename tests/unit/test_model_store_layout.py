@@ -15,7 +15,7 @@ import pytest
 from connector.exceptions import ModelNotFoundError
 from connector.keys import Keys
 from connector.model.artifacts import ModelArtifacts
-from connector.stores.model_versions import (
+from connector.stores.model_layout import (
     ArrayLayout,
     Manifest,
     _array_parts,

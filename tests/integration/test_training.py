@@ -5,6 +5,7 @@ a FULL run on them, a version in Redis that loads back exactly, `streamrec train
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from itertools import count
 from pathlib import Path
@@ -161,3 +162,24 @@ def _env(settings: WorkerSettings) -> dict[str, str]:
         "evaluation_users",
     )
     return {f"STREAMREC_{name.upper()}": str(getattr(settings, name)) for name in names}
+
+
+def test_worker_stops_cleanly_on_sigterm_mid_training_and_publishes_nothing(
+    processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
+) -> None:
+    publish_walks(processor, settings)
+    env = {**os.environ, **_env(worker_settings), "STREAMREC_TRAINING_EPOCHS": "200"}
+    worker = subprocess.Popen(
+        ["streamrec", "-v", "worker"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stderr is not None
+        for line in worker.stderr:  # wait until training is under way
+            if "epoch 1/" in line:
+                break
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        worker.kill()
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    assert store.current_version() is None and store.versions() == []

@@ -29,6 +29,7 @@ from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
 from connector.ingest.metadata import MetadataReport
 from connector.ingest.processor import BatchReport
 from connector.ingest.records import SourceRecord
+from connector.readiness import Readiness, redis_ping
 from connector.settings import ConnectorSettings
 from connector.wiring import Processors
 
@@ -74,7 +75,33 @@ def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
+    _readiness_page(app, settings)
     return app
+
+
+def _readiness_page(app: faust.App, settings: ConnectorSettings) -> None:
+    """/readyz: 200 once the group assigned this replica its partitions and Redis answers,
+    503 with the reason before that, during a rebalance, or while Redis does not answer."""
+    topics = settings.topics
+    readiness = Readiness(
+        (topics.events, topics.items, topics.users),
+        redis_ping(settings.redis_url, settings.redis_options()),
+    )
+
+    def revoked(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        readiness.revoked()
+
+    def assigned(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        readiness.assigned((tp.topic, tp.partition) for tp in args[0])  # the assigned set
+
+    # faust awaits a receiver's result only when it is awaitable; these two return at once.
+    app.on_partitions_revoked.connect(revoked)
+    app.on_partitions_assigned.connect(assigned)
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        verdict = await readiness.check()
+        return web.json(verdict.body, status=verdict.status)
 
 
 def _batch_agent(

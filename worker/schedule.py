@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.exceptions import ModelNotFoundError, StreamrecError
+from connector.redis_client import connect
+from worker import health
 from worker.exceptions import NotEnoughDataError
 from worker.pipeline import Stopped
 from worker.runs import Mode, run
@@ -52,7 +54,16 @@ class Schedule:
 
 
 def serve(settings: WorkerSettings, runner: Callable[..., str] = run) -> None:
-    """Run the schedule until SIGTERM or SIGINT."""
+    """Run the schedule until SIGTERM or SIGINT, with /healthz, /readyz and /metrics on
+    STREAMREC_WORKER_WEB_PORT."""
+    pages = health.serve_health(settings.worker_web_port, connect(settings))
+    try:
+        _loop(settings, runner)
+    finally:
+        pages.shutdown()
+
+
+def _loop(settings: WorkerSettings, runner: Callable[..., str]) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -73,11 +84,17 @@ def _run_once(
     runner: Callable[..., str], mode: Mode, settings: WorkerSettings, stop: threading.Event
 ) -> None:
     """One run; its failure is logged and retried at the next due time, not fatal."""
+    started, outcome = time.monotonic(), "published"
     try:
         runner(mode, settings, stop.is_set)
     except Stopped:
+        outcome = "stopped"
         log.info("%s run abandoned: stop requested", mode)
     except (NotEnoughDataError, ModelNotFoundError) as exc:
+        outcome = "skipped"
         log.warning("%s run skipped: %s", mode, exc)
     except StreamrecError as exc:
+        outcome = "failed"
         log.error("%s run failed: %s", mode, exc)
+    finally:
+        health.record_run(mode, outcome, time.monotonic() - started)

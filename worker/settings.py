@@ -76,6 +76,9 @@ class WorkerSettings(CommonSettings):
     worker_full_interval_seconds: float = Field(
         24 * 3600.0, description="How often `streamrec worker` runs a FULL retrain."
     )
+    worker_web_port: int = Field(
+        6067, description="Port of `streamrec worker`'s /healthz, /readyz and /metrics."
+    )
     worker_update_interval_seconds: float = Field(
         300.0, description="How often `streamrec worker` runs an UPDATE (new items, popularity)."
     )

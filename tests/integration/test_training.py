@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import urllib.request
 from itertools import count
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import redis
 
+from connector.devservices.process import free_port
 from connector.ingest.processor import EventProcessor
 from connector.ingest.records import SourceRecord
 from connector.keys import Keys
@@ -168,7 +170,13 @@ def test_worker_stops_cleanly_on_sigterm_mid_training_and_publishes_nothing(
     processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
 ) -> None:
     publish_walks(processor, settings)
-    env = {**os.environ, **_env(worker_settings), "STREAMREC_TRAINING_EPOCHS": "200"}
+    port = free_port()
+    env = {
+        **os.environ,
+        **_env(worker_settings),
+        "STREAMREC_TRAINING_EPOCHS": "200",
+        "STREAMREC_WORKER_WEB_PORT": str(port),
+    }
     worker = subprocess.Popen(
         ["streamrec", "-v", "worker"], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -177,9 +185,17 @@ def test_worker_stops_cleanly_on_sigterm_mid_training_and_publishes_nothing(
         for line in worker.stderr:  # wait until training is under way
             if "epoch 1/" in line:
                 break
+        pages = {path: _get(port, path) for path in ("/healthz", "/readyz", "/metrics")}
+        assert pages["/healthz"][0] == 200 and pages["/readyz"] == (200, '{"status": "ready"}')
+        assert "streamrec_worker_runs_total" in pages["/metrics"][1]
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
     finally:
         worker.kill()
     store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
     assert store.current_version() is None and store.versions() == []
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:  # noqa: S310
+        return answer.status, answer.read().decode()

@@ -1,34 +1,42 @@
-"""The end-to-end demo at this stage: local services, registered schemas, one event validated.
+"""The connector's half of `streamrec demo`: local services, the dataset group (schemas,
+tracker, filters), the example events validated, and rows imported through the topics.
 
-Later issues grow it into the full demo (import, training, live recommendations); each step
-is a plain function so the CLI stays thin and tests can call the steps directly.
+The demo itself (worker/demo_run.py) trains a model, so it lives in the worker; these steps
+touch only what the connector owns. Each is a plain function, so tests can call it directly.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import schemas
-from connector import redis_client
+from connector.bulk_import import ImportSummary, event_records, metadata_records
 from connector.devservices import kafka as local_kafka
 from connector.devservices import redis as local_redis
 from connector.devservices.local import LocalServices
 from connector.devservices.settings import DevSettings
-from connector.exceptions import KafkaUnavailableError, SchemaNotFoundError
+from connector.exceptions import FilterError, KafkaUnavailableError, SchemaNotFoundError
+from connector.filters.store import open_filters
 from connector.ingest import plan as planner
 from connector.ingest.records import BatchPlan, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.kafka_admin import TopicSpec, ensure_topics
+from connector.kafka_produce import produce
 from connector.registry.registry import RegisteredSchema, open_registry
-from connector.settings import CommonSettings
+from connector.settings import CommonSettings, ConnectorSettings
 from connector.trackers import open_trackers
 
 EXAMPLE_EVENTS = ("watch.json", "anonymous.json", "missing-item.json", "unknown-property.json")
+FILTERS = {
+    # Personalize's "unwatched" recipe, and a genre picked per request through $GENRE.
+    "not-watched": 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("rating")',
+    "by-genre": "INCLUDE ItemID WHERE Items.GENRES IN ($GENRE)",
+}
 
 
 @dataclass(frozen=True)
@@ -142,24 +150,45 @@ def describe(outcome: Outcome) -> str:
     return f"  offset {outcome.offset}: valid -> {rows}"
 
 
-def run(
-    common: CommonSettings, dev: DevSettings, say: Callable[[str], None], keep_running: bool
-) -> list[Outcome]:
-    """Every step of the demo, reporting progress and outcomes through `say`."""
-    services = ensure_services(common, dev)
-    say("Kafka " + common.kafka_bootstrap + " and Redis " + common.redis_url + " answer")
-    try:
-        for entry in register_examples(common):
-            say(f"registered {entry.dataset} schema v{entry.version} (id {entry.id})")
-        redis_client.connect(common)
-        tracking_id = demo_tracker(common)
-        offsets = publish_examples(common, tracking_id)
-        say(f"published {len(offsets)} PutEvents records to {common.topics.events}")
-        outcomes = read_and_validate(common, tracking_id, offsets)
-        for outcome in outcomes:
-            say(describe(outcome))
-        return outcomes
-    finally:
-        if services is not None and not keep_running:
-            services.down()
-            say("stopped the local Kafka and Redis this demo started")
+def create_filters(common: CommonSettings) -> list[str]:
+    """The demo's named filters, created unless the group has them already; their names."""
+    store = open_filters(common)
+    existing = {named.name for named in store.list()}
+    for name, expression in FILTERS.items():
+        if name not in existing:
+            try:
+                store.create(name, expression)
+            except FilterError:  # created by a concurrent run in the meantime
+                if name not in {named.name for named in store.list()}:
+                    raise
+    return list(FILTERS)
+
+
+def import_rows(
+    settings: ConnectorSettings,
+    dataset: str,
+    rows: Iterable[dict[str, str]],
+    tracking_id: str,
+) -> ImportSummary:
+    """Publish Personalize-format rows of `dataset` to the group's topics, exactly as
+    `streamrec import` does; the connector validates them like live events."""
+    schema = open_registry(settings).get(settings.dataset_group, dataset).spec
+    if schema is None:
+        raise SchemaNotFoundError(f"{dataset} is not a dataset schema")
+    summary = ImportSummary()
+    topic = {
+        "interactions": settings.topics.events,
+        "items": settings.topics.items,
+        "users": settings.topics.users,
+    }[dataset]
+    records: Iterator[tuple[str, dict[str, Any]]]
+    if dataset == "interactions":
+        records = event_records(rows, schema, tracking_id, summary)
+    else:
+        records = metadata_records(rows, schema, summary)
+    producer = Producer({**settings.kafka_config(), "enable.idempotence": True, "linger.ms": 20})
+    for key, record in records:
+        produce(producer, topic, json.dumps(record).encode(), key.encode())
+    if producer.flush(60):
+        raise KafkaUnavailableError(f"some records to {topic} were not acknowledged")
+    return summary

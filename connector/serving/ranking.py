@@ -33,6 +33,7 @@ from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
 
 IGNORED_IMPRESSION_PENALTY = 1.0  # score (logit) lost per showing without interaction
 COLD_POPULARITY_QUANTILE = 0.25
+EXPLORATION_LEAN = 2.0  # most standard deviations of relevance an exploration draw favours
 CONTEXT_SHARE = 0.7  # weight of the context's popularity against overall, for cold start
 
 
@@ -167,11 +168,20 @@ def _top(scores: np.ndarray, count: int) -> np.ndarray:
 def _explore(
     scores: np.ndarray, eligible: np.ndarray, slots: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Up to `slots` eligible items drawn without replacement, in proportion to softmax of
-    their score (Gumbel top-k)."""
+    """Up to `slots` eligible items drawn without replacement, in proportion to the softmax
+    of their standardised score, capped at EXPLORATION_LEAN standard deviations (Gumbel
+    top-k). The cap keeps relevance a lean, not a verdict: an item whose embedding sits at the
+    centre of the catalogue (a new item placed from metadata) would otherwise win every
+    user's exploration slot."""
     if slots <= 0 or not eligible.any():
         return np.zeros(0, np.int64)
-    noisy = np.where(eligible, scores + rng.gumbel(size=len(scores)), -np.inf)
+    candidates = scores[eligible & np.isfinite(scores)]
+    spread = float(candidates.std()) if len(candidates) > 1 else 1.0
+    standardised = (scores - float(candidates.mean() if len(candidates) else 0.0)) / max(
+        spread, 1e-6
+    )
+    leaning = np.clip(standardised, -EXPLORATION_LEAN, EXPLORATION_LEAN)
+    noisy = np.where(eligible, leaning + rng.gumbel(size=len(scores)), -np.inf)
     return _top(noisy, slots)
 
 

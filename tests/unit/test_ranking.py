@@ -118,3 +118,18 @@ def test_rank_fills_what_it_can_when_few_items_are_allowed() -> None:
     )
     assert ranked.columns.tolist() == [9, 4]
     assert ranked.scores.sum() == pytest.approx(1.0)
+
+
+def test_an_outlier_cold_item_does_not_take_every_exploration_slot() -> None:
+    scores = np.zeros(40, np.float32)
+    scores[20:] = np.random.default_rng(2).normal(0, 1, 20)
+    scores[25] = 50.0  # a centroid-like new item, far more "relevant" than the rest
+    cold = np.array([False] * 20 + [True] * 20)
+    rng = np.random.default_rng(3)
+    picks = [
+        rank(scores, 1, np.ones(40, bool), cold, Exploration(weight=1.0), rng).columns[0]
+        for _ in range(300)
+    ]
+    share = picks.count(25) / len(picks)
+    assert 0.05 < share < 0.6  # favoured, not always chosen
+    assert len(set(picks)) > 10  # exploration still spreads over the cold items

@@ -11,7 +11,7 @@ from connector import redis_client
 from connector.filters.store import open_filters
 from connector.ingest.metadata import ITEMS, USERS, MetadataProcessor
 from connector.ingest.processor import EventProcessor
-from connector.ingest.writer import DatasetWriter
+from connector.ingest.writer import MAX_DEAD_LETTER_BYTES, DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
 from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
@@ -33,6 +33,7 @@ def ensure_group_topics(settings: ConnectorSettings) -> None:
     topics, partitions = settings.topics, settings.topic_partitions
     forever = {"retention.ms": "-1"}
     compacted = {"cleanup.policy": "compact"}
+    dead_letter_size = {"max.message.bytes": str(MAX_DEAD_LETTER_BYTES)}
     ensure_topics(
         settings.kafka_config(),
         [
@@ -40,7 +41,7 @@ def ensure_group_topics(settings: ConnectorSettings) -> None:
             TopicSpec(topics.items, partitions),
             TopicSpec(topics.users, partitions),
             TopicSpec(topics.interactions, partitions, forever),
-            TopicSpec(topics.deadletter, partitions, forever),
+            TopicSpec(topics.deadletter, partitions, {**forever, **dead_letter_size}),
             TopicSpec(topics.items_dataset, partitions, compacted),
             TopicSpec(topics.users_dataset, partitions, compacted),
         ],

@@ -30,6 +30,7 @@ from prometheus_client import (
 
 from connector import redis_client
 from connector.api import ApiRequestError, ModelChangedError
+from connector.api.auth import middlewares as api_key_middlewares
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
 from connector.api.service import RecommendationService, Served, ServedItem
 from connector.api.settings import ApiSettings
@@ -78,7 +79,7 @@ def create_app(
     metrics = _Metrics()
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
-        middlewares=[_guard(metrics, settings)],
+        middlewares=[_guard(metrics, settings), *api_key_middlewares(settings)],
     )
     app[HOLDER] = holder
     _routes(app, service, _limits(settings), metrics)

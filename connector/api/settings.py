@@ -7,7 +7,9 @@ deployment, as Personalize sets it per campaign, not per request.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 
 from connector.settings import CommonSettings
 
@@ -54,6 +56,22 @@ class ApiSettings(CommonSettings):
         gt=0,
         description="How often the current model version is checked besides "
         "its announcements (which pub/sub may drop while a connection is down).",
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="API keys, comma-separated (never logged): when set (or a keys file is), "
+        "every request but /healthz and /readyz needs `Authorization: Bearer <key>` or "
+        "`x-api-key: <key>`, else 401. Unset: no key is required.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="File of API keys, one per line (e.g. a mounted Kubernetes Secret), read "
+        "at start-up; used with STREAMREC_API_KEYS.",
+    )
+    api_metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without an API key even when keys are required, for "
+        "scrapers that cannot send one.",
     )
     exploration_weight: float = Field(
         0.3,

@@ -41,4 +41,17 @@ def show() -> None:
     merged: dict[str, object] = {}
     for cls in settings_classes():
         merged.update(json.loads(cls().model_dump_json()))
-    click.echo(json.dumps(merged, indent=2, sort_keys=True))
+    masked = {name: _masked_url(value) for name, value in merged.items()}
+    click.echo(json.dumps(masked, indent=2, sort_keys=True))
+
+
+def _masked_url(value: object) -> object:
+    """A URL's password (`redis://user:secret@host`) masked like a SecretStr; other values
+    as they are."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    scheme, _, rest = value.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return value
+    return f"{scheme}://{userinfo.partition(':')[0]}:**********@{host}"

@@ -72,7 +72,8 @@ def _open(record: SourceRecord, context: PlanContext) -> Envelope:
     if not tracking_id:
         raise InvalidEventError("trackingId is missing")
     if tracking_id != context.tracking_id:
-        raise InvalidEventError(f"unknown trackingId {str(tracking_id)[:80]!r} for this group")
+        shown = tracking_id[:80] if isinstance(tracking_id, str) else type(tracking_id).__name__
+        raise InvalidEventError(f"unknown trackingId {shown!r} for this group")
     events = limits.check_envelope(envelope)
     return Envelope(
         record, envelope.get("userId"), envelope["sessionId"], events, len(record.value)
@@ -159,9 +160,10 @@ def _markers(subject: Subject, event: dict[str, Any]) -> tuple[str, ...]:
 
 def _attribution(event: dict[str, Any], served_list: ServedList | None) -> str:
     """eventAttributionSource, else the source behind the recommendationId, else undefined."""
-    explicit = (event.get("metricAttribution") or {}).get("eventAttributionSource")
-    if explicit:
-        return str(explicit)
+    attribution = event.get("metricAttribution")
+    explicit = attribution.get("eventAttributionSource") if isinstance(attribution, dict) else None
+    if isinstance(explicit, str) and explicit:
+        return explicit
     return served_list.source if served_list is not None else UNDEFINED_SOURCE
 
 

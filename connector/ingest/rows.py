@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from typing import Any
 
 import orjson
@@ -115,10 +116,18 @@ def _checked_row(values: dict[str, Any], schema: DatasetSchema) -> dict[str, Any
         elif not _fits(value, spec.type):
             raise InvalidEventError(
                 f"{spec.name} must be {_EXPECTED[spec.type]}, got {type(value).__name__} "
-                f"{value!r:.80}"
+                f"{_shown(value)}"
             )
         row[spec.name] = value
     return row
+
+
+def _shown(value: Any) -> str:
+    """The start of `value`'s repr for a message: a scalar's first 80 characters; a list or
+    object through reprlib, whose work is bounded however deep or long the value is."""
+    if isinstance(value, str | int | float):
+        return f"{value!r:.80}"
+    return f"{reprlib.repr(value):.80}"
 
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}

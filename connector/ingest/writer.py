@@ -20,6 +20,10 @@ from connector.ingest.records import AcceptedEvent, DeadLetter
 from connector.kafka_produce import produce
 
 Headers = list[tuple[str, str | bytes | None]]
+# A dead letter is an input record (up to the broker's default limit of about 1 MiB, which a
+# producer may reach) plus headers; the dead-letter topic and this producer allow twice that,
+# so no record a producer could publish is too large to be dead-lettered.
+MAX_DEAD_LETTER_BYTES = 2 * 1024 * 1024
 
 
 class DatasetWriter:
@@ -38,6 +42,7 @@ class DatasetWriter:
                 "enable.idempotence": True,
                 "linger.ms": 5,
                 "compression.type": "lz4",
+                "message.max.bytes": MAX_DEAD_LETTER_BYTES,
             }
         )
         self._dataset = dataset_topic

@@ -82,8 +82,16 @@ def test_file_that_is_not_json_is_refused(service_env: dict[str, str], tmp_path:
     assert result.returncode != 0 and "is not valid JSON" in result.stderr
 
 
-def test_demo_validates_the_example_events(service_env: dict[str, str]) -> None:
-    result = run(["demo"], service_env)
+# The whole demo is tests/integration/test_demo.py's; here only its first steps matter.
+TINY_DEMO = [
+    "--max-interactions", "3000", "--replay-events", "100", "--replay-seconds", "3",
+    "--epochs", "1", "--users", "1", "--api-port", "0",
+]  # fmt: skip
+
+
+def test_demo_validates_the_example_events(service_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**service_env, "STREAMREC_WORKER_CACHE_DIR": str(tmp_path / "cache")}
+    result = run(["demo", *TINY_DEMO], env)
     assert result.returncode == 0, result.stderr
     assert "registered interactions schema v1" in result.stdout
     assert '"ITEM_ID": "item-42"' in result.stdout

@@ -77,9 +77,12 @@ def test_demo_starts_only_what_does_not_answer(tmp_path: Path, endpoints) -> Non
         "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "STREAMREC_REDIS_URL": endpoints.redis_url,
         "STREAMREC_DATASET_GROUP": f"demo{os.getpid()}",
+        "STREAMREC_WORKER_CACHE_DIR": str(tmp_path / "cache"),
     }
+    tiny = ["--max-interactions", "3000", "--replay-events", "100", "--replay-seconds", "3"]
+    tiny += ["--epochs", "1", "--users", "1", "--api-port", "0"]
     result = subprocess.run(
-        ["streamrec", "demo"], env=env, capture_output=True, text=True, timeout=600
+        ["streamrec", "demo", *tiny], env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
     assert "valid ->" in result.stdout and "stopped the local Kafka" in result.stdout

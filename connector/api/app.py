@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 
 from connector import redis_client
-from connector.api import ApiRequestError, ModelChangedError
+from connector.api import ApiRequestError, ModelChangedError, dashboard
 from connector.api.auth import middlewares as api_key_middlewares
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
 from connector.api.service import RecommendationService, Served, ServedItem
@@ -79,10 +79,15 @@ def create_app(
     metrics = _Metrics()
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
-        middlewares=[_guard(metrics, settings), *api_key_middlewares(settings)],
+        middlewares=[
+            _guard(metrics, settings),
+            dashboard.public_shell(),
+            *api_key_middlewares(settings),
+        ],
     )
     app[HOLDER] = holder
     _routes(app, service, _limits(settings), metrics)
+    dashboard.register(app, settings, client, holder)
     app.on_startup.append(_start_holder)
     app.on_cleanup.append(_stop_holder)
     return app

@@ -101,9 +101,10 @@ def full_model(
             raise Stopped
 
     model = train(training, hyperparameters(settings), settings.training_seed, progress)
-    model, _ = add_items(model, data, catalog.items, catalog.metadata)
     report(f"evaluating on {len(holdouts):,} held-out users")
-    metrics = evaluate(model, holdouts) if holdouts else {}
+    metrics = evaluate(model, holdouts) if holdouts else {}  # before add_items: an item seen
+    # only as a held-out target must not be placed from that very user's history
+    model, _ = add_items(model, data, catalog.items, catalog.metadata)
     model.meta.update(_describe(data, "full", time.monotonic() - started) | {"metrics": metrics})
     return model, item_arrays(model, data, catalog)
 

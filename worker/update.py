@@ -1,8 +1,9 @@
 """UPDATE mode: bring items the model has not seen into it, without retraining.
 
-A new item's embedding is set from the sequences it appears in: the mean query vector of the
-user states just before each of its interactions, since training pulls an item's embedding
-toward exactly those queries. An item with no interactions yet takes the mean embedding of
+A new item's embedding is set from the sequences it appears in: for the user states just
+before each of its interactions, the item embedding the model expects next (the mean
+embedding under its predicted distribution), averaged: the new item lands among the items
+those users go to. An item with no interactions yet takes the mean embedding of
 known items sharing its categorical metadata values (same genre, same brand), else the mean
 of all items. Its bias starts at the median bias of known items, so it neither floods lists
 nor disappears from them before the next FULL retrain learns it properly.
@@ -60,11 +61,30 @@ def _from_sequences(model: Model, data: Interactions, items: list[str]) -> dict[
                 owners.append(owner)
     if not histories:
         return {}
-    states = model.user_states(histories)
-    sums = np.zeros((len(items), states.shape[1]), np.float64)
-    np.add.at(sums, owners, states)
+    expected = _expected_embeddings(model, model.user_states(histories))
+    sums = np.zeros((len(items), expected.shape[1]), np.float64)
+    np.add.at(sums, owners, expected)
     counts = np.bincount(owners, minlength=len(items))
     return {items[i]: (sums[i] / counts[i]).astype(np.float32) for i in np.flatnonzero(counts)}
+
+
+SHARPEN = 0.5  # temperature of the predicted distribution: lean on the likeliest next items
+
+
+def _expected_embeddings(model: Model, states: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """For each state, the mean item embedding under the model's predicted next-item
+    distribution (sharpened): where the model thinks those users go next, at the scale of
+    real item embeddings. (The raw query vectors would not do: every query shares a large
+    common part, so their mean scores high for every user.)"""
+    table = model.params["item_embeddings"][1:]
+    result = np.empty((len(states), table.shape[1]), np.float64)
+    for start in range(0, len(states), chunk):
+        scores = model.scores(states[start : start + chunk]).astype(np.float64) / SHARPEN
+        scores -= scores.max(axis=1, keepdims=True)
+        weights = np.exp(scores)
+        weights /= weights.sum(axis=1, keepdims=True)
+        result[start : start + chunk] = weights @ table
+    return result
 
 
 def _from_metadata(

@@ -43,10 +43,18 @@ def test_new_items_get_rows_and_known_items_keep_theirs() -> None:
         updated.params["item_embeddings"][: len(model.items) + 1], model.params["item_embeddings"]
     )
     scores = updated.score_histories([[HistoryEntry("i4"), HistoryEntry("i5")]])[0]
-    ranking = [updated.items[i] for i in np.argsort(-scores)]
-    # placed from the states that preceded it, "n" ranks near the top after i5; "m" does not
+    ranking = [
+        updated.items[i] for i in np.argsort(-scores) if updated.items[i] not in ("i4", "i5")
+    ]
+    # placed where the model expects users to go after i5, "n" ranks among the first few of
+    # 20 unseen items there; "m", placed from nothing, does not
     assert ranking.index("n") < 5
     assert ranking.index("n") < ranking.index("m")
+    # and it is not everyone's favourite: elsewhere in the chain it stays out of the top
+    for start in (9, 14):
+        elsewhere = [HistoryEntry(f"i{start}"), HistoryEntry(f"i{start + 1}")]
+        top = np.argsort(-updated.score_histories([elsewhere])[0])[:3]
+        assert "n" not in [updated.items[i] for i in top]
 
 
 def test_no_new_items_returns_the_same_model() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -134,7 +136,7 @@ def list_refresher(settings: ConnectorSettings, client: redis.Redis) -> ListRefr
     refresher = ListRefresher(
         client, keys, holder, lists, policy, _lists_filters(settings, client, keys)
     )
-    holder.on_change(lambda _: refresher.refresh_active())
+    holder.on_change(lambda _: _in_background(refresher.refresh_active))
     holder.start()
     return refresher
 
@@ -149,3 +151,9 @@ def _lists_filters(
     store = open_filters(settings)
     store.get(settings.lists_filter)
     return StoredFilters(store, client, keys)
+
+
+def _in_background(work: Callable[[], object]) -> None:
+    """Run `work` in a daemon thread: refreshing every active list can take minutes and
+    must hold up neither the model follower nor ingest."""
+    threading.Thread(target=work, name="lists-refresh", daemon=True).start()

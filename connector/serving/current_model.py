@@ -37,6 +37,7 @@ class ServingModel:
     context_popularity: dict[str, np.ndarray]  # FIELD -> (items, values of FIELD)
     latest_timestamp: int  # newest interaction in the training data
     columns: dict[str, int] = field(init=False, repr=False)
+    derived: dict[object, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         columns = {item: column for column, item in enumerate(self.model.items)}
@@ -81,7 +82,9 @@ class ModelHolder:
         return self._current
 
     def on_change(self, listener: Callable[[ServingModel], object]) -> None:
-        """Call `listener` (in the reloading thread) after each swap to a new version."""
+        """Call `listener` (in the reloading thread) after each swap from one version to a
+        newer one; not for the first version a process loads (a restarting connector must
+        not recompute every stored list before it consumes anything)."""
         self._listeners.append(listener)
 
     def reload(self) -> bool:
@@ -95,10 +98,11 @@ class ModelHolder:
             except ModelNotFoundError as exc:  # rolled back or pruned while loading
                 log.warning("model version %s could not be loaded: %s", version, exc)
                 return False
-            self._current = loaded
+            previous, self._current = self._current, loaded
         log.info("serving model version %s (%d items)", version, len(loaded.model.items))
-        for listener in self._listeners:
-            listener(loaded)
+        if previous is not None:
+            for listener in self._listeners:
+                listener(loaded)
         return True
 
     def start(self) -> None:

@@ -115,12 +115,17 @@ def unproven_items(served: ServingModel) -> np.ndarray:
 
 
 def cold_items(served: ServingModel, exploration: Exploration) -> np.ndarray:
-    """Items exploration may pick: little interaction data and recent enough."""
-    cut_off = served.latest_timestamp - exploration.item_age_cut_off_days * SECONDS_PER_DAY
-    recent = (served.created < 0) | (served.created >= cut_off)
-    little_data = served.popularity <= np.quantile(served.popularity, COLD_POPULARITY_QUANTILE)
-    result: np.ndarray = recent & little_data
-    return result
+    """Items exploration may pick: little interaction data and recent enough. Depends only
+    on the version and the settings, so it is computed once per version (a quantile over a
+    large catalogue costs milliseconds per request otherwise)."""
+    key = ("cold", exploration.item_age_cut_off_days)
+    cached = served.derived.get(key)
+    if cached is None:
+        cut_off = served.latest_timestamp - exploration.item_age_cut_off_days * SECONDS_PER_DAY
+        recent = (served.created < 0) | (served.created >= cut_off)
+        threshold = np.quantile(served.popularity, COLD_POPULARITY_QUANTILE)
+        cached = served.derived[key] = recent & (served.popularity <= threshold)
+    return cached
 
 
 def rank(
@@ -175,13 +180,15 @@ def _explore(
     user's exploration slot."""
     if slots <= 0 or not eligible.any():
         return np.zeros(0, np.int64)
-    candidates = scores[eligible & np.isfinite(scores)]
+    columns = np.flatnonzero(eligible & np.isfinite(scores))  # noise for these only
+    if not len(columns):
+        return np.zeros(0, np.int64)
+    candidates = scores[columns]
     spread = float(candidates.std()) if len(candidates) > 1 else 1.0
-    standardised = (scores - float(candidates.mean() if len(candidates) else 0.0)) / max(
-        spread, 1e-6
-    )
+    standardised = (candidates - float(candidates.mean())) / max(spread, 1e-6)
     leaning = np.clip(standardised, -EXPLORATION_LEAN, EXPLORATION_LEAN)
-    noisy = np.where(eligible, leaning + rng.gumbel(size=len(scores)), -np.inf)
+    noisy = np.full(len(scores), -np.inf)
+    noisy[columns] = leaning + rng.gumbel(size=len(columns))
     return _top(noisy, slots)
 
 

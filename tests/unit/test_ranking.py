@@ -133,3 +133,10 @@ def test_an_outlier_cold_item_does_not_take_every_exploration_slot() -> None:
     share = picks.count(25) / len(picks)
     assert 0.05 < share < 0.6  # favoured, not always chosen
     assert len(set(picks)) > 10  # exploration still spreads over the cold items
+
+
+def test_cold_items_are_computed_once_per_version_and_setting() -> None:
+    model = served()
+    first = cold_items(model, Exploration())
+    assert cold_items(model, Exploration(weight=0.9)) is first  # weight does not change it
+    assert cold_items(model, Exploration(item_age_cut_off_days=0.5)) is not first

@@ -1,7 +1,8 @@
 """The classic baselines our model must beat, as worker.recommender.Recommender models.
 
-A copy of bench/baselines.py inside the installed package, so `streamrec evaluate` can compare
-against them (bench/ is not installed); ALS needs the optional `implicit` package.
+Inside the installed package so `streamrec evaluate` can compare against them (bench/ is not
+installed; bench/quality.py imports them from here); ALS needs the optional `implicit`
+package.
 
 Each is trained from the training part of an Interactions split and scores a user from the
 same HistoryEntry list our model reads, so the benchmark ranks all of them with one

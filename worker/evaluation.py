@@ -32,11 +32,19 @@ class Holdout:
     target: str
 
 
-def split_last(data: Interactions) -> tuple[Interactions, list[Holdout]]:
-    """(training data without each evaluated user's last row, one Holdout per such user)."""
+def evaluable_users(data: Interactions) -> np.ndarray:
+    """The users (codes) with at least MIN_EVALUATED_LENGTH interactions."""
+    result: np.ndarray = np.flatnonzero(np.diff(data.user_bounds()) >= MIN_EVALUATED_LENGTH)
+    return result
+
+
+def split_last(
+    data: Interactions, users: np.ndarray | None = None
+) -> tuple[Interactions, list[Holdout]]:
+    """(training data without each evaluated user's last row, one Holdout per such user).
+    Evaluated: `users` (sorted codes, each evaluable), or every evaluable user."""
     bounds = data.user_bounds()
-    lengths = np.diff(bounds)
-    evaluated = np.flatnonzero(lengths >= MIN_EVALUATED_LENGTH)
+    evaluated = evaluable_users(data) if users is None else users
     last_rows = bounds[evaluated + 1] - 1
     keep = np.ones(len(data), dtype=bool)
     keep[last_rows] = False

@@ -20,8 +20,8 @@ import numpy as np
 
 from connector.model.model import Hyperparameters, Model
 from worker import popularity
-from worker.evaluation import Holdout, evaluate
-from worker.interactions import Interactions, history_entries
+from worker.evaluation import Holdout, evaluable_users, evaluate, split_last
+from worker.interactions import Interactions
 from worker.settings import WorkerSettings
 from worker.training import train
 from worker.update import add_items
@@ -63,22 +63,10 @@ def split_for_evaluation(
 ) -> tuple[Interactions, list[Holdout]]:
     """Hold out the last event of up to `users` randomly chosen users with at least two
     events; every other event stays in the training data."""
-    bounds = data.user_bounds()
-    eligible = np.flatnonzero(np.diff(bounds) >= 2)
+    eligible = evaluable_users(data)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(eligible, min(users, len(eligible)), replace=False))
-    last_rows = bounds[chosen + 1] - 1
-    keep = np.ones(len(data), dtype=bool)
-    keep[last_rows] = False
-    holdouts = [
-        Holdout(
-            user=data.users[user],
-            history=history_entries(data, slice(int(bounds[user]), int(last))),
-            target=data.items[data.item[last]],
-        )
-        for user, last in zip(chosen, last_rows, strict=True)
-    ]
-    return data.select(keep), holdouts
+    return split_last(data, chosen)
 
 
 def full_model(

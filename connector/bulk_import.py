@@ -10,16 +10,22 @@ rejected and why.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.exceptions import InvalidEventError
+from confluent_kafka import Producer
+
+from connector.exceptions import InvalidEventError, KafkaUnavailableError, SchemaNotFoundError
 from connector.ingest import limits
 from connector.ingest.rows import interaction_row, metadata_row
+from connector.kafka_produce import produce
+from connector.registry.registry import open_registry
 from connector.registry.rules import DatasetSchema
+from connector.settings import ConnectorSettings
 
 _SNAKE_PART = re.compile(r"_([a-z0-9])")
 _EVENT_FIELDS = {
@@ -152,3 +158,36 @@ def _check(summary: ImportSummary, check: Callable[..., Any], *args: Any) -> Non
         summary.reject(str(exc))
         return
     summary.accepted += 1
+
+
+def publish_rows(
+    settings: ConnectorSettings,
+    dataset: str,
+    rows: Iterable[dict[str, str]],
+    tracking_id: str,
+) -> ImportSummary:
+    """Publish Personalize-format rows of `dataset` to the group's topics (events, items,
+    users), checking each the way the connector will; the connector validates them like
+    live events. Used by `streamrec import` and the demo."""
+    schema = open_registry(settings).get(settings.dataset_group, dataset).spec
+    if schema is None:
+        raise SchemaNotFoundError(f"{dataset} is not a dataset schema")
+    summary = ImportSummary()
+    topic = input_topic(settings, dataset)
+    records: Iterator[tuple[str, dict[str, Any]]]
+    if dataset == "interactions":
+        records = event_records(rows, schema, tracking_id, summary)
+    else:
+        records = metadata_records(rows, schema, summary)
+    producer = Producer({**settings.kafka_config(), "enable.idempotence": True, "linger.ms": 20})
+    for key, record in records:
+        produce(producer, topic, json.dumps(record).encode(), key.encode())
+    if producer.flush(60):
+        raise KafkaUnavailableError(f"some records to {topic} were not acknowledged")
+    return summary
+
+
+def input_topic(settings: ConnectorSettings, dataset: str) -> str:
+    """The topic records of `dataset` are published to (interactions go as events)."""
+    topics = settings.topics
+    return {"interactions": topics.events, "items": topics.items, "users": topics.users}[dataset]

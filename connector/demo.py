@@ -8,14 +8,12 @@ touch only what the connector owns. Each is a plain function, so tests can call 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import schemas
-from connector.bulk_import import ImportSummary, event_records, metadata_records
 from connector.devservices import kafka as local_kafka
 from connector.devservices import redis as local_redis
 from connector.devservices.local import LocalServices
@@ -26,9 +24,8 @@ from connector.ingest import plan as planner
 from connector.ingest.records import BatchPlan, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.kafka_admin import TopicSpec, ensure_topics
-from connector.kafka_produce import produce
 from connector.registry.registry import RegisteredSchema, open_registry
-from connector.settings import CommonSettings, ConnectorSettings
+from connector.settings import CommonSettings
 from connector.trackers import open_trackers
 
 EXAMPLE_EVENTS = ("watch.json", "anonymous.json", "missing-item.json", "unknown-property.json")
@@ -162,33 +159,3 @@ def create_filters(common: CommonSettings) -> list[str]:
                 if name not in {named.name for named in store.list()}:
                     raise
     return list(FILTERS)
-
-
-def import_rows(
-    settings: ConnectorSettings,
-    dataset: str,
-    rows: Iterable[dict[str, str]],
-    tracking_id: str,
-) -> ImportSummary:
-    """Publish Personalize-format rows of `dataset` to the group's topics, exactly as
-    `streamrec import` does; the connector validates them like live events."""
-    schema = open_registry(settings).get(settings.dataset_group, dataset).spec
-    if schema is None:
-        raise SchemaNotFoundError(f"{dataset} is not a dataset schema")
-    summary = ImportSummary()
-    topic = {
-        "interactions": settings.topics.events,
-        "items": settings.topics.items,
-        "users": settings.topics.users,
-    }[dataset]
-    records: Iterator[tuple[str, dict[str, Any]]]
-    if dataset == "interactions":
-        records = event_records(rows, schema, tracking_id, summary)
-    else:
-        records = metadata_records(rows, schema, summary)
-    producer = Producer({**settings.kafka_config(), "enable.idempotence": True, "linger.ms": 20})
-    for key, record in records:
-        produce(producer, topic, json.dumps(record).encode(), key.encode())
-    if producer.flush(60):
-        raise KafkaUnavailableError(f"some records to {topic} were not acknowledged")
-    return summary

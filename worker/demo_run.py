@@ -24,6 +24,7 @@ import click
 
 from connector import demo as steps
 from connector import redis_client
+from connector.bulk_import import publish_rows
 from connector.cli.status import connector_lag, topic_records
 from connector.devservices import process
 from connector.devservices.local import LocalServices
@@ -288,7 +289,7 @@ def _publish(
 ) -> None:
     for dataset, rows in (("items", data.items), ("users", data.users), ("interactions", imported)):
         with _bar(len(rows), f"publishing {dataset:<12}") as bar:
-            summary = steps.import_rows(settings, dataset, _counted(rows, bar), tracking_id)
+            summary = publish_rows(settings, dataset, _counted(rows, bar), tracking_id)
         click.echo(f"{dataset}: {summary.accepted:,} of {summary.rows:,} rows pass the checks")
 
 

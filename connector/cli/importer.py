@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import click
-from confluent_kafka import Producer
 
-from connector.bulk_import import ImportSummary, event_records, metadata_records
-from connector.exceptions import KafkaUnavailableError, SchemaNotFoundError, TrackerError
-from connector.kafka_produce import produce
-from connector.registry.registry import open_registry
+from connector.bulk_import import ImportSummary, input_topic, publish_rows
+from connector.exceptions import TrackerError
 from connector.registry.rules import DATASET_TYPES
 from connector.settings import ConnectorSettings
 from connector.trackers import open_trackers
@@ -33,16 +29,7 @@ def import_csv(dataset: str, file: Path) -> None:
     """
     settings = ConnectorSettings()
     ensure_group_topics(settings)
-    schema = open_registry(settings).get(settings.dataset_group, dataset).spec
-    if schema is None:
-        raise SchemaNotFoundError(f"{dataset} is not a dataset schema")
-    summary = ImportSummary()
-    topic = {
-        "interactions": settings.topics.events,
-        "items": settings.topics.items,
-        "users": settings.topics.users,
-    }[dataset]
-    producer = Producer({**settings.kafka_config(), "enable.idempotence": True, "linger.ms": 20})
+    tracking_id = _tracking_id(settings) if dataset == "interactions" else ""
     with (
         file.open(newline="") as handle,
         click.progressbar(
@@ -51,15 +38,8 @@ def import_csv(dataset: str, file: Path) -> None:
             file=click.get_text_stream("stderr"),
         ) as rows,
     ):
-        if dataset == "interactions":
-            records = event_records(rows, schema, _tracking_id(settings), summary)
-        else:
-            records = metadata_records(rows, schema, summary)
-        for key, record in records:
-            produce(producer, topic, json.dumps(record).encode(), key.encode())
-    if producer.flush(60):
-        raise KafkaUnavailableError("some records were not acknowledged by the broker")
-    _report(summary, topic)
+        summary = publish_rows(settings, dataset, rows, tracking_id)
+    _report(summary, settings, dataset)
 
 
 def _tracking_id(settings: ConnectorSettings) -> str:
@@ -72,7 +52,8 @@ def _tracking_id(settings: ConnectorSettings) -> str:
     return tracker.tracking_id
 
 
-def _report(summary: ImportSummary, topic: str) -> None:
+def _report(summary: ImportSummary, settings: ConnectorSettings, dataset: str) -> None:
+    topic = input_topic(settings, dataset)
     click.echo(
         f"published {summary.rows} rows to {topic}: {summary.accepted} pass the checks, "
         f"{summary.rows - summary.accepted} will be dead-lettered"

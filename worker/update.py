@@ -27,7 +27,8 @@ def add_items(
 ) -> tuple[Model, list[str]]:
     """The model with every item of `data` and `catalog` it lacks added; and those items."""
     known = set(model.items)
-    new_items = [item for item in dict.fromkeys([*data.items, *catalog]) if item not in known]
+    seen = [data.items[code] for code in np.unique(data.item)]  # rows, not the vocabulary
+    new_items = [item for item in dict.fromkeys([*seen, *catalog]) if item not in known]
     if not new_items:
         return model, []
     embeddings = _from_sequences(model, data, new_items)

@@ -62,3 +62,14 @@ def test_no_new_items_returns_the_same_model() -> None:
     model = train(data, Hyperparameters(hidden_dimension=32, bptt=4, epochs=2), seed=1)
     same, added = add_items(model, data)
     assert same is model and added == []
+
+
+def test_items_only_in_the_vocabulary_are_not_added() -> None:
+    data = from_rows(
+        chain_rows(10, 30, 10, seed=4) + [{"USER_ID": "x", "ITEM_ID": "gone", "TIMESTAMP": 0}]
+    )
+    without = data.select(data.item != data.items.index("gone"))  # e.g. filtered by selection
+    trained_without = train(without, Hyperparameters(hidden_dimension=32, bptt=4, epochs=2), seed=1)
+    assert "gone" in without.items and "gone" not in trained_without.items
+    _, added = add_items(trained_without, without)
+    assert added == []  # in the vocabulary, but no row: nothing to place it from

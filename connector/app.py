@@ -1,13 +1,16 @@
-"""The connector's faust application: thin agents that hand batches to the ingest path.
+"""The connector's faust application: one batch handler per input topic, handing each fetched
+batch to the ingest path.
 
-An agent takes up to `connector_batch_size` records (or what arrived within
-`connector_batch_seconds`), processes them in a worker thread, and acks them only afterwards,
-so faust commits an offset only once that record's effects are durable. The thread lets faust
-keep fetching while a batch waits on Redis and the broker: processing on the event loop was
-15-20% faster on a backlog but, at a steady 2,000 events/s, left a standing backlog of about
-1.4 s (docs/performance.md). Redis calls time out (STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS)
-instead of hanging. Transient errors are retried with backoff; anything else crashes the
-worker for the orchestrator to restart.
+faust runs the consumer group, rebalancing, offset commits and the web pages; its consumer
+(connector/batch_consumer.py) delivers whole fetches of up to `connector_batch_size` records
+(or what arrived within `connector_batch_seconds` of the first) to the handler of their topic
+instead of one message at a time, and marks them acknowledged only after the handler
+returned, so faust commits an offset only once that record's effects are durable. The
+handler processes a batch in a worker thread: the event loop (and aiokafka's fetcher thread)
+keep fetching while a batch waits on Redis and the broker; processing on the event loop left a
+standing backlog of about 1.4 s at 2,000 events/s (docs/performance.md). Redis calls time out
+(STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS) instead of hanging. Transient errors are retried with
+backoff; anything else crashes the worker for the orchestrator to restart.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from typing import Any
 
 import faust
 import redis
-from faust.types import EventT, StreamT
 from prometheus_client import generate_latest
 
 from connector import observability
+from connector.batch_consumer import BatchApp, BatchHandler
 from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
 from connector.ingest.metadata import MetadataReport
 from connector.ingest.processor import BatchReport
@@ -46,8 +49,10 @@ Process = Callable[[list[SourceRecord]], BatchReport | MetadataReport]
 
 def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App:
     """The faust app of one dataset group's connector, with its agents and web pages."""
-    app = faust.App(
+    app = BatchApp(
         settings.consumer_group,
+        batch_size=settings.connector_batch_size,
+        batch_seconds=settings.connector_batch_seconds,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         key_serializer="raw",
@@ -62,10 +67,9 @@ def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App
         store="memory://",
     )
     topics = settings.topics
-    batching = (settings.connector_batch_size, settings.connector_batch_seconds)
-    _batch_agent(app, topics.events, "ingest-events", processors.events.process, batching)
-    _batch_agent(app, topics.items, "ingest-items", processors.items.process, batching)
-    _batch_agent(app, topics.users, "ingest-users", processors.users.process, batching)
+    app.batch_topic(topics.events, _handler(processors.events.process))
+    app.batch_topic(topics.items, _handler(processors.items.process))
+    app.batch_topic(topics.users, _handler(processors.users.process))
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -104,44 +108,25 @@ def _readiness_page(app: faust.App, settings: ConnectorSettings) -> None:
         return web.json(verdict.body, status=verdict.status)
 
 
-def _batch_agent(
-    app: faust.App, topic: str, name: str, process: Process, batching: tuple[int, float]
-) -> None:
-    """An agent on `topic` that hands batches to `process` and acks them afterwards."""
-    channel = app.topic(topic, key_serializer="raw", value_serializer="raw")
+def _handler(process: Process) -> BatchHandler:
+    """The batch handler that runs `process`, retrying transient failures with capped
+    exponential backoff."""
 
-    async def agent(stream: StreamT[Any]) -> None:
-        taken: Any = stream  # noack_take yields events (typed as values) and leaves acks to us
-        async for batch in taken.noack_take(batching[0], within=batching[1]):
-            await _process(process, list(batch))
-            for event in batch:
-                await taken.ack(event)
+    async def handle(records: list[SourceRecord]) -> None:
+        delay = 0.5
+        while True:
+            started = time.perf_counter()
+            try:
+                report = await asyncio.to_thread(process, records)
+            except TRANSIENT as exc:
+                log.warning("batch failed, retrying", extra={"error": str(exc), "retry_in": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+                continue
+            observability.observe(records[0].topic, report, time.perf_counter() - started)
+            return
 
-    app.agent(channel, name=name)(agent)
-
-
-async def _process(process: Process, batch: list[Any]) -> None:
-    """Process one batch, retrying transient failures with capped exponential backoff."""
-    records = [_source(event) for event in batch]
-    delay = 0.5
-    while True:
-        started = time.perf_counter()
-        try:
-            report = await asyncio.to_thread(process, records)
-        except TRANSIENT as exc:
-            log.warning("batch failed, retrying", extra={"error": str(exc), "retry_in": delay})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF)
-            continue
-        observability.observe(records[0].topic, report, time.perf_counter() - started)
-        return
-
-
-def _source(event: EventT[Any]) -> SourceRecord:
-    message = event.message
-    return SourceRecord(
-        message.topic, message.partition, message.offset, message.key, message.value
-    )
+    return handle
 
 
 def _credentials(settings: ConnectorSettings) -> Any:

@@ -83,8 +83,9 @@ def _check_impression(impression: Any) -> None:
         return
     if not isinstance(impression, list) or not 1 <= len(impression) <= MAX_IMPRESSIONS:
         raise InvalidEventError(f"impression must be a list of 1 to {MAX_IMPRESSIONS} item ids")
-    if not all(isinstance(item, str) and 1 <= len(item) <= MAX_ID_LENGTH for item in impression):
-        raise InvalidEventError(f"impression item ids must be strings of 1 to {MAX_ID_LENGTH}")
+    for item in impression:  # a plain loop: a generator in all() cost more than the checks
+        if not isinstance(item, str) or not 1 <= len(item) <= MAX_ID_LENGTH:
+            raise InvalidEventError(f"impression item ids must be strings of 1 to {MAX_ID_LENGTH}")
 
 
 def _seconds(sent_at: Any) -> Any:

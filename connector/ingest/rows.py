@@ -10,6 +10,7 @@ fields the schema does not declare are not stored, as in Personalize.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import reprlib
@@ -30,6 +31,7 @@ _FILLED_BY_RECORD = {
 }
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of distinct keys, seen on every event
 def property_field(key: str) -> str:
     """The schema field a camelCase property key maps to: numRatings -> NUM_RATINGS."""
     return _CAMEL_BOUNDARY.sub("_", key).upper()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, cast, get_args
 
 import fastavro
@@ -74,9 +75,14 @@ class DatasetSchema:
 
     def field(self, name: str) -> FieldSpec | None:
         """The field called `name`, or None."""
-        return next((spec for spec in self.fields if spec.name == name), None)
+        return self._by_name.get(name)
 
-    @property
+    @cached_property
+    def _by_name(self) -> dict[str, FieldSpec]:
+        # Looked up for every property of every event on the ingest path: a dict, built once.
+        return {spec.name: spec for spec in self.fields}
+
+    @cached_property
     def metadata_fields(self) -> tuple[FieldSpec, ...]:
         """Fields that are not reserved by Personalize: the user's own metadata columns."""
         return tuple(spec for spec in self.fields if spec.name not in RESERVED[self.dataset])

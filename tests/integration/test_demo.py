@@ -15,6 +15,8 @@ import pytest
 import redis
 
 from connector.devservices import process
+from connector.keys import Keys
+from connector.stores.model_versions import ModelStore
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +71,12 @@ def test_demo_shows_lists_changing_with_live_events(
     assert after.count("precomputed list in Redis (one GET): 100 items") == 2
     live = section(out, "live replay")
     assert re.search(r"sent 20\d  appended \d+ events/s  lag \d+  dead letters 2  model \S+", live)
-    assert "stopped the api, connector" in out
+    worker = section(out, "worker")
+    assert re.search(r"streamrec worker on its schedule \(:\d+/metrics\): UPDATE every", worker)
+    # the worker did not train during the demo: the only version is the demo's own FULL
+    versions = ModelStore(redis_db, Keys(demo_env["STREAMREC_DATASET_GROUP"])).versions()
+    assert len(versions) == 1
+    assert "stopped the worker, api, connector" in out
     assert redis_db.exists(f"streamrec:{demo_env['STREAMREC_DATASET_GROUP']}:model:current")
 
 

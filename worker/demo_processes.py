@@ -1,5 +1,5 @@
-"""The processes the demo runs beside itself: the connector, the API and (kept running) the
-worker, each a real `streamrec` subprocess as a user would start it.
+"""The processes the demo runs beside itself: the connector, the API and the worker, each a
+real `streamrec` subprocess as a user would start it.
 
 Each runs in its own session, so Ctrl-C in the terminal reaches only the demo, which then
 stops them in order; their output goes to log files under the dev folder, whose last lines

@@ -3,10 +3,11 @@ stream in, on local defaults.
 
 Services (started when none answers) -> dataset group (schemas, tracker, filters) -> the
 example events validated -> connector -> MovieLens-100K imported through the topics ->
-FULL training, published -> API -> a few users' recommendations -> the held-back events
-replayed live with the stream's figures -> the same users' recommendations after their new
-events. Everything the demo started is stopped at the end (or on Ctrl-C), unless
-`--keep-running` leaves the services, connector, API and worker up.
+FULL training, published -> API -> worker (on its schedule, the demo's FULL counting as
+its first) -> a few users' recommendations -> the held-back events replayed live with the
+stream's figures -> the same users' recommendations after their new events. Everything
+the demo started is stopped at the end (or on Ctrl-C), unless `--keep-running` leaves the
+services, connector, API and worker up.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Demo:
             prepared = self._import(tracking_id)
             self._train()
             api = self._api()
+            self._worker()
             self._live(api, prepared)
             self.say("\n== timings")
             for line in self.timings.summary():
@@ -220,6 +222,20 @@ class Demo:
             self.say(f"streamrec api answers on {base}")
         return demo_view.Api(base)
 
+    def _worker(self) -> None:
+        """`streamrec worker`, which does not train at once: the demo's FULL just ran, and a
+        second one would compete with the replay for the CPU and change the model mid-demo."""
+        with self.step("worker"):
+            port = process.free_port()
+            env = {"STREAMREC_WORKER_WEB_PORT": str(port), "STREAMREC_WORKER_RUN_ON_START": "false"}
+            self.children.start("worker", ["worker"], f"http://127.0.0.1:{port}/readyz", 120, env)
+            every = WorkerSettings()
+            self.say(
+                f"streamrec worker on its schedule (:{port}/metrics): UPDATE every "
+                f"{every.worker_update_interval_seconds:,.0f} s, FULL every "
+                f"{every.worker_full_interval_seconds:,.0f} s (the FULL above was its first)"
+            )
+
     def _live(self, api: demo_view.Api, prepared: Prepared) -> None:
         client = redis_client.connect(self.settings)
         lists = RecommendationLists(client, Keys(self.settings.dataset_group), 3600)
@@ -248,7 +264,6 @@ class Demo:
                 show.after(user, schedule.rows, before[user])
 
     def _keep(self, api: str) -> None:
-        self.children.start("worker", ["worker"], None, 0)
         save_state(self.dev, self.children.started, self.services is not None, api)
         group = self.settings.dataset_group
         self.say("\n== still running (--keep-running)")

@@ -34,6 +34,16 @@ class Schedule:
     next_full: float = 0.0  # a FULL right away when the worker starts
     next_update: float = 0.0
 
+    @classmethod
+    def starting(
+        cls, full_every: float, update_every: float, now: float, run_now: bool = True
+    ) -> Schedule:
+        """The schedule of a worker starting at `now`: a FULL right away when `run_now`,
+        otherwise each mode one interval from now (the model in Redis is fresh already)."""
+        if run_now:
+            return cls(full_every, update_every)
+        return cls(full_every, update_every, now + full_every, now + update_every)
+
     def due(self, now: float) -> Mode | None:
         """The mode to run now, FULL first when both are due; None when neither is."""
         if now >= self.next_full:
@@ -67,8 +77,11 @@ def _loop(settings: WorkerSettings, runner: Callable[..., str]) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    schedule = Schedule(
-        settings.worker_full_interval_seconds, settings.worker_update_interval_seconds
+    schedule = Schedule.starting(
+        settings.worker_full_interval_seconds,
+        settings.worker_update_interval_seconds,
+        time.monotonic(),
+        settings.worker_run_on_start,
     )
     while not stop.is_set():
         mode = schedule.due(time.monotonic())

@@ -82,3 +82,9 @@ class WorkerSettings(CommonSettings):
     worker_update_interval_seconds: float = Field(
         300.0, description="How often `streamrec worker` runs an UPDATE (new items, popularity)."
     )
+    worker_run_on_start: bool = Field(
+        True,
+        description="Whether `streamrec worker` runs a FULL as soon as it starts; when false, "
+        "each mode first runs one interval after the start (for a worker started just after a "
+        "FULL, as `streamrec demo` does).",
+    )

@@ -70,15 +70,15 @@ _FULL = {"max_interactions": 0, "replay_events": 5_000, "replay_seconds": 120.0,
 @click.option(
     "--keep-running",
     is_flag=True,
-    help="Leave Kafka, Redis, the connector, the API and a worker running afterwards.",
+    help="Leave Kafka, Redis, the connector, the API and the worker running afterwards.",
 )
 @click.option("--stop", is_flag=True, help="Stop what an earlier --keep-running left up.")
 def demo(group: str | None, full: bool, stop: bool, **options: object) -> None:
     """Run streamrec end to end on local defaults: start Kafka and Redis when none answers,
     create a dataset group (schemas, tracker, filters), validate example events, import
-    MovieLens-100K through the topics, train and publish a model, start the connector and
-    the API, replay held-back ratings live, and show users' recommendations before and
-    after their new events. Ctrl-C stops everything it started.
+    MovieLens-100K through the topics, train and publish a model, start the connector, the
+    API and the worker, replay held-back ratings live, and show users' recommendations
+    before and after their new events. Ctrl-C stops everything it started.
 
     \b
     Examples:

@@ -3,7 +3,8 @@
 Docker is not available where CI runs, so everything about Dockerfile, docker-compose.yml
 and k8s/ that can be decided from the files is decided here: Kubernetes objects against the
 schemas kubernetes-validate bundles (the oldest and newest minor versions we support), the
-kustomize output (rendered by `kustomize` or `kubectl kustomize` when either is installed),
+kustomize output (rendered by the kustomize .ci/setup builds into .streamrec/tools, else by
+`kustomize` or `kubectl kustomize` from PATH; with none of them the tests fail, not skip),
 docker-compose.yml against the Compose Specification's schema (vendored in tests/unit/schemas),
 every STREAMREC_* variable against the settings classes, pinned image tags, and the
 Dockerfile with hadolint plus a checklist of what hadolint does not check.
@@ -12,6 +13,7 @@ Dockerfile with hadolint plus a checklist of what hadolint does not check.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -42,6 +44,7 @@ CURRENT_APIS = {
     "monitoring.coreos.com/v1",
 }
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "example"]
+SETUP_KUSTOMIZE = ROOT / ".streamrec" / "tools" / "kustomize"  # where .ci/setup builds it
 VARIABLE = re.compile(r"\bSTREAMREC_[A-Z0-9_]+")
 
 
@@ -68,19 +71,26 @@ def _objects(paths: list[Path]) -> Iterator[dict[str, Any]]:
         yield from _yaml_docs(path)
 
 
-def _renderer() -> list[str] | None:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
+def _renderer() -> list[str]:
+    """The kustomize .ci/setup built (.ci/install-kustomize), else one on PATH, else kubectl's
+    built-in one. None at all fails: the tests that render would otherwise not run."""
+    built = SETUP_KUSTOMIZE
+    if built.is_file() and os.access(built, os.X_OK):
+        return [str(built), "build"]
+    if found := shutil.which("kustomize"):
+        return [found, "build"]
+    if found := shutil.which("kubectl"):
+        return [found, "kustomize"]
+    pytest.fail(
+        f"no kustomize renderer: neither {built.relative_to(ROOT)} nor kustomize or kubectl "
+        "on PATH; run `bash .ci/setup` (or `bash .ci/install-kustomize`), which builds the "
+        "pinned kustomize there"
+    )
 
 
 def _render(kustomization: Path) -> list[dict[str, Any]]:
     """The output of `kustomize build` for one kustomization."""
     command = _renderer()
-    if command is None:
-        pytest.skip("neither kustomize nor kubectl is installed to render the kustomization")
     result = subprocess.run(
         [*command, str(kustomization)], capture_output=True, text=True, check=False, timeout=120
     )

@@ -44,6 +44,7 @@ CURRENT_APIS = {
     "monitoring.coreos.com/v1",
 }
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "example"]
+CRONJOB = K8S / "optional" / "full-retrain-cronjob.yaml"
 SETUP_KUSTOMIZE = ROOT / ".streamrec" / "tools" / "kustomize"  # where .ci/setup builds it
 VARIABLE = re.compile(r"\bSTREAMREC_[A-Z0-9_]+")
 
@@ -137,6 +138,15 @@ def _known_variables() -> set[str]:
     }
 
 
+def _setting_default(variable: str) -> Any:
+    """The default of the settings field behind a STREAMREC_* variable (when the ConfigMap
+    leaves it out)."""
+    name = variable.removeprefix("STREAMREC_").lower()
+    defaults = {s.model_fields[name].default for s in _settings_classes() if name in s.model_fields}
+    (default,) = defaults
+    return default
+
+
 def _config_data(objects: list[dict[str, Any]]) -> dict[str, str]:
     return dict(_by_kind(objects, "ConfigMap")["streamrec-config"]["data"])
 
@@ -191,24 +201,59 @@ def test_connector_replicas_never_exceed_the_topic_partitions(
     assert 1 <= connector["spec"]["replicas"] <= partitions
 
 
+def _assert_hardened(name: str, pod: dict[str, Any]) -> None:
+    """Non-root, no token, read-only root, no escalation or capabilities, requests and a
+    memory limit, and an emptyDir on /tmp, for every container of one pod spec."""
+    context = pod["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+    assert pod["automountServiceAccountToken"] is False, name
+    mounts_of = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, container["name"]
+        assert security["allowPrivilegeEscalation"] is False, container["name"]
+        assert security["capabilities"]["drop"] == ["ALL"], container["name"]
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+        assert "memory" in resources["limits"], container["name"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts.get("/tmp") in mounts_of, f"{container['name']}: no writable /tmp"
+
+
 def test_pods_run_hardened_with_requests_limits_and_writable_tmp(
     rendered: list[dict[str, Any]],
 ) -> None:
-    for name, pod in _pod_specs(rendered):
-        context = pod["securityContext"]
-        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
-        assert pod["automountServiceAccountToken"] is False, name
-        mounts_of = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
-        for container in pod.get("initContainers", []) + pod["containers"]:
-            security = container["securityContext"]
-            assert security["readOnlyRootFilesystem"] is True, container["name"]
-            assert security["allowPrivilegeEscalation"] is False, container["name"]
-            assert security["capabilities"]["drop"] == ["ALL"], container["name"]
-            resources = container["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
-            assert "memory" in resources["limits"], container["name"]
-            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-            assert mounts.get("/tmp") in mounts_of, f"{container['name']}: no writable /tmp"
+    pods = dict(_pod_specs(rendered))
+    assert {"streamrec-connector", "streamrec-api", "streamrec-worker"} <= set(pods)
+    for name, pod in pods.items():
+        _assert_hardened(name, pod)
+
+
+def test_optional_full_retrain_cronjob_is_hardened_and_fits_the_base(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """k8s/optional/full-retrain-cronjob.yaml is applied beside the kustomize output (it is
+    not part of it), so it gets the same checks, against the ConfigMap it reads."""
+    (cronjob,) = _yaml_docs(CRONJOB)
+    (name, pod), *others = _pod_specs([cronjob])
+    assert not others
+    _assert_hardened(name, pod)
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"  # never two FULL runs at once
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["args"] == ["train", "--mode", "full"]
+    sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    assert sources == {"streamrec-config", "streamrec-credentials"}
+    assert "streamrec-config" in _by_kind(rendered, "ConfigMap")
+    cache = _config_data(rendered)["STREAMREC_WORKER_CACHE_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    emptied = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
+    assert mounts.get(cache) in emptied, "the training cache must be writable"
+    worker = _by_kind(rendered, "Deployment")["streamrec-worker"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= worker["terminationGracePeriodSeconds"]
 
 
 def test_probes_point_at_the_real_endpoints_on_the_configured_ports(
@@ -219,11 +264,12 @@ def test_probes_point_at_the_real_endpoints_on_the_configured_ports(
     expected = {
         "streamrec-connector": ("STREAMREC_CONNECTOR_WEB_PORT", "web"),
         "streamrec-api": ("STREAMREC_API_PORT", "http"),
+        "streamrec-worker": ("STREAMREC_WORKER_WEB_PORT", "http"),
     }
     for name, (variable, port_name) in expected.items():
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-        assert ports[port_name] == int(config[variable])
+        assert ports[port_name] == int(config.get(variable, _setting_default(variable))), name
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port_name}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port_name}
     # the connector keeps faust's data folder (its working directory) on an emptyDir

@@ -37,3 +37,21 @@ def services() -> Iterator[tuple[str, str]]:
         finally:
             process.stop(server.pid)
             process.stop(broker.pid)
+
+
+@contextlib.contextmanager
+def redis_service() -> Iterator[str]:
+    """A redis url for a benchmark that needs no Kafka: STREAMREC_REDIS_URL when set, else a
+    redis-server started here (no persistence) and stopped on exit."""
+    configured = os.environ.get("STREAMREC_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(prefix="streamrec-bench-") as workdir:
+        port = process.free_port()
+        print(f"starting a local redis-server in {workdir}", flush=True)
+        server = local_redis.start(Path(workdir) / "redis", port, 60, persistent=False)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.stop(server.pid)

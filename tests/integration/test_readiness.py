@@ -1,7 +1,9 @@
 """What deployments rely on, against a real broker and Redis: `streamrec init` prepares a
 dataset group and a second run changes nothing; a `streamrec connector` process answers
 /healthz at once and /readyz with 200 only once its partitions are assigned and while Redis
-answers (503 with the reason when Redis goes away, 200 again when it is back).
+answers (503 with the reason when Redis goes away, 200 again when it is back); a replica that
+starts while a killed one still holds the group's partitions answers 503 "waiting for the
+consumer group to assign partitions" from its first answer until they are assigned to it.
 
 Redis is taken away without touching the shared server: the connector reaches Redis through
 a TCP relay of this test, which is closed and reopened on the same port.
@@ -229,6 +231,72 @@ def test_connector_is_ready_after_assignment_and_only_while_redis_answers(
         connector.terminate()
         connector.wait(60)
         log.close()
+
+
+HELD_SECONDS = 20  # the killed member's session: how long the group keeps its partitions
+WAITING = {"status": "not ready", "reason": "waiting for the consumer group to assign partitions"}
+
+
+def start_connector(env: dict[str, str], port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """A `streamrec connector` process on web port `port`, its log and faust's data folder
+    in `workdir` (one per process: two replicas never share a data folder)."""
+    workdir.mkdir()
+    log = (workdir / "connector.log").open("wb")
+    return subprocess.Popen(
+        ["streamrec", "connector"],
+        env={**env, "STREAMREC_CONNECTOR_WEB_PORT": str(port)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+    )
+
+
+def readiness_answers(
+    connector: subprocess.Popen[bytes], port: int, workdir: Path, timeout: float = 180
+) -> list[tuple[float, tuple[int, dict[str, object]]]]:
+    """Every /readyz answer from the moment the web port opens until the first 200, with
+    the monotonic time it came."""
+    answers: list[tuple[float, tuple[int, dict[str, object]]]] = []
+    deadline = time.monotonic() + timeout
+    while not answers or answers[-1][1][0] != 200:
+        assert connector.poll() is None, (workdir / "connector.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, f"no 200 from /readyz in {timeout} s: {answers}"
+        answer = get(port, "/readyz")
+        if answer is not None:
+            answers.append((time.monotonic(), answer))
+        time.sleep(0.05 if answer is None else 0.5)
+    return answers
+
+
+def test_a_connector_whose_partitions_are_still_held_answers_503_until_assigned(
+    init_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The real process before its assignment, made deterministic: a first replica is killed
+    with SIGKILL, so it never leaves the group, and the coordinator keeps it a member (its
+    partitions with it) until its session of HELD_SECONDS expires. A second replica started
+    meanwhile is up and answers from its first /readyz on: 503, waiting for an assignment,
+    until the first is expelled and the rebalance gives the second every partition."""
+    run_init(init_env)
+    held = {**init_env, "STREAMREC_CONNECTOR_SESSION_TIMEOUT_SECONDS": str(HELD_SECONDS)}
+    first_port, second_port = free_port(), free_port()
+    first = start_connector(held, first_port, tmp_path / "first")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        readiness_answers(first, first_port, tmp_path / "first")
+        first.kill()
+        first.wait(30)
+        killed = time.monotonic()
+        second = start_connector(init_env, second_port, tmp_path / "second")
+        answers = readiness_answers(second, second_port, tmp_path / "second")
+        assert answers[0][0] - killed < HELD_SECONDS, "the second came up after the session ended"
+        assert answers[0][1] == (503, WAITING)
+        assert all(answer == (503, WAITING) for _, answer in answers[:-1]), answers
+        assert answers[-1][1] == (200, {"status": "ready", "partitions": 3 * 2})
+    finally:
+        for connector in (first, second):
+            if connector is not None and connector.poll() is None:
+                connector.terminate()
+                connector.wait(60)
 
 
 def test_readiness_waits_for_assignment_and_reports_each_reason() -> None:

@@ -3,7 +3,8 @@
 Docker is not available where CI runs, so everything about Dockerfile, docker-compose.yml
 and k8s/ that can be decided from the files is decided here: Kubernetes objects against the
 schemas kubernetes-validate bundles (the oldest and newest minor versions we support), the
-kustomize output (rendered by `kustomize` or `kubectl kustomize` when either is installed),
+kustomize output (rendered by the kustomize .ci/setup builds into .streamrec/tools, else by
+`kustomize` or `kubectl kustomize` from PATH; with none of them the tests fail, not skip),
 docker-compose.yml against the Compose Specification's schema (vendored in tests/unit/schemas),
 every STREAMREC_* variable against the settings classes, pinned image tags, and the
 Dockerfile with hadolint plus a checklist of what hadolint does not check.
@@ -12,6 +13,7 @@ Dockerfile with hadolint plus a checklist of what hadolint does not check.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -42,6 +44,8 @@ CURRENT_APIS = {
     "monitoring.coreos.com/v1",
 }
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "example"]
+CRONJOB = K8S / "optional" / "full-retrain-cronjob.yaml"
+SETUP_KUSTOMIZE = ROOT / ".streamrec" / "tools" / "kustomize"  # where .ci/setup builds it
 VARIABLE = re.compile(r"\bSTREAMREC_[A-Z0-9_]+")
 
 
@@ -68,19 +72,26 @@ def _objects(paths: list[Path]) -> Iterator[dict[str, Any]]:
         yield from _yaml_docs(path)
 
 
-def _renderer() -> list[str] | None:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
+def _renderer() -> list[str]:
+    """The kustomize .ci/setup built (.ci/install-kustomize), else one on PATH, else kubectl's
+    built-in one. None at all fails: the tests that render would otherwise not run."""
+    built = SETUP_KUSTOMIZE
+    if built.is_file() and os.access(built, os.X_OK):
+        return [str(built), "build"]
+    if found := shutil.which("kustomize"):
+        return [found, "build"]
+    if found := shutil.which("kubectl"):
+        return [found, "kustomize"]
+    pytest.fail(
+        f"no kustomize renderer: neither {built.relative_to(ROOT)} nor kustomize or kubectl "
+        "on PATH; run `bash .ci/setup` (or `bash .ci/install-kustomize`), which builds the "
+        "pinned kustomize there"
+    )
 
 
 def _render(kustomization: Path) -> list[dict[str, Any]]:
     """The output of `kustomize build` for one kustomization."""
     command = _renderer()
-    if command is None:
-        pytest.skip("neither kustomize nor kubectl is installed to render the kustomization")
     result = subprocess.run(
         [*command, str(kustomization)], capture_output=True, text=True, check=False, timeout=120
     )
@@ -125,6 +136,15 @@ def _known_variables() -> set[str]:
         for settings in _settings_classes()
         for name in settings.model_fields
     }
+
+
+def _setting_default(variable: str) -> Any:
+    """The default of the settings field behind a STREAMREC_* variable (when the ConfigMap
+    leaves it out)."""
+    name = variable.removeprefix("STREAMREC_").lower()
+    defaults = {s.model_fields[name].default for s in _settings_classes() if name in s.model_fields}
+    (default,) = defaults
+    return default
 
 
 def _config_data(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -181,24 +201,59 @@ def test_connector_replicas_never_exceed_the_topic_partitions(
     assert 1 <= connector["spec"]["replicas"] <= partitions
 
 
+def _assert_hardened(name: str, pod: dict[str, Any]) -> None:
+    """Non-root, no token, read-only root, no escalation or capabilities, requests and a
+    memory limit, and an emptyDir on /tmp, for every container of one pod spec."""
+    context = pod["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+    assert pod["automountServiceAccountToken"] is False, name
+    mounts_of = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, container["name"]
+        assert security["allowPrivilegeEscalation"] is False, container["name"]
+        assert security["capabilities"]["drop"] == ["ALL"], container["name"]
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+        assert "memory" in resources["limits"], container["name"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts.get("/tmp") in mounts_of, f"{container['name']}: no writable /tmp"
+
+
 def test_pods_run_hardened_with_requests_limits_and_writable_tmp(
     rendered: list[dict[str, Any]],
 ) -> None:
-    for name, pod in _pod_specs(rendered):
-        context = pod["securityContext"]
-        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
-        assert pod["automountServiceAccountToken"] is False, name
-        mounts_of = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
-        for container in pod.get("initContainers", []) + pod["containers"]:
-            security = container["securityContext"]
-            assert security["readOnlyRootFilesystem"] is True, container["name"]
-            assert security["allowPrivilegeEscalation"] is False, container["name"]
-            assert security["capabilities"]["drop"] == ["ALL"], container["name"]
-            resources = container["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
-            assert "memory" in resources["limits"], container["name"]
-            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-            assert mounts.get("/tmp") in mounts_of, f"{container['name']}: no writable /tmp"
+    pods = dict(_pod_specs(rendered))
+    assert {"streamrec-connector", "streamrec-api", "streamrec-worker"} <= set(pods)
+    for name, pod in pods.items():
+        _assert_hardened(name, pod)
+
+
+def test_optional_full_retrain_cronjob_is_hardened_and_fits_the_base(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """k8s/optional/full-retrain-cronjob.yaml is applied beside the kustomize output (it is
+    not part of it), so it gets the same checks, against the ConfigMap it reads."""
+    (cronjob,) = _yaml_docs(CRONJOB)
+    (name, pod), *others = _pod_specs([cronjob])
+    assert not others
+    _assert_hardened(name, pod)
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"  # never two FULL runs at once
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["args"] == ["train", "--mode", "full"]
+    sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    assert sources == {"streamrec-config", "streamrec-credentials"}
+    assert "streamrec-config" in _by_kind(rendered, "ConfigMap")
+    cache = _config_data(rendered)["STREAMREC_WORKER_CACHE_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    emptied = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
+    assert mounts.get(cache) in emptied, "the training cache must be writable"
+    worker = _by_kind(rendered, "Deployment")["streamrec-worker"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= worker["terminationGracePeriodSeconds"]
 
 
 def test_probes_point_at_the_real_endpoints_on_the_configured_ports(
@@ -209,11 +264,12 @@ def test_probes_point_at_the_real_endpoints_on_the_configured_ports(
     expected = {
         "streamrec-connector": ("STREAMREC_CONNECTOR_WEB_PORT", "web"),
         "streamrec-api": ("STREAMREC_API_PORT", "http"),
+        "streamrec-worker": ("STREAMREC_WORKER_WEB_PORT", "http"),
     }
     for name, (variable, port_name) in expected.items():
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-        assert ports[port_name] == int(config[variable])
+        assert ports[port_name] == int(config.get(variable, _setting_default(variable))), name
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port_name}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port_name}
     # the connector keeps faust's data folder (its working directory) on an emptyDir

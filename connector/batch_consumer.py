@@ -19,6 +19,7 @@ await before their final commit) also waits for the batch in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar
@@ -41,6 +42,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         super().on_init()
         self._batch_done = asyncio.Event()
         self._batch_done.set()
+        self._batch_generation: int | None = None
 
     async def _drain_messages(self, fetcher: Any) -> None:  # faust's fetcher service
         """The fetch loop faust runs in its Fetcher service: fetch, deliver, repeat."""
@@ -63,28 +65,36 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     async def _fill(self, limits: tuple[int, float]) -> dict[TP, list[Any]]:
         """One batch: what the next fetch returns, topped up by further fetches until it
-        holds `size` records or `seconds` have passed since its first record."""
+        holds `size` records or `seconds` have passed since its first record.
+
+        A rebalance between two fetches makes faust seek every partition back to its
+        committed offset, so what the batch held before it will be fetched again: it is
+        dropped, and the batch starts over with the first fetch of the new generation
+        (which the seek preceded, so none of it comes again)."""
         size, seconds = limits
-        generation = self.app.consumer_generation_id
         batch: dict[TP, list[Any]] = {}
-        count, deadline = 0, None
+        count, deadline, generation = 0, None, None
         while count < size and not self.should_stop:
             timeout = _IDLE_FETCH_SECONDS if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
                 break
             records, active = await self._wait_next_records(timeout)
-            if self.app.consumer_generation_id != generation or not self.flow_active:
-                return {}  # a rebalance began: faust seeks back to the committed offsets
+            if self.app.consumer_generation_id != generation:
+                generation = self.app.consumer_generation_id
+                batch, count, deadline = {}, 0, None
             count += _merge(batch, records or {}, active)
             if deadline is None:
                 if not count:
-                    return {}
+                    break  # nothing yet: the caller checks for a stop before asking again
                 deadline = time.monotonic() + seconds
+        self._batch_generation = generation
         return batch
 
     async def _deliver(self, records: Mapping[TP, list[Any]]) -> None:
         """Hand each topic's records to its handler, then acknowledge them."""
         app: BatchApp = self.app  # type: ignore[assignment]
+        if app.consumer_generation_id != self._batch_generation or not self.flow_active:
+            return  # a rebalance began after the last fetch: its seek brings these again
         by_topic: dict[str, list[tuple[TP, Any]]] = {}
         for tp, tp_records in records.items():
             fresh = await self._fresh(tp, tp_records)
@@ -139,8 +149,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
             )
 
     async def wait_empty(self) -> None:
-        """Before a rebalance or a shutdown commits: the batch in flight finishes first."""
-        await self._batch_done.wait()
+        """Before a rebalance commits, the batch in flight finishes first, so its offsets are
+        committed by this replica. A stopping consumer does not wait: the batch stays
+        unacknowledged and the partition's next owner replays it (the ingest path makes a
+        replay safe), so a shutdown is not held up by a batch retrying against a dead Redis."""
+        while not self._batch_done.is_set() and not self.should_stop:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_done.wait(), _IDLE_FETCH_SECONDS)
         await super().wait_empty()
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,7 @@ from tests.integration.faults_helpers import (
     committed_everything,
     counted,
     reconcile_dataset,
+    reconcile_order,
     reconcile_redis,
     redis_state,
     wait_until,
@@ -50,6 +52,7 @@ from worker.training import train
 
 pytestmark = pytest.mark.faults
 Start = Callable[..., subprocess.Popen[bytes]]
+APPEND_TIMEOUT = 2.0  # STREAMREC_CONNECTOR_APPEND_TIMEOUT_SECONDS of the Kafka outage test
 
 
 @pytest.fixture
@@ -148,29 +151,51 @@ def test_sigkill_at_random_points_of_100k_events_loses_and_doubles_nothing(
 def test_kafka_stopped_and_restarted_while_the_connector_runs(
     settings: ConnectorSettings, tmp_path: Path, start_connector: Start
 ) -> None:
+    """The outage outlasts the append timeout (2 s here, 30 s by default), so the batches
+    the connector holds when the broker goes fail their appends and are retried with
+    backoff until it is back; each user's events still reach the dataset in order."""
     broker = OwnService("kafka", tmp_path / "kafka")
     broker.start()
     try:
         own = on(settings, kafka_bootstrap=broker.address)
         client = redis.Redis.from_url(own.redis_url)
-        stream = Stream(prepare_group(own), users=100, total=20_000)
+        stream = Stream(prepare_group(own), users=100, total=20_000, shuffled_times=True)
         half = len(stream.records) // 2
         produce(own, stream.records[:half])
         keys = Keys(own.dataset_group)
-        connector = start_connector(STREAMREC_KAFKA_BOOTSTRAP=broker.address)
+        connector = start_connector(
+            STREAMREC_KAFKA_BOOTSTRAP=broker.address,
+            STREAMREC_CONNECTOR_APPEND_TIMEOUT_SECONDS=str(APPEND_TIMEOUT),
+        )
         wait_until(lambda: counted(client, keys) > 1_000, 120, "the first events")
         broker.stop()
-        time.sleep(10)  # the connector's fetches, appends and commits fail meanwhile
+        time.sleep(5 * APPEND_TIMEOUT)  # appends time out and are retried meanwhile
         assert connector.poll() is None, "the connector exited while Kafka was down"
         broker.start()
         produce(own, stream.records[half:])
         wait_until(lambda: alive(connector) and committed_everything(own), 300, "all committed")
         assert connector.poll() is None
+        delays = [e["retry_in"] for e in retries(tmp_path) if "unconfirmed" in e["error"]]
+        assert delays[:3] == [0.5, 1.0, 2.0], delays  # a batch's appends timed out, retried
         reconcile_redis(own, client, stream)
         reconcile_dataset(own, stream)
+        reconcile_order(own, stream)
     finally:
         broker.stop()
         _delete_group_keys(settings)
+
+
+def retries(tmp_path: Path) -> list[dict[str, Any]]:
+    """The connectors' structured "batch failed, retrying" log lines, in order."""
+    found = []
+    for line in logs(tmp_path).splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # the first line starts with the terminal codes faust writes
+        if isinstance(entry, dict) and entry.get("message") == "batch failed, retrying":
+            found.append(entry)
+    return found
 
 
 # 3. Redis stopped, restarted empty, then `streamrec rebuild`

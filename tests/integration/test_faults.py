@@ -404,8 +404,9 @@ def test_a_second_connector_joins_and_leaves_mid_stream(
     settings: ConnectorSettings, redis_db: redis.Redis, start_connector: Start
 ) -> None:
     """test_connector_process starts two replicas together and stops one; here the second
-    joins while events flow, takes partitions, and leaves while they still flow."""
-    stream = Stream(prepare_group(settings), users=100, total=30_000)
+    joins while events flow, takes partitions, and leaves while they still flow. Event
+    times are shuffled, so only the dataset's record order can show each user's order."""
+    stream = Stream(prepare_group(settings), users=100, total=30_000, shuffled_times=True)
     producing = threading.Thread(target=_produce_steadily, args=(settings, stream.records, 15.0))
     ports = [free_port(), free_port()]
     first = start_connector(STREAMREC_CONNECTOR_WEB_PORT=str(ports[0]))
@@ -421,6 +422,7 @@ def test_a_second_connector_joins_and_leaves_mid_stream(
     wait_until(lambda: alive(first) and committed_everything(settings), 180, "all committed")
     reconcile_redis(settings, redis_db, stream)
     reconcile_dataset(settings, stream)
+    reconcile_order(settings, stream)
 
 
 def _produce_steadily(

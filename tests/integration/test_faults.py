@@ -46,6 +46,7 @@ from tests.integration.faults_helpers import (
 )
 from tests.integration.helpers import prepare_group
 from tests.integration.test_connector_process import produce, records_consumed
+from tests.integration.test_readiness import get
 from worker.interactions import from_rows
 from worker.pipeline import Catalog, item_arrays
 from worker.training import train
@@ -213,7 +214,8 @@ def test_redis_restarted_empty_the_connector_waits_and_rebuild_restores_it(
         tiny_model(own)
         _put_metadata(own)
         env = {"STREAMREC_REDIS_URL": cache.address, "STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS": "2"}
-        connector = start_connector(**env)
+        port = free_port()
+        connector = start_connector(**env, STREAMREC_CONNECTOR_WEB_PORT=str(port))
         keys = Keys(own.dataset_group)
         produce(own, stream.records)
         wait_until(lambda: counted(client, keys) > 3_000, 120, "the first events")
@@ -221,7 +223,12 @@ def test_redis_restarted_empty_the_connector_waits_and_rebuild_restores_it(
         cache.stop()
         time.sleep(8)  # every batch fails on Redis meanwhile: retried, never skipped
         assert connector.poll() is None, "the connector exited while Redis was down"
+        answer = get(port, "/readyz")  # alive, but not ready while batches wait for Redis
+        assert answer is not None and answer[0] == 503, answer
+        assert str(answer[1]["reason"]).startswith("Redis does not answer"), answer
+        assert get(port, "/healthz") == (200, {"status": "ok"})
         cache.start()  # empty: no persistence
+        wait_until(lambda: (get(port, "/readyz") or (0,))[0] == 200, 60, "/readyz 200 again")
         wait_until(lambda: alive(connector) and committed_everything(own), 300, "all committed")
         assert connector.poll() is None
         assert "batch failed, retrying" in logs(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any
 
 from connector.settings import LIBRDKAFKA_LOGGER
 
@@ -36,3 +37,22 @@ def configure(verbose: bool = False) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     # librdkafka warns about every retry it handles itself; show only its errors by default.
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def dict_config(level: int | None = None) -> dict[str, Any]:
+    """What `configure` set up, as a `logging.config` dict (the root at `level` if given).
+
+    faust's worker replaces the root logger's handlers with its own plain-text ones when it
+    starts, which would drop the JSON format and every `extra=` field (a retried batch's
+    error and delay); `streamrec connector` hands it this instead."""
+    root = logging.getLogger()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr}
+        },
+        "root": {"level": root.level if level is None else level, "handlers": ["stderr"]},
+        "loggers": {LIBRDKAFKA_LOGGER: {"level": logging.getLogger(LIBRDKAFKA_LOGGER).level}},
+    }

@@ -194,6 +194,12 @@ class ConnectorSettings(CommonSettings):
         description="Kafka group session timeout: how soon a crashed connector's partitions "
         "move to the others.",
     )
+    connector_append_timeout_seconds: float = Field(
+        30.0,
+        gt=0.0,
+        description="How long the connector waits for the broker to confirm a batch's "
+        "dataset and dead-letter appends before the batch fails and is retried with backoff.",
+    )
     connector_web_port: int = Field(
         6066, description="Port of the connector's /healthz, /readyz and /metrics."
     )

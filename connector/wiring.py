@@ -76,6 +76,7 @@ def processors(settings: ConnectorSettings) -> Processors:
     registry = open_registry(settings)
     client = redis_client.connect(settings)
     topics, config, group = settings.topics, settings.kafka_config(), settings.dataset_group
+    timeout = settings.connector_append_timeout_seconds
     return Processors(
         _event_processor(settings, registry, client),
         MetadataProcessor(
@@ -83,14 +84,14 @@ def processors(settings: ConnectorSettings) -> Processors:
             ITEMS,
             registry,
             client,
-            DatasetWriter(config, topics.items_dataset, topics.deadletter),
+            DatasetWriter(config, topics.items_dataset, topics.deadletter, timeout),
         ),
         MetadataProcessor(
             group,
             USERS,
             registry,
             client,
-            DatasetWriter(config, topics.users_dataset, topics.deadletter),
+            DatasetWriter(config, topics.users_dataset, topics.deadletter, timeout),
         ),
     )
 
@@ -113,7 +114,10 @@ def _event_processor(
         SessionStore(client, keys, history_policy(settings)),
         RedisServedLists(client, keys),
         DatasetWriter(
-            settings.kafka_config(), settings.topics.interactions, settings.topics.deadletter
+            settings.kafka_config(),
+            settings.topics.interactions,
+            settings.topics.deadletter,
+            settings.connector_append_timeout_seconds,
         ),
         list_refresher(settings, client) if settings.lists_enabled else None,
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 import faust
 
+from connector import logs
 from connector.app import create_app
 from connector.settings import ConnectorSettings
 from connector.wiring import ensure_group_topics, processors
@@ -26,7 +29,11 @@ def connector(verbose_faust: bool) -> None:
     settings = ConnectorSettings()
     ensure_group_topics(settings)
     app = create_app(settings, processors(settings))
+    level = logging.INFO if verbose_faust else logging.WARNING
     worker = faust.Worker(
-        app, loglevel="info" if verbose_faust else "warning", quiet=not verbose_faust
+        app,
+        loglevel=level,
+        quiet=not verbose_faust,
+        logging_config=logs.dict_config(level),  # JSON lines, as every other command logs
     )
     worker.execute_from_commandline()

@@ -8,6 +8,7 @@ history members are spelled out as the documented JSON, counters summed per buck
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -62,7 +63,9 @@ class Stream:
     come from their session before login (then stitched), every `resend_every`-th event is
     sent twice (a duplicate ingest must drop) and a broken record follows every
     `bad_every`-th event (a dead letter). Records are keyed by session, so each user's
-    events stay in order in one partition."""
+    events stay in order in one partition. With `shuffled_times`, the event times are a
+    seeded permutation instead, so neither a history (sorted by time) nor sorting by time
+    could stand in for the order the events were produced in."""
 
     tracking_id: str
     users: int
@@ -70,24 +73,22 @@ class Stream:
     anonymous: int = 3
     resend_every: int = 997
     bad_every: int = 1000
+    shuffled_times: bool = False
     records: list[tuple[bytes, bytes]] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     bad: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for n in range(self.total):
+        times = [BASE_TS + n for n in range(self.total)]
+        if self.shuffled_times:
+            random.Random(self.total).shuffle(times)  # noqa: S311 - a seeded test order
+        for n, ts in enumerate(times):
             user, session = f"u{n % self.users}", f"s{n % self.users}"
             logged_in = n // self.users >= self.anonymous
-            event = {
-                "eventType": TYPES[n % 3],
-                "itemId": f"i{(n * 7) % 997}",
-                "sentAt": BASE_TS + n,
-            }
+            event = {"eventType": TYPES[n % 3], "itemId": f"i{(n * 7) % 997}", "sentAt": ts}
             value = put_events(self.tracking_id, session, [event], user if logged_in else None)
             subject = Subject("u", user) if logged_in else Subject("s", session)
-            self.sent.append(
-                Sent(subject, session, event["itemId"], event["eventType"], BASE_TS + n)
-            )
+            self.sent.append(Sent(subject, session, event["itemId"], event["eventType"], ts))
             self.records.append((session.encode(), value))
             if n % self.resend_every == self.resend_every - 1:
                 self.records.append((session.encode(), value))
@@ -161,6 +162,32 @@ def reconcile_dataset(settings: ConnectorSettings, stream: Stream) -> None:
     }
     assert sorted(v or b"" for v in by_origin.values()) == sorted(stream.bad)
     assert all("streamrec.reason" in m.headers for m in letters)
+
+
+def reconcile_order(settings: ConnectorSettings, stream: Stream) -> None:
+    """Per record key of the Interactions dataset (the subject's id), the first copy of each
+    event (by its `streamrec.marker` header; a crash or a retry may append another later)
+    comes in exactly the order the stream produced that subject's events."""
+    messages = read_topic(settings, settings.topics.interactions)
+    got: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    firsts: set[tuple[bytes | None, str]] = set()
+    for message, row in zip(messages, decode_rows(settings, messages), strict=True):
+        first = (message.key, message.headers["streamrec.marker"])
+        if first not in firsts:
+            firsts.add(first)
+            got[(message.key or b"").decode()].append(
+                (row["ITEM_ID"], row["TIMESTAMP"], row["EVENT_TYPE"])
+            )
+    want: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    for sent in stream.sent:
+        want[sent.subject.id].append((sent.item, sent.ts, sent.type))
+    assert got.keys() == want.keys()
+    for key, events in want.items():
+        first_difference = next(
+            (n for n, pair in enumerate(zip(got[key], events, strict=False)) if len(set(pair)) > 1),
+            min(len(got[key]), len(events)),
+        )
+        assert got[key] == events, f"order of {key} differs from event {first_difference} on"
 
 
 def reconcile_redis(settings: ConnectorSettings, client: redis.Redis, stream: Stream) -> None:

@@ -55,7 +55,9 @@ def start_connector(
 
 
 def produce(settings: ConnectorSettings, values: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer(settings.kafka_config())
+    """Publish (key, value) pairs to the events topic, in order even if a send is retried
+    (the idempotent producer keeps a partition's order through retries)."""
+    producer = Producer({**settings.kafka_config(), "enable.idempotence": True})
     for key, value in values:
         producer.produce(settings.topics.events, value, key=key)
     assert producer.flush(60) == 0

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,18 +39,21 @@ from tests.integration.faults_helpers import (
     committed_everything,
     counted,
     reconcile_dataset,
+    reconcile_order,
     reconcile_redis,
     redis_state,
     wait_until,
 )
 from tests.integration.helpers import prepare_group
 from tests.integration.test_connector_process import produce, records_consumed
+from tests.integration.test_readiness import get
 from worker.interactions import from_rows
 from worker.pipeline import Catalog, item_arrays
 from worker.training import train
 
 pytestmark = pytest.mark.faults
 Start = Callable[..., subprocess.Popen[bytes]]
+APPEND_TIMEOUT = 2.0  # STREAMREC_CONNECTOR_APPEND_TIMEOUT_SECONDS of the Kafka outage test
 
 
 @pytest.fixture
@@ -148,29 +152,51 @@ def test_sigkill_at_random_points_of_100k_events_loses_and_doubles_nothing(
 def test_kafka_stopped_and_restarted_while_the_connector_runs(
     settings: ConnectorSettings, tmp_path: Path, start_connector: Start
 ) -> None:
+    """The outage outlasts the append timeout (2 s here, 30 s by default), so the batches
+    the connector holds when the broker goes fail their appends and are retried with
+    backoff until it is back; each user's events still reach the dataset in order."""
     broker = OwnService("kafka", tmp_path / "kafka")
     broker.start()
     try:
         own = on(settings, kafka_bootstrap=broker.address)
         client = redis.Redis.from_url(own.redis_url)
-        stream = Stream(prepare_group(own), users=100, total=20_000)
+        stream = Stream(prepare_group(own), users=100, total=20_000, shuffled_times=True)
         half = len(stream.records) // 2
         produce(own, stream.records[:half])
         keys = Keys(own.dataset_group)
-        connector = start_connector(STREAMREC_KAFKA_BOOTSTRAP=broker.address)
+        connector = start_connector(
+            STREAMREC_KAFKA_BOOTSTRAP=broker.address,
+            STREAMREC_CONNECTOR_APPEND_TIMEOUT_SECONDS=str(APPEND_TIMEOUT),
+        )
         wait_until(lambda: counted(client, keys) > 1_000, 120, "the first events")
         broker.stop()
-        time.sleep(10)  # the connector's fetches, appends and commits fail meanwhile
+        time.sleep(5 * APPEND_TIMEOUT)  # appends time out and are retried meanwhile
         assert connector.poll() is None, "the connector exited while Kafka was down"
         broker.start()
         produce(own, stream.records[half:])
         wait_until(lambda: alive(connector) and committed_everything(own), 300, "all committed")
         assert connector.poll() is None
+        delays = [e["retry_in"] for e in retries(tmp_path) if "unconfirmed" in e["error"]]
+        assert delays[:3] == [0.5, 1.0, 2.0], delays  # a batch's appends timed out, retried
         reconcile_redis(own, client, stream)
         reconcile_dataset(own, stream)
+        reconcile_order(own, stream)
     finally:
         broker.stop()
         _delete_group_keys(settings)
+
+
+def retries(tmp_path: Path) -> list[dict[str, Any]]:
+    """The connectors' structured "batch failed, retrying" log lines, in order."""
+    found = []
+    for line in logs(tmp_path).splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # the first line starts with the terminal codes faust writes
+        if isinstance(entry, dict) and entry.get("message") == "batch failed, retrying":
+            found.append(entry)
+    return found
 
 
 # 3. Redis stopped, restarted empty, then `streamrec rebuild`
@@ -188,7 +214,8 @@ def test_redis_restarted_empty_the_connector_waits_and_rebuild_restores_it(
         tiny_model(own)
         _put_metadata(own)
         env = {"STREAMREC_REDIS_URL": cache.address, "STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS": "2"}
-        connector = start_connector(**env)
+        port = free_port()
+        connector = start_connector(**env, STREAMREC_CONNECTOR_WEB_PORT=str(port))
         keys = Keys(own.dataset_group)
         produce(own, stream.records)
         wait_until(lambda: counted(client, keys) > 3_000, 120, "the first events")
@@ -196,7 +223,12 @@ def test_redis_restarted_empty_the_connector_waits_and_rebuild_restores_it(
         cache.stop()
         time.sleep(8)  # every batch fails on Redis meanwhile: retried, never skipped
         assert connector.poll() is None, "the connector exited while Redis was down"
+        answer = get(port, "/readyz")  # alive, but not ready while batches wait for Redis
+        assert answer is not None and answer[0] == 503, answer
+        assert str(answer[1]["reason"]).startswith("Redis does not answer"), answer
+        assert get(port, "/healthz") == (200, {"status": "ok"})
         cache.start()  # empty: no persistence
+        wait_until(lambda: (get(port, "/readyz") or (0,))[0] == 200, 60, "/readyz 200 again")
         wait_until(lambda: alive(connector) and committed_everything(own), 300, "all committed")
         assert connector.poll() is None
         assert "batch failed, retrying" in logs(tmp_path)
@@ -379,8 +411,9 @@ def test_a_second_connector_joins_and_leaves_mid_stream(
     settings: ConnectorSettings, redis_db: redis.Redis, start_connector: Start
 ) -> None:
     """test_connector_process starts two replicas together and stops one; here the second
-    joins while events flow, takes partitions, and leaves while they still flow."""
-    stream = Stream(prepare_group(settings), users=100, total=30_000)
+    joins while events flow, takes partitions, and leaves while they still flow. Event
+    times are shuffled, so only the dataset's record order can show each user's order."""
+    stream = Stream(prepare_group(settings), users=100, total=30_000, shuffled_times=True)
     producing = threading.Thread(target=_produce_steadily, args=(settings, stream.records, 15.0))
     ports = [free_port(), free_port()]
     first = start_connector(STREAMREC_CONNECTOR_WEB_PORT=str(ports[0]))
@@ -396,6 +429,7 @@ def test_a_second_connector_joins_and_leaves_mid_stream(
     wait_until(lambda: alive(first) and committed_everything(settings), 180, "all committed")
     reconcile_redis(settings, redis_db, stream)
     reconcile_dataset(settings, stream)
+    reconcile_order(settings, stream)
 
 
 def _produce_steadily(

@@ -1,0 +1,78 @@
+"""The connector's batch handler retries transient failures with exponential backoff capped at
+30 s, and lets any other error through (the worker crashes for the orchestrator to restart).
+
+docs/guarantees.md states this policy; the fault tests show the first retries against a real
+broker, and this shows the cap, which an outage there would need minutes to reach. The
+waits are recorded instead of slept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from connector import app
+from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
+from connector.ingest.processor import BatchReport
+from connector.ingest.records import SourceRecord
+
+RECORDS = [SourceRecord("g.events", 0, 0, b"k", b"{}")]
+
+
+def failing(
+    times: int, error: Exception
+) -> tuple[list[int], Callable[[list[SourceRecord]], BatchReport]]:
+    """A batch processor that raises `error` `times` times, then succeeds; and its calls."""
+    calls: list[int] = []
+
+    def process(records: list[SourceRecord]) -> BatchReport:
+        calls.append(len(records))
+        if len(calls) <= times:
+            raise error
+        return BatchReport(records=len(records), appended=1, dead=0, duplicates=0, stitched=0)
+
+    return calls, process
+
+
+def handle(process: Callable[[list[SourceRecord]], BatchReport]) -> None:
+    """Run the connector's batch handler over one batch to its end."""
+
+    async def run() -> None:
+        await app._handler(process)(RECORDS)
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    recorded: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", wait)  # what connector.app awaits between tries
+    return recorded
+
+
+def test_transient_failures_are_retried_with_doubling_backoff_capped_at_30s(
+    waits: list[float],
+) -> None:
+    calls, process = failing(9, KafkaUnavailableError("3 records unconfirmed, 0 failed: []"))
+    handle(process)
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert calls == [1] * 10  # the same whole batch each time, never skipped
+
+
+def test_a_redis_outage_is_transient_too(waits: list[float]) -> None:
+    calls, process = failing(2, RedisUnavailableError("Redis does not answer"))
+    handle(process)
+    assert (waits, len(calls)) == ([0.5, 1.0], 3)
+
+
+def test_any_other_error_is_not_retried(waits: list[float]) -> None:
+    calls, process = failing(1, ValueError("a bug"))
+    with pytest.raises(ValueError, match="a bug"):
+        handle(process)
+    assert (waits, len(calls)) == ([], 1)

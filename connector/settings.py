@@ -184,7 +184,7 @@ class ConnectorSettings(CommonSettings):
         "streamrec-connector-{group}", description="Kafka consumer group of the connector."
     )
     connector_batch_size: int = Field(
-        1000, description="Most records in one batch handed to the ingest path (a fetch, topped up)."
+        1000, description="Most records handed to the ingest path in one batch."
     )
     connector_batch_seconds: float = Field(
         0.05, description="Longest wait for a batch to fill before it is processed anyway."

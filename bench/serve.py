@@ -241,7 +241,7 @@ def refresh_lists(settings: ConnectorSettings, users: int) -> float:
     """Every user's precomputed list through ListRefresher.refresh, 500 users a call; s."""
     started = time.perf_counter()
     client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group)
-    holder = ModelHolder(ModelStore(client, keys))
+    holder = ModelHolder(ModelStore(client, keys), index_min_items=settings.serving_index_min_items)
     holder.reload()
     policy = ListPolicy(
         size=settings.lists_size,

@@ -10,7 +10,7 @@ the same rules and the same ranking.rank:
   takes the version's popularity order (per context) instead of the index.
 - Exploration draws from the cold items directly (ranking.cold_items), never from the
   candidates: every cold item is scored, or, in a catalogue with more than EXPLORE_POOL of
-  them, a uniformly random window of EXPLORE_POOL (2,048) per request, so weight 0 still means no
+  them, a uniformly random window of EXPLORE_POOL (1,024) per request, so weight 0 still means no
   cold item and weight 1 mostly cold ones.
 - Seen-item exclusion, filters and the ignored-impression penalty apply to the candidates.
 - Scores stay a softmax over every allowed item: the sum over the ranked ones is exact and
@@ -37,7 +37,7 @@ from connector.serving.ranking import Exploration, Ranked
 CANDIDATE_MARGIN = 50  # candidates beyond numResults and the user's excluded items
 GROWTH = 1.5  # extra factor when k grows to make up for items a filter removes
 EXACT_ALLOWED_BELOW = 4096  # a filter allowing fewer items is ranked exactly over them
-EXPLORE_POOL = 2048  # most cold items scored per request for exploration
+EXPLORE_POOL = 1024  # most cold items scored per request for exploration
 TAIL_SAMPLE = 1024  # items sampled per version to estimate the softmax over the rest
 SEARCHES = 3  # most searches per user before ranking exactly over the allowed items
 _NONE = np.zeros(0, np.float32)

@@ -89,15 +89,55 @@ def recommend_indexed(
         raise ValueError(f"model version {served.version} is served without an item index")
     users = _users(served, index, histories, exclude_seen, context, allowed_for)
     k = count + CANDIDATE_MARGIN + max(len(u.seen) + len(u.shown) for u in users)
-    queries = [u.query[:-1] for u in users if u.query is not None]
-    found = index.search(np.stack(queries), k) if queries else (np.zeros(0), np.zeros(0))
+    queries = [u.query for u in users if u.query is not None]
+    stacked = np.stack(queries) if queries else np.zeros((0, 1), np.float32)
+    found = index.search(stacked[:, :-1], k) if queries else (np.zeros(0), np.zeros(0))
     rows = iter(zip(*found, strict=True))
+    shared = iter(_shared(served, stacked, count, exploration, rng))
     lists = []
     for user in users:
         first = _trim(*next(rows)) if user.query is not None else _popular(served, user, k)
         candidates = _enough(served, index, user, first, count)
-        lists.append(_rank(served, user, candidates, count, exploration, rng))
+        scored = next(shared) if user.query is not None else _Scored.of(served, user, exploration)
+        lists.append(_rank(served, user, candidates, count, exploration, rng, scored))
     return lists
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One user's scores of the cold items exploration looks at (`window` of the cold
+    block) and of the tail sample: for a batch's users with a query they come from one
+    matrix product each, and the batch shares the window."""
+
+    window: slice
+    cold: np.ndarray
+    sample: np.ndarray
+
+    @classmethod
+    def of(cls, served: ServingModel, user: _User, exploration: Exploration) -> _Scored:
+        """For one user alone (no query, or a filter that needs every cold item)."""
+        pool = _cold_block(served, exploration)
+        window = slice(0, len(pool.columns))
+        return cls(window, pool.scores(user, window), _sample(served).scores(user))
+
+
+def _shared(
+    served: ServingModel,
+    queries: np.ndarray,
+    count: int,
+    exploration: Exploration,
+    rng: np.random.Generator,
+) -> list[_Scored]:
+    if not len(queries):
+        return []
+    sample = queries @ _sample(served).vectors.T
+    if round(exploration.weight * count) <= 0:
+        empty = np.zeros(0, np.float32)
+        return [_Scored(slice(0, 0), empty, row) for row in sample]
+    pool = _cold_block(served, exploration)
+    window = _window(len(pool.columns), rng)
+    cold = queries @ pool.vectors[window].T
+    return [_Scored(window, c, s) for c, s in zip(cold, sample, strict=True)]
 
 
 def _users(
@@ -217,6 +257,7 @@ def _rank(
     count: int,
     exploration: Exploration,
     rng: np.random.Generator,
+    scored: _Scored,
 ) -> Ranked:
     """ranking.rank over the candidates plus the cold items exploration may draw, with the
     softmax's denominator completed by the estimate of the rest."""
@@ -225,10 +266,12 @@ def _rank(
     window, cold_columns, cold_scores = slice(0, 0), columns[:0], scores[:0]
     if slots > 0:
         pool = _cold_block(served, exploration)
-        window = _window(pool, user, slots, rng)
+        if _too_few(pool, user, scored.window, slots):
+            scored = _Scored.of(served, user, exploration)
+        window, cold_scores = scored.window, scored.cold
         in_window = _in_window(served, exploration, columns, window)
         columns, scores = columns[~in_window], scores[~in_window]
-        cold_columns, cold_scores = pool.columns[window], pool.scores(user, window)
+        cold_columns = pool.columns[window]
     universe = np.concatenate([columns, cold_columns])
     raw = np.concatenate([scores, cold_scores]).astype(np.float32)
     allowed = np.ones(len(universe), bool) if user.allowed is None else user.allowed[universe]
@@ -241,7 +284,7 @@ def _rank(
     ranked = ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven)
     chosen = universe[ranked.columns]
     masked = np.where(allowed, adjusted, -np.inf)
-    outside = _Outside(scores, window, exploration if slots > 0 else None)
+    outside = _Outside(scores, window, exploration if slots > 0 else None, scored.sample)
     probabilities = _probabilities(served, user, masked, ranked.columns, outside)
     return Ranked(chosen, probabilities, ranked.explored)
 
@@ -254,17 +297,21 @@ def _times(user: _User, universe: np.ndarray) -> np.ndarray:
     return times
 
 
-def _window(pool: _Block, user: _User, slots: int, rng: np.random.Generator) -> slice:
-    """The part of the (shuffled) cold items scored for this request: all of them, or a
-    random EXPLORE_POOL of them when that leaves enough the user may get."""
-    size = len(pool.columns)
+def _window(size: int, rng: np.random.Generator) -> slice:
+    """The part of the (shuffled) cold items scored for a request or batch: all of them, or
+    a random EXPLORE_POOL of them."""
     if size <= EXPLORE_POOL:
         return slice(0, size)
     start = int(rng.integers(0, size - EXPLORE_POOL + 1))
-    window = slice(start, start + EXPLORE_POOL)
-    if user.allowed is not None and int(user.allowed[pool.columns[window]].sum()) < 2 * slots:
-        return slice(0, size)  # a filter leaves few cold items: look at every one
-    return window
+    return slice(start, start + EXPLORE_POOL)
+
+
+def _too_few(pool: _Block, user: _User, window: slice, slots: int) -> bool:
+    """Whether the user's filter leaves too few of the window's cold items (then every cold
+    item is looked at)."""
+    if user.allowed is None or window.stop - window.start >= len(pool.columns):
+        return False
+    return int(user.allowed[pool.columns[window]].sum()) < 2 * slots
 
 
 def _in_window(
@@ -285,6 +332,7 @@ class _Outside:
     candidate_scores: np.ndarray
     window: slice
     exploration: Exploration | None
+    sample_scores: np.ndarray  # the user's scores of the tail sample
 
 
 def _probabilities(
@@ -312,7 +360,7 @@ def _tail(
     if rest <= 0 or not len(outside.candidate_scores):
         return 0.0
     sample = _sample(served)
-    scores = sample.scores(user)
+    scores = outside.sample_scores
     keep = scores < float(outside.candidate_scores.min())
     if outside.exploration is not None:
         keep &= ~_in_window(served, outside.exploration, sample.columns, outside.window)

@@ -36,9 +36,11 @@ def single_threaded_numerics() -> None:
     """One BLAS and one OpenMP thread per call, for serving processes: a request or a batch
     scores a few vectors at a time from several threads, and multi-threaded BLAS then spins
     threads against each other (measured: GetRecommendations at 100 requests/s went from a
-    3.3 s median to 5.8 ms with one BLAS thread, on 2 cores)."""
+    3.3 s median to 5.8 ms with one BLAS thread, on 2 cores). OpenMP's setting holds for
+    the calling thread only, so ItemIndex.search sets it again in the thread that searches
+    (a batch search from the connector's worker thread otherwise ran on 2 spinning threads)."""
     threadpool_limits(limits=1)
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(1)  # this thread's; ItemIndex.search sets it in every caller
 
 
 class ItemIndex:
@@ -71,6 +73,7 @@ class ItemIndex:
         nprobe = min(self._cells, max(MIN_NPROBE, math.ceil(SCANNED_PER_RESULT * count / per_cell)))
         params = faiss.SearchParametersIVF()
         params.nprobe = nprobe
+        faiss.omp_set_num_threads(1)  # OpenMP's thread count is per calling thread
         scores, positions = self._index.search(augmented, count, params=params)
         found = positions >= 0
         columns = np.where(found, self.columns[np.maximum(positions, 0)], -1)

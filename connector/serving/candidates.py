@@ -10,8 +10,10 @@ the same rules and the same ranking.rank:
   takes the version's popularity order (per context) instead of the index.
 - Exploration draws from the cold items directly (ranking.cold_items), never from the
   candidates: every cold item is scored, or, in a catalogue with more than EXPLORE_POOL of
-  them, a uniformly random window of EXPLORE_POOL (1,024) per request, so weight 0 still means no
-  cold item and weight 1 mostly cold ones.
+  them, a uniformly random window of EXPLORE_POOL (1,024) per request (shared by the users
+  of one batch of lists, so their scores come from one matrix product; a user whose filter
+  leaves too few of them gets every cold item), so weight 0 still means no cold item and
+  weight 1 mostly cold ones.
 - Seen-item exclusion, filters and the ignored-impression penalty apply to the candidates.
 - Scores stay a softmax over every allowed item: the sum over the ranked ones is exact and
   the rest of the catalogue's share is estimated from a fixed uniform sample of

@@ -120,6 +120,13 @@ class CommonSettings(BaseSettings):
     topic_partitions: int = Field(
         6, description="Partitions of the event and dataset topics streamrec creates."
     )
+    serving_index_min_items: int = Field(
+        50_000,
+        ge=1,
+        description="Catalogue size from which the API and the precomputed lists rank "
+        "candidates from an approximate nearest-neighbour index (faiss IVF, built once per "
+        "model version when it is loaded) instead of scoring every item.",
+    )
 
     @field_validator("dataset_group")
     @classmethod

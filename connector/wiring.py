@@ -19,6 +19,7 @@ from connector.keys import Keys
 from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
+from connector.serving.item_index import single_threaded_numerics
 from connector.serving.list_refresh import ListPolicy, ListRefresher
 from connector.serving.ranking import Exploration
 from connector.settings import ConnectorSettings
@@ -127,7 +128,8 @@ def list_refresher(settings: ConnectorSettings, client: redis.Redis) -> ListRefr
     """Precomputed lists kept fresh with the served model, which follows new versions; a
     new version also refreshes every active user's list, in a background thread."""
     keys = Keys(settings.dataset_group)
-    holder = ModelHolder(ModelStore(client, keys))
+    single_threaded_numerics()
+    holder = ModelHolder(ModelStore(client, keys), index_min_items=settings.serving_index_min_items)
     policy = ListPolicy(
         size=settings.lists_size,
         history_events=settings.lists_history_events,

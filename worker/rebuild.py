@@ -263,7 +263,10 @@ class Rebuilder:
         """Lists of the subjects that have none, or one of another model version."""
         if not self._settings.lists_enabled:
             return 0
-        holder = ModelHolder(ModelStore(self._client, self._keys))
+        holder = ModelHolder(
+            ModelStore(self._client, self._keys),
+            index_min_items=self._settings.serving_index_min_items,
+        )
         holder.reload()
         served = holder.current
         if served is None:

@@ -39,6 +39,7 @@ from connector.filters.store import open_filters
 from connector.keys import Keys
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import FilterResolver, StoredFilters
+from connector.serving.item_index import single_threaded_numerics
 from connector.stores.model_versions import ModelStore
 
 log = logging.getLogger("streamrec.api")
@@ -72,7 +73,8 @@ def create_app(
     """The API of the settings' dataset group; its model holder starts with the app."""
     client = client or redis_client.connect(settings)
     store = ModelStore(client, Keys(settings.dataset_group))
-    holder = ModelHolder(store, settings.api_model_poll_seconds)
+    single_threaded_numerics()
+    holder = ModelHolder(store, settings.api_model_poll_seconds, settings.serving_index_min_items)
     keys = Keys(settings.dataset_group)
     resolver = filters or StoredFilters(open_filters(settings), client, keys)
     service = RecommendationService(client, settings, holder, resolver)

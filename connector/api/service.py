@@ -189,8 +189,10 @@ class RecommendationService:
             return []
         wanted = max(1, round(count * promotion.percent / 100))
         mask = _minus(job.model, self._mask(job, promotion.filter), (e.item for e in job.history))
-        scores = ranking.relevance(job.model, [job.history], job.context)[0]
-        ranked = ranking.rank_given(scores, np.flatnonzero(mask), mask)
+        columns = np.arange(len(job.model.model.items)) if mask is None else np.flatnonzero(mask)
+        scores = ranking.relevance_at(job.model, job.history, job.context, columns)
+        ranked = ranking.rank_given(scores, np.arange(len(columns)), np.ones(len(columns), bool))
+        ranked = Ranked(columns[ranked.columns], ranked.scores, ranked.explored)
         return [
             replace(item, promotion_name=promotion.name, reason=PROMOTED)
             for item in _items(job.model, ranked)[:wanted]
@@ -227,10 +229,17 @@ def _items(model: ServingModel, ranked: Ranked) -> list[ServedItem]:
     ]
 
 
-def _minus(model: ServingModel, allowed: np.ndarray | None, ids: Iterable[str]) -> np.ndarray:
-    """`allowed` (every item when None) less the items `ids` that the model knows."""
+def _minus(
+    model: ServingModel, allowed: np.ndarray | None, ids: Iterable[str]
+) -> np.ndarray | None:
+    """`allowed` (every item when None) less the items `ids` that the model knows; None
+    (every item) when there is neither a filter nor an item to take out, so a plain request
+    allocates nothing of the catalogue's size."""
+    columns = [model.columns[item] for item in ids if item in model.columns]
+    if allowed is None and not columns:
+        return None
     mask = np.ones(len(model.model.items), bool) if allowed is None else allowed.copy()
-    mask[[model.columns[item] for item in ids if item in model.columns]] = False
+    mask[columns] = False
     return mask
 
 

@@ -83,17 +83,27 @@ class Model:
         table = self.params["item_embeddings"][1:]
         return (states @ table.T + self.params["item_bias"][1:]).astype(np.float32)
 
+    def scores_at(self, state: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Scores of the items `columns` for one state: scores(state[None])[0][columns]."""
+        rows = columns + 1  # row 0 is padding
+        scores = self.params["item_embeddings"][rows] @ state + self.params["item_bias"][rows]
+        return scores.astype(np.float32)  # type: ignore[no-any-return]
+
     def score_histories(self, histories: Sequence[Sequence[HistoryEntry]]) -> np.ndarray:
         """Scores of every item for each history (the Recommender protocol)."""
         return self.scores(self.user_states(histories))
 
     def _encode(self, histories: Sequence[Sequence[HistoryEntry]]) -> network.Batch:
         steps = self.hyperparameters.bptt
-        shape = (len(histories), max(1, steps))
+        windows = [
+            [e for e in history if e.item in self._item_rows][-steps:] for history in histories
+        ]
+        # As many steps as the longest window: the padding after a window's end never
+        # reaches its state (right padding), and a short history then costs few GRU steps.
+        shape = (len(histories), max([1, *(len(window) for window in windows)]))
         items, types = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
         contexts = {name: np.zeros(shape, np.int64) for name in self.context_values}
-        for row, history in enumerate(histories):
-            known = [entry for entry in history if entry.item in self._item_rows][-steps:]
+        for row, known in enumerate(windows):
             for step, entry in enumerate(known):
                 items[row, step] = self._item_rows[entry.item]
                 types[row, step] = self._type_codes.get(entry.event_type or ABSENT, 0)

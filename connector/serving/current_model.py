@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import redis
@@ -20,10 +21,12 @@ import redis
 from connector.exceptions import ModelNotFoundError
 from connector.model.artifacts import ModelArtifacts
 from connector.model.model import Model
+from connector.serving.item_index import ItemIndex
 from connector.stores.model_versions import ModelStore
 
 log = logging.getLogger("streamrec.serving")
 SECONDS_PER_DAY = 86_400
+INDEX_MIN_ITEMS = 50_000  # the default of STREAMREC_SERVING_INDEX_MIN_ITEMS
 
 
 @dataclass(frozen=True)
@@ -36,24 +39,30 @@ class ServingModel:
     created: np.ndarray  # creation time per item (seconds; -1 unknown)
     context_popularity: dict[str, np.ndarray]  # FIELD -> (items, values of FIELD)
     latest_timestamp: int  # newest interaction in the training data
+    index: ItemIndex | None = field(default=None, repr=False, compare=False)  # None: brute force
     columns: dict[str, int] = field(init=False, repr=False)
-    derived: dict[object, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    derived: dict[object, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         columns = {item: column for column, item in enumerate(self.model.items)}
         object.__setattr__(self, "columns", columns)
 
     @classmethod
-    def from_artifacts(cls, version: str, artifacts: ModelArtifacts) -> ServingModel:
-        """Build from a loaded version (missing statistics default to neutral values)."""
+    def from_artifacts(
+        cls, version: str, artifacts: ModelArtifacts, index_min_items: int = INDEX_MIN_ITEMS
+    ) -> ServingModel:
+        """Build from a loaded version (missing statistics default to neutral values), with
+        an item index when the catalogue has at least `index_min_items` items."""
         items = len(artifacts.items)
         arrays = artifacts.arrays
         data = artifacts.meta.get("data") or {}
         prefix = "item_popularity_"
+        model = Model.from_artifacts(artifacts)
+        popularity = arrays.get("item_popularity", np.ones(items, np.float32))
         return cls(
             version=version,
-            model=Model.from_artifacts(artifacts),
-            popularity=arrays.get("item_popularity", np.ones(items, np.float32)),
+            model=model,
+            popularity=popularity,
             created=arrays.get("item_created", np.full(items, -1, np.int64)),
             context_popularity={
                 name[len(prefix) :]: value
@@ -61,15 +70,28 @@ class ServingModel:
                 if name.startswith(prefix)
             },
             latest_timestamp=int(data.get("last_timestamp") or 0),
+            index=_index(model, popularity) if items >= index_min_items else None,
         )
+
+
+def _index(model: Model, popularity: np.ndarray) -> ItemIndex | None:
+    """The index of the items exploitation may return (those with interaction data)."""
+    columns = np.flatnonzero(popularity > 0)
+    if not len(columns):
+        return None
+    params = model.params  # item row 0 is padding
+    return ItemIndex(params["item_embeddings"][1:], params["item_bias"][1:], columns)
 
 
 class ModelHolder:
     """The current ServingModel of one dataset group, kept up to date in the background."""
 
-    def __init__(self, store: ModelStore, poll_seconds: float = 30.0) -> None:
+    def __init__(
+        self, store: ModelStore, poll_seconds: float = 30.0, index_min_items: int = INDEX_MIN_ITEMS
+    ) -> None:
         self._store = store
         self._poll_seconds = poll_seconds
+        self._index_min_items = index_min_items
         self._current: ServingModel | None = None
         self._lock = threading.Lock()  # one load at a time; readers never wait on it
         self._stop = threading.Event()
@@ -94,12 +116,18 @@ class ModelHolder:
             if version is None or (self._current and self._current.version == version):
                 return False
             try:
-                loaded = ServingModel.from_artifacts(version, self._store.load(version))
+                artifacts = self._store.load(version)
+                loaded = ServingModel.from_artifacts(version, artifacts, self._index_min_items)
             except ModelNotFoundError as exc:  # rolled back or pruned while loading
                 log.warning("model version %s could not be loaded: %s", version, exc)
                 return False
             previous, self._current = self._current, loaded
-        log.info("serving model version %s (%d items)", version, len(loaded.model.items))
+        log.info(
+            "serving model version %s (%d items, %s)",
+            version,
+            len(loaded.model.items),
+            "indexed" if loaded.index is not None else "brute force",
+        )
         if previous is not None:
             for listener in self._listeners:
                 listener(loaded)

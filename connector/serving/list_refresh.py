@@ -132,8 +132,12 @@ def _text(value: bytes | str) -> str:
 
 
 def _stored(served: ServingModel, columns: np.ndarray, scores: np.ndarray) -> StoredList:
-    items = [
-        (served.model.items[column], round(float(score), 6))
-        for column, score in zip(columns, scores, strict=True)
-    ]
+    ids = served.model.items  # rounded in numpy: per-item round() was a tenth of a refresh
+    items = list(
+        zip(
+            [ids[c] for c in columns.tolist()],
+            np.round(scores.astype(np.float64), 6).tolist(),
+            strict=True,
+        )
+    )
     return StoredList(served.version, int(time.time() * 1000), items)

@@ -76,6 +76,19 @@ def relevance(
     return scores
 
 
+def relevance_at(
+    served: ServingModel,
+    history: Sequence[HistoryEntry],
+    context: Mapping[str, str] | None,
+    columns: np.ndarray,
+) -> np.ndarray:
+    """relevance(served, [history], context)[0][columns], scoring only those items."""
+    if any(entry.item in served.columns for entry in history):
+        return served.model.scores_at(served.model.user_states([history])[0], columns)
+    result: np.ndarray = cold_start_scores(served, context)[columns]
+    return result
+
+
 def cold_start_scores(served: ServingModel, context: Mapping[str, str] | None) -> np.ndarray:
     """Log popularity, mixed with the popularity under each given context value."""
     overall = served.popularity / max(float(served.popularity.sum()), 1e-12)
@@ -96,16 +109,19 @@ def cold_start_scores(served: ServingModel, context: Mapping[str, str] | None) -
 
 def ignored_impressions(served: ServingModel, history: Sequence[HistoryEntry]) -> np.ndarray:
     """Per item, how often it was shown to the user without the user interacting with it."""
+    counts = np.zeros(len(served.model.items), np.float32)
+    for column, times in ignored_shown(served, history).items():
+        counts[column] = times
+    return counts
+
+
+def ignored_shown(served: ServingModel, history: Sequence[HistoryEntry]) -> dict[int, int]:
+    """The columns of the items shown to the user and not interacted with, and how often."""
     interacted = {entry.item for entry in history}
     shown = Counter(
         item for entry in history for item in entry.impression if item not in interacted
     )
-    counts = np.zeros(len(served.model.items), np.float32)
-    for item, times in shown.items():
-        column = served.columns.get(item)
-        if column is not None:
-            counts[column] = times
-    return counts
+    return {served.columns[item]: times for item, times in shown.items() if item in served.columns}
 
 
 def unproven_items(served: ServingModel) -> np.ndarray:
@@ -119,7 +135,7 @@ def cold_items(served: ServingModel, exploration: Exploration) -> np.ndarray:
     on the version and the settings, so it is computed once per version (a quantile over a
     large catalogue costs milliseconds per request otherwise)."""
     key = ("cold", exploration.item_age_cut_off_days)
-    cached = served.derived.get(key)
+    cached: np.ndarray | None = served.derived.get(key)
     if cached is None:
         cut_off = served.latest_timestamp - exploration.item_age_cut_off_days * SECONDS_PER_DAY
         recent = (served.created < 0) | (served.created >= cut_off)

@@ -1,8 +1,12 @@
-"""One call that turns users' histories into their lists: relevance for all of them in one
-matrix product, then per user the impressions penalty, the allowed items and the ranking.
+"""One call that turns users' histories into their lists: user states for all of them at
+once (Model.user_states), then per user the impressions penalty, the allowed items and the
+ranking.
 
 The connector's precomputed lists and GetRecommendations both come through here, so a list
-looked up in Redis and one asked for over HTTP are made the same way.
+looked up in Redis and one asked for over HTTP are made the same way. Below
+STREAMREC_SERVING_INDEX_MIN_ITEMS items every item is scored (exact, and fast at that size);
+a version with more is served with an item index and ranked from candidates
+(candidates.py), under the same rules.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 
 from connector.model.history import HistoryEntry
 from connector.serving import ranking
+from connector.serving.candidates import recommend_indexed
 from connector.serving.current_model import ServingModel
 from connector.serving.ranking import Exploration, Ranked
 
@@ -32,6 +37,17 @@ def recommend_many(
     allowed_for: AllowedFor | None = None,
 ) -> list[Ranked]:
     """The top `count` items for each history."""
+    if served.index is not None:
+        return recommend_indexed(
+            served,
+            histories,
+            count,
+            exploration,
+            rng,
+            exclude_seen=exclude_seen,
+            context=context,
+            allowed_for=allowed_for,
+        )
     scores = ranking.relevance(served, histories, context)
     cold = ranking.cold_items(served, exploration)
     unproven = ranking.unproven_items(served)
@@ -56,12 +72,14 @@ def rank_items(
 ) -> tuple[Ranked, list[str]]:
     """GetPersonalizedRanking: `items` re-ranked for the user; also the ids the model does
     not know (returned last by the caller, as Personalize does with unscorable items)."""
-    scores = ranking.relevance(served, [history], context)[0]
     known = [served.columns[item] for item in items if item in served.columns]
     unknown = [item for item in items if item not in served.columns]
-    mask = allowed if allowed is not None else np.ones(len(served.model.items), dtype=bool)
     columns = np.array(list(dict.fromkeys(known)), dtype=np.int64)
-    return ranking.rank_given(scores, columns, mask), unknown
+    if allowed is not None:
+        columns = columns[allowed[columns]]
+    scores = ranking.relevance_at(served, history, context, columns)
+    ranked = ranking.rank_given(scores, np.arange(len(columns)), np.ones(len(columns), bool))
+    return Ranked(columns[ranked.columns], ranked.scores, ranked.explored), unknown
 
 
 def _allowed(

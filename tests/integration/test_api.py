@@ -48,6 +48,9 @@ T0 = 1_700_000_000
 POPULAR = {"p0", "p1"}  # every training user clicks these first
 COLD = [f"n{k}" for k in range(12)]  # in the catalogue, never interacted with
 _offsets = count()
+# Served by brute force (the default threshold is far above this catalogue) and with the
+# item index (every catalogue indexed), which large catalogues use.
+INDEXED = pytest.mark.parametrize("index_min_items", [50_000, 1], ids=["brute-force", "index"])
 
 
 # --- a tiny trained model, shared by the module -------------------------------------------
@@ -217,13 +220,17 @@ def test_a_new_version_is_served_without_a_restart(
         assert api.app[HOLDER].current.version == version
 
 
+@INDEXED
 def test_known_user_gets_a_personal_list_without_what_they_did(
-    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    trained: tuple[Model, Interactions],
+    index_min_items: int,
 ) -> None:
     events = Events(settings)
     publish(settings, artifacts(trained))
     events.send("s-alice", ["i3", "i4", "i5"], user="alice")
-    with serving(settings) as api:
+    with serving(settings, serving_index_min_items=index_min_items) as api:
         answer = api.ok("/recommendations", {"userId": "alice", "numResults": 10})
         personal = [entry["itemId"] for entry in answer["itemList"]]
         scores = [entry["score"] for entry in answer["itemList"]]
@@ -234,12 +241,16 @@ def test_known_user_gets_a_personal_list_without_what_they_did(
     assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0 + 1e-6
 
 
+@INDEXED
 def test_a_new_users_first_event_turns_popular_items_into_personal_ones(
-    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    trained: tuple[Model, Interactions],
+    index_min_items: int,
 ) -> None:
     events = Events(settings)
     publish(settings, artifacts(trained))
-    with serving(settings) as api:
+    with serving(settings, serving_index_min_items=index_min_items) as api:
         before = api.ids({"userId": "bob", "numResults": 10})
         events.send("s-bob", ["i7"], user="bob")
         after = api.ids({"userId": "bob", "numResults": 10})
@@ -284,14 +295,19 @@ def test_served_lists_are_stored_and_give_implicit_impressions(
     assert list(entry.impression) == items  # the connector read the list served here
 
 
+@INDEXED
 def test_exploration_weight_zero_and_one(
-    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    trained: tuple[Model, Interactions],
+    index_min_items: int,
 ) -> None:
     publish(settings, artifacts(trained, COLD))
     body = {"userId": "u4", "numResults": 10}
-    with serving(settings, exploration_weight=0.0) as api:
+    indexed = {"serving_index_min_items": index_min_items}
+    with serving(settings, exploration_weight=0.0, **indexed) as api:
         exploit = api.ok("/recommendations", body)["itemList"]
-    with serving(settings, exploration_weight=1.0) as api:
+    with serving(settings, exploration_weight=1.0, **indexed) as api:
         explore = api.ok("/recommendations", body)["itemList"]
     assert not {entry["itemId"] for entry in exploit} & set(COLD)
     assert all("reason" not in entry for entry in exploit)

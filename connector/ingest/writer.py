@@ -95,11 +95,20 @@ class DatasetWriter:
 
     def _confirm(self) -> None:
         remaining = self._producer.flush(self._timeout)
+        if remaining:
+            self._drop_queued()
         errors, self._errors = self._errors, []
         if remaining or errors:
             raise KafkaUnavailableError(
                 f"{remaining} records unconfirmed, {len(errors)} failed: {errors[:3]}"
             )
+
+    def _drop_queued(self) -> None:
+        """After a timed-out append, drop what is still queued (the caller retries the whole
+        batch), so each retry does not leave one more copy to be sent once the broker is
+        back; records already in flight cannot be recalled and may arrive once more."""
+        self._producer.purge(in_queue=True, in_flight=False)
+        self._producer.poll(0)  # serve the purged records' delivery reports now
 
 
 def _origin(letter_or_event: AcceptedEvent | DeadLetter) -> Headers:

@@ -164,6 +164,13 @@ def reconcile_dataset(settings: ConnectorSettings, stream: Stream) -> None:
     assert all("streamrec.reason" in m.headers for m in letters)
 
 
+def most_copies(settings: ConnectorSettings) -> int:
+    """The most copies of one event (one key and marker) in the Interactions dataset."""
+    messages = read_topic(settings, settings.topics.interactions)
+    copies = Counter((message.key, message.headers["streamrec.marker"]) for message in messages)
+    return max(copies.values(), default=0)
+
+
 def reconcile_order(settings: ConnectorSettings, stream: Stream) -> None:
     """Per record key of the Interactions dataset (the subject's id), the first copy of each
     event (by its `streamrec.marker` header; a crash or a retry may append another later)

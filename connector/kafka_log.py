@@ -23,6 +23,13 @@ from connector.exceptions import ConcurrentWriteError, KafkaUnavailableError
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.settings import CommonSettings
 
+# What a just-created topic answers until its partition exists and has a leader.
+_NOT_READY_YET = (
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+)
+
 
 @dataclass(frozen=True)
 class LogRecord:
@@ -85,16 +92,19 @@ class CompactedLog:
         return records
 
     def _end_offset(self, consumer: Consumer, partition: TopicPartition) -> int:
-        """The high watermark; a topic created a moment ago may not be known yet: wait."""
+        """The high watermark; a topic created a moment ago may not be known yet, or its
+        partition may have no leader yet: wait, up to the timeout."""
         deadline = time.monotonic() + self._timeout
         while True:
             try:
                 return int(consumer.get_watermark_offsets(partition, timeout=self._timeout)[1])
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+                if exc.args[0].code() not in _NOT_READY_YET:
                     raise KafkaUnavailableError(f"reading {self._topic}: {exc}") from exc
                 if time.monotonic() > deadline:
-                    raise KafkaUnavailableError(f"{self._topic} has no partition 0") from exc
+                    raise KafkaUnavailableError(
+                        f"{self._topic} partition 0 is not ready: {exc}"
+                    ) from exc
                 time.sleep(0.1)
 
     def _record(self, message: Any) -> LogRecord:

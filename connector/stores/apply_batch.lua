@@ -80,7 +80,10 @@ local function stitch(op)
                batch.prefix .. op.session_tag .. batch.history_suffix, 'AGGREGATE', 'MAX')
     redis.call('ZUNIONSTORE', user_seen, 2, user_seen,
                batch.prefix .. op.session_tag .. batch.seen_suffix, 'AGGREGATE', 'MAX')
-    touch(user_history, user_seen, batch.newest)
+    -- The user's window counts back from the user's own newest marker (the session's and
+    -- the user's merged), not from another subject's event that shares the batch.
+    local newest = redis.call('ZRANGE', user_seen, -1, -1, 'WITHSCORES')[2]
+    touch(user_history, user_seen, tonumber(newest) or batch.newest)
     stitched = stitched + 1
   end
 end

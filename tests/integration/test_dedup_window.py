@@ -145,3 +145,23 @@ def test_an_event_id_is_a_second_marker_within_the_bound(
     }
     assert send(events[0]).appended == 1  # its markers were evicted at the end of the batch
     assert send(event("j", T + 9, eventId="ev-2")).duplicates == 1  # ev-2 is still known
+
+
+def test_a_login_keeps_the_users_window_whatever_other_users_send_in_its_batch(
+    settings: ConnectorSettings, redis_db: redis.Redis
+) -> None:
+    """At a login the session's markers merge into the user's; the user's window is counted
+    back from the user's own newest event, not from another user's much later event that
+    happens to share the batch."""
+    tracking_id = prepare_group(settings)
+    processor = event_processor(settings.model_copy(update={"dedup_window_seconds": WINDOW}))
+    anonymous = put_events(tracking_id, "s-v", [event("a", T, eventId="anon-a")])
+    assert processor.process(records(settings, [anonymous])).appended == 1
+    login = put_events(tracking_id, "s-v", [event("b", T + 10)], user="v")
+    later = put_events(tracking_id, "s-w", [event("c", T + 3 * WINDOW)], user="w")
+    report = processor.process(records(settings, [login, later]))
+    assert (report.appended, report.stitched) == (2, 2)  # both sessions meet their user
+    user_seen = Keys(settings.dataset_group).seen(Subject("u", "v"))
+    assert redis_db.zscore(user_seen, "e:anon-a") == T  # merged and kept
+    resent = put_events(tracking_id, "s-v", [event("a2", T + 20, eventId="anon-a")], user="v")
+    assert processor.process(records(settings, [resent])).appended == 0  # still a duplicate

@@ -185,7 +185,7 @@ class CommonSettings(BaseSettings):
 
 
 class ConnectorSettings(CommonSettings):
-    """Settings of the `streamrec connector` process (ingest agents); grows with the connector."""
+    """Settings of the `streamrec connector` process (the ingest path); grows with the connector."""
 
     connector_consumer_group: str = Field(
         "streamrec-connector-{group}", description="Kafka consumer group of the connector."

@@ -32,7 +32,8 @@ RUN groupadd --system --gid "${UID}" streamrec \
 COPY --from=build /opt/streamrec /opt/streamrec
 # MALLOC_ARENA_MAX=2: glibc's per-thread malloc arenas kept the connector's peaks (a list
 # refresh after each new model version, in a thread of its own) resident; measured in
-# bench/soak.py, 5 min: connector RSS +35.7% without it, +5.8% with it (docs/performance.md).
+# bench/soak.py: connector RSS +35.7% without it, +5.8% with it in 5 min, +16.4% in 10
+# (docs/performance.md: part of the growth, not all).
 ENV PATH=/opt/streamrec/bin:$PATH \
     MALLOC_ARENA_MAX=2 \
     PYTHONUNBUFFERED=1 \

@@ -20,9 +20,13 @@ Prints throughput, API latency percentiles and RSS per minute; RSS of each proce
 has drained: each event in the Interactions dataset exactly once after dropping repeats of a
 (key, marker) (`lost`, `duplicated`), the Redis counters, each user's history length, the
 dead-letter topic. Targets: no process grows more than 10% after the warm-up, nothing lost or
-duplicated, no error response. Starts a local Kafka broker and redis-server unless
-STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL are set; logs of every process stay in the
-run folder it names. The last line printed is one JSON object of the figures.
+duplicated, no error response. The memory target is stated twice: raw, over every process
+(`mem_growth_pct`, `targets_met`), and over the processes whose working set is fixed, the
+connector and the API (`mem_growth_pct_fixed_working_set`, `targets_met_fixed_working_set`),
+since the worker holds its training data, which grows by design: its growth is also given per
+100,000 rows added after the warm-up (`worker_mb_per_100k_rows`). Starts a local Kafka broker and
+redis-server unless STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL are set; logs of every
+process stay in the run folder it names. The last line printed is one JSON object of the figures.
 """
 
 from __future__ import annotations
@@ -344,6 +348,7 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
     requests = load["requests"]
     rows = report.per_minute(samples, requests, steady["start_at"], run.seconds)
     mem = report.memory(samples, run.args.warm_up)
+    explained = report.data_following(samples, mem, run.args.warm_up)
     latencies = [r[1] for r in requests if r[2] in report.OK_STATUSES]
     errors = sum(1 for r in requests if r[2] not in report.OK_STATUSES)
     versions = list(dict.fromkeys(s.version for s in samples if s.version))
@@ -383,7 +388,10 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "mem_end_mb": {k: m["end_mb"] for k, m in mem.items()},
         "mem_peak_mb": {k: m["peak_mb"] for k, m in mem.items()},
         "mem_growth_pct_by_process": {k: m["growth_pct"] for k, m in mem.items()},
-        "mem_growth_pct": max(growth) if growth else None,
+        "mem_growth_pct": max(growth) if growth else None,  # raw: every process
+        "mem_growth_pct_fixed_working_set": explained["fixed_growth_pct"],  # connector, API
+        "worker_mb_per_100k_rows": explained["worker_mb_per_100k_rows"],
+        "worker_rows_after_warm_up": [explained["rows_start"], explained["rows_end"]],
         "model_versions_served": len(versions),
         "worker_runs": _runs(checks["worker_runs"]),
         "crashed": checks["crashed"],
@@ -391,10 +399,14 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "seed_s": run.figures.get("seed_s"),
         "first_full_s": run.figures.get("first_full_s"),
     }
-    figures["targets_met"] = _targets_met(figures)
+    figures["targets_met"] = _targets_met(figures, figures["mem_growth_pct"])
+    # the same targets, memory read for the processes whose working set is fixed (the
+    # worker's growth follows its dataset and is stated per row instead)
+    fixed = figures["mem_growth_pct_fixed_working_set"]
+    figures["targets_met_fixed_working_set"] = _targets_met(figures, fixed)
     kept = {"figures": figures, "minutes": rows, "checks": {**checks, "dataset": vars(dataset)}}
     (run.workdir / "result.json").write_text(json.dumps(kept, default=str))
-    print_all(run, rows, mem, figures, checks, load, versions)
+    print_all(run, rows, (mem, explained), figures, checks, load, versions)
     return figures
 
 
@@ -407,8 +419,7 @@ def _runs(metrics: dict[str, float]) -> dict[str, int]:
     return runs
 
 
-def _targets_met(figures: dict[str, Any]) -> bool:
-    growth = figures["mem_growth_pct"]
+def _targets_met(figures: dict[str, Any], growth: float | None) -> bool:
     return bool(
         figures["lost"] == 0
         and figures["duplicated"] == 0
@@ -426,7 +437,7 @@ def _targets_met(figures: dict[str, Any]) -> bool:
 def print_all(
     run: Run,
     rows: list[dict[str, Any]],
-    mem: dict[str, dict[str, float | None]],
+    memory: tuple[dict[str, dict[str, float | None]], dict[str, float | None]],
     figures: dict[str, Any],
     checks: dict[str, Any],
     load: dict[str, Any],
@@ -439,7 +450,7 @@ def print_all(
         f" logs in {run.workdir}"
     )
     report.print_minutes(rows)
-    report.print_memory(mem, args.warm_up)
+    report.print_memory(memory[0], args.warm_up, memory[1])
     print("\nthroughput, API, model")
     report.print_summary(
         [
@@ -491,7 +502,11 @@ def print_all(
                 "error lines in logs",
                 {k: v[:2] for k, v in checks["log_errors"].items() if v} or "none",
             ),
-            ("targets met", figures["targets_met"]),
+            ("targets met (memory of every process)", figures["targets_met"]),
+            (
+                "targets met (memory of connector and API; worker per row)",
+                figures["targets_met_fixed_working_set"],
+            ),
         ]
     )
 

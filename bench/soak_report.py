@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROCESSES = ("connector", "api", "worker")
+FIXED_WORKING_SET = ("connector", "api")  # what they hold does not grow with the data
+# The worker holds its training data, which grows by design (every event is a row of the
+# Interactions dataset): its growth is stated per 100,000 rows added after the warm-up too.
 OK_STATUSES = (200, 299)  # 299: a 200 with an empty list, counted apart from errors
 
 
@@ -88,6 +91,28 @@ def memory(samples: Sequence[Sample], warm_up: float) -> dict[str, dict[str, flo
     return result
 
 
+def data_following(
+    samples: Sequence[Sample], mem: dict[str, dict[str, float | None]], warm_up: float
+) -> dict[str, float | None]:
+    """Memory growth read against what the processes hold: the largest growth among the
+    processes of a fixed working set, and the worker's growth per 100,000 rows added to
+    the dataset after the warm-up (rows: events counted in Redis, one row each)."""
+    after = [s for s in samples if s.t >= warm_up] or list(samples[-1:])
+    rows_start, rows_end = after[0].counted, after[-1].counted
+    fixed = [mem[name]["growth_pct"] for name in FIXED_WORKING_SET]
+    worker = mem["worker"]
+    added = rows_end - rows_start
+    per_rows = None
+    if worker["start_mb"] is not None and worker["end_mb"] is not None and added > 0:
+        per_rows = round((worker["end_mb"] - worker["start_mb"]) / added * 100_000, 2)
+    return {
+        "fixed_growth_pct": max((g for g in fixed if g is not None), default=None),
+        "rows_start": rows_start,
+        "rows_end": rows_end,
+        "worker_mb_per_100k_rows": per_rows,
+    }
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -115,13 +140,21 @@ def _cell(value: float | None, width: int = 7) -> str:
     return f"{'-' if value is None else f'{value:.1f}':>{width}}"
 
 
-def print_memory(mem: dict[str, dict[str, float | None]], warm_up: float) -> None:
+def print_memory(
+    mem: dict[str, dict[str, float | None]], warm_up: float, explained: dict[str, float | None]
+) -> None:
     print(f"\nresident memory (MiB): after the {warm_up:.0f} s warm-up, at the end, peak")
     for name, figures in mem.items():
         print(
             f"  {name:<10} {_cell(figures['start_mb'], 8)} {_cell(figures['end_mb'], 8)}"
             f" {_cell(figures['peak_mb'], 8)}   growth {figures['growth_pct']}%"
         )
+    print(
+        f"  fixed working set ({', '.join(FIXED_WORKING_SET)}): largest growth"
+        f" {explained['fixed_growth_pct']}%; worker (holds the dataset,"
+        f" {explained['rows_start']:,} -> {explained['rows_end']:,} rows after the warm-up):"
+        f" {explained['worker_mb_per_100k_rows']} MiB per 100,000 rows"
+    )
 
 
 def print_summary(lines: Sequence[tuple[str, Any]]) -> None:

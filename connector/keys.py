@@ -20,6 +20,13 @@ PREFIX = "streamrec"
 def escape(identifier: str) -> str:
     """An id made safe for a key: percent-encoded, reversible with urllib.parse.unquote.
     Cached: the same users and items come back again and again on the ingest path."""
+    return escape_once(identifier)
+
+
+def escape_once(identifier: str) -> str:
+    """`escape` without the cache, for ids that do not repeat (a recommendationId is new
+    on every request: cached, each one stayed until 65,536 others pushed it out, and they
+    evicted the users and items the cache is for)."""
     return quote(identifier, safe="-._~")
 
 
@@ -85,7 +92,7 @@ class Keys:
 
     def served(self, recommendation_id: str) -> str:
         """The item ids served under a recommendationId (for implicit impressions)."""
-        return f"{self.base}served:{escape(recommendation_id)}"
+        return f"{self.base}served:{escape_once(recommendation_id)}"
 
     @property
     def event_types(self) -> str:

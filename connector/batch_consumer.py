@@ -124,7 +124,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 self._read_offset[tp] = record.offset
                 fresh.append(record)
         if fresh:
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            monitor = self.app.monitor
+            monitor.track_tp_end_offset(tp, self.highwater(tp))
+            # What a stream records when an event reaches it: faust's stall detector reads
+            # it, and without it would report every partition as never processed.
+            monitor.stream_inbound_time[tp] = time.monotonic()
         return fresh
 
     def _acknowledge(self, pairs: Iterable[tuple[TP, Any]]) -> None:

@@ -44,7 +44,7 @@ CURRENT_APIS = {
     "monitoring.coreos.com/v1",
 }
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "example"]
-CRONJOB = K8S / "optional" / "full-retrain-cronjob.yaml"
+CRONJOB = K8S / "optional" / "full-retrain" / "cronjob.yaml"
 SETUP_KUSTOMIZE = ROOT / ".streamrec" / "tools" / "kustomize"  # where .ci/setup builds it
 VARIABLE = re.compile(r"\bSTREAMREC_[A-Z0-9_]+")
 
@@ -233,7 +233,7 @@ def test_pods_run_hardened_with_requests_limits_and_writable_tmp(
 def test_optional_full_retrain_cronjob_is_hardened_and_fits_the_base(
     rendered: list[dict[str, Any]],
 ) -> None:
-    """k8s/optional/full-retrain-cronjob.yaml is applied beside the kustomize output (it is
+    """k8s/optional/full-retrain/cronjob.yaml is applied beside the kustomize output (it is
     not part of it), so it gets the same checks, against the ConfigMap it reads."""
     (cronjob,) = _yaml_docs(CRONJOB)
     (name, pod), *others = _pod_specs([cronjob])
@@ -254,6 +254,26 @@ def test_optional_full_retrain_cronjob_is_hardened_and_fits_the_base(
     assert mounts.get(cache) in emptied, "the training cache must be writable"
     worker = _by_kind(rendered, "Deployment")["streamrec-worker"]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= worker["terminationGracePeriodSeconds"]
+
+
+def test_the_example_full_retrain_overlay_gives_the_cronjob_the_examples_image_and_ca() -> None:
+    """k8s/overlays/example-full-retrain renders the CronJob with what the example overlay
+    gives its Deployments: namespace, registry image and the Kafka CA mount; still hardened."""
+    example = _render(K8S / "overlays" / "example")
+    (cronjob,) = _render(K8S / "overlays" / "example-full-retrain")
+    _validate(cronjob)
+    (name, pod), *others = _pod_specs([cronjob])
+    assert not others
+    _assert_hardened(name, pod)
+    worker = _by_kind(example, "Deployment")["streamrec-worker"]
+    assert cronjob["metadata"]["namespace"] == worker["metadata"]["namespace"]
+    worker_pod = worker["spec"]["template"]["spec"]
+    (container,), worker_container = pod["containers"], worker_pod["containers"][0]
+    assert container["image"] == worker_container["image"]
+    ca_mount = next(m for m in worker_container["volumeMounts"] if m["name"] == "kafka-ca")
+    assert ca_mount in container["volumeMounts"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["kafka-ca"] == next(v for v in worker_pod["volumes"] if v["name"] == "kafka-ca")
 
 
 def test_probes_point_at_the_real_endpoints_on_the_configured_ports(

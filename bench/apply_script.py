@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -31,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import schemas
 from bench.ingest import synthetic_events
-from connector.devservices import process
-from connector.devservices import redis as local_redis
+from bench.services import redis_service
 from connector.ingest import plan as planner
 from connector.ingest.records import AcceptedEvent, BatchPlan, SourceRecord
 from connector.ingest.rows import decode_json
@@ -55,22 +50,6 @@ VARIANTS = {
     ),
     "without counters": ("flush(type_counts, batch.type_prefix)", ""),
 }
-
-
-@contextmanager
-def redis_url() -> Iterator[str]:
-    """STREAMREC_REDIS_URL, else a redis-server started here for the run."""
-    configured = os.environ.get("STREAMREC_REDIS_URL")
-    if configured:
-        yield configured
-        return
-    with tempfile.TemporaryDirectory(prefix="streamrec-bench-") as workdir:
-        port = process.free_port()
-        server = local_redis.start(Path(workdir), port, 60, persistent=False)
-        try:
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.stop(server.pid)
 
 
 def planned_batches(events: int, batch: int) -> list[list[AcceptedEvent]]:
@@ -124,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     batches = planned_batches(args.events, args.batch)
     figures: dict[str, float] = {}
-    with redis_url() as url:
+    with redis_service() as url:
         client = redis.Redis.from_url(url)
         for name, (line, replacement) in VARIANTS.items():
             source = FULL.replace(line, replacement) if line else FULL

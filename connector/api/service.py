@@ -184,15 +184,13 @@ class RecommendationService:
         """The promotion's share of the list: the most relevant items its filter allows that
         the subject has not interacted with. Items without interaction data qualify too (a
         promotion of new items is what Personalize suggests promotions for), so this ranks
-        with rank_given rather than recommend_many, which leaves those to exploration."""
+        with rank_columns rather than recommend_many, which leaves those to exploration."""
         if promotion is None:
             return []
         wanted = max(1, round(count * promotion.percent / 100))
         mask = _minus(job.model, self._mask(job, promotion.filter), (e.item for e in job.history))
         columns = np.arange(len(job.model.model.items)) if mask is None else np.flatnonzero(mask)
-        scores = ranking.relevance_at(job.model, job.history, job.context, columns)
-        ranked = ranking.rank_given(scores, np.arange(len(columns)), np.ones(len(columns), bool))
-        ranked = Ranked(columns[ranked.columns], ranked.scores, ranked.explored)
+        ranked = ranking.rank_columns(job.model, job.history, job.context, columns)
         return [
             replace(item, promotion_name=promotion.name, reason=PROMOTED)
             for item in _items(job.model, ranked)[:wanted]

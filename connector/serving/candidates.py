@@ -26,14 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from connector.model.history import HistoryEntry
 from connector.serving import ranking
 from connector.serving.current_model import ServingModel
-from connector.serving.item_index import ItemIndex
+from connector.serving.item_index import ItemIndex, item_vectors
 from connector.serving.ranking import Exploration, Ranked
 
 CANDIDATE_MARGIN = 50  # candidates beyond numResults and the user's excluded items
@@ -373,23 +372,12 @@ def _tail(
     return rest * float(np.exp(scores[keep] - top).mean())
 
 
-# Per-version data, computed on first use and kept in ServingModel.derived
-
-
-def _derived(served: ServingModel, key: object, make: Callable[[], Any]) -> Any:
-    value = served.derived.get(key)
-    if value is None:
-        value = served.derived[key] = make()
-    return value
+# Per-version data, computed on first use and kept with the version (ServingModel.derive)
 
 
 def _vectors(served: ServingModel, columns: np.ndarray) -> np.ndarray:
-    params = served.model.params
-    rows = columns + 1
-    return np.ascontiguousarray(
-        np.hstack([params["item_embeddings"][rows], params["item_bias"][rows, None]]),
-        dtype=np.float32,
-    )
+    params = served.model.params  # item row 0 is padding
+    return item_vectors(params["item_embeddings"][1:], params["item_bias"][1:], columns)
 
 
 def _cold_block(served: ServingModel, exploration: Exploration) -> _Block:
@@ -400,7 +388,7 @@ def _cold_block(served: ServingModel, exploration: Exploration) -> _Block:
         np.random.default_rng(0).shuffle(columns)
         return _Block(columns, _vectors(served, columns))
 
-    block: _Block = _derived(served, ("cold-block", exploration.item_age_cut_off_days), make)
+    block: _Block = served.derive(("cold-block", exploration.item_age_cut_off_days), make)
     return block
 
 
@@ -414,7 +402,7 @@ def _cold_positions(served: ServingModel, exploration: Exploration) -> np.ndarra
         return positions
 
     key = ("cold-positions", exploration.item_age_cut_off_days)
-    result: np.ndarray = _derived(served, key, make)
+    result: np.ndarray = served.derive(key, make)
     return result
 
 
@@ -425,7 +413,7 @@ def _sample(served: ServingModel) -> _Block:
         columns = np.sort(np.random.default_rng(1).choice(items, size, replace=False))
         return _Block(columns, _vectors(served, columns))
 
-    block: _Block = _derived(served, "tail-sample", make)
+    block: _Block = served.derive("tail-sample", make)
     return block
 
 
@@ -449,5 +437,5 @@ def _cold_start(
         columns = index.columns
         return popular, columns[np.argsort(-popular[columns], kind="stable")]
 
-    result: tuple[np.ndarray, np.ndarray] = _derived(served, ("cold-start", used), make)
+    result: tuple[np.ndarray, np.ndarray] = served.derive(("cold-start", used), make)
     return result

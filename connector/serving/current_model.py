@@ -47,6 +47,14 @@ class ServingModel:
         columns = {item: column for column, item in enumerate(self.model.items)}
         object.__setattr__(self, "columns", columns)
 
+    def derive(self, key: object, make: Callable[[], Any]) -> Any:
+        """What `make` computes from this version alone, computed on first use and kept
+        with the version (so it is freed with it)."""
+        value = self.derived.get(key)
+        if value is None:
+            value = self.derived[key] = make()
+        return value
+
     @classmethod
     def from_artifacts(
         cls, version: str, artifacts: ModelArtifacts, index_min_items: int = INDEX_MIN_ITEMS

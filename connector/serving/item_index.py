@@ -43,13 +43,19 @@ def single_threaded_numerics() -> None:
     faiss.omp_set_num_threads(1)  # this thread's; ItemIndex.search sets it in every caller
 
 
+def item_vectors(embeddings: np.ndarray, bias: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """[embedding | bias] of the items `columns`, contiguous float32: an item's score is its
+    row's inner product with [state | 1]."""
+    return np.ascontiguousarray(
+        np.hstack([embeddings[columns], bias[columns, None]]), dtype=np.float32
+    )
+
+
 class ItemIndex:
     """The items of `columns` (model item columns) with their embeddings and biases."""
 
     def __init__(self, embeddings: np.ndarray, bias: np.ndarray, columns: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(
-            np.hstack([embeddings[columns], bias[columns, None]]), dtype=np.float32
-        )
+        vectors = item_vectors(embeddings, bias, columns)
         self.columns = columns.astype(np.int64)
         self.size = len(columns)
         cells = max(1, min(round(CELLS_PER_SQRT_ITEM * math.sqrt(self.size)), self.size // 39))

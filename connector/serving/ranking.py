@@ -134,14 +134,16 @@ def cold_items(served: ServingModel, exploration: Exploration) -> np.ndarray:
     """Items exploration may pick: little interaction data and recent enough. Depends only
     on the version and the settings, so it is computed once per version (a quantile over a
     large catalogue costs milliseconds per request otherwise)."""
-    key = ("cold", exploration.item_age_cut_off_days)
-    cached: np.ndarray | None = served.derived.get(key)
-    if cached is None:
+
+    def make() -> np.ndarray:
         cut_off = served.latest_timestamp - exploration.item_age_cut_off_days * SECONDS_PER_DAY
         recent = (served.created < 0) | (served.created >= cut_off)
         threshold = np.quantile(served.popularity, COLD_POPULARITY_QUANTILE)
-        cached = served.derived[key] = recent & (served.popularity <= threshold)
-    return cached
+        result: np.ndarray = recent & (served.popularity <= threshold)
+        return result
+
+    cold: np.ndarray = served.derive(("cold", exploration.item_age_cut_off_days), make)
+    return cold
 
 
 def rank(
@@ -174,6 +176,19 @@ def rank_given(scores: np.ndarray, columns: np.ndarray, allowed: np.ndarray) -> 
     order = keep[np.argsort(-scores[keep], kind="stable")]
     probabilities = _softmax_at(np.where(_mask(len(scores), keep), scores, -np.inf), order)
     return Ranked(order, probabilities, np.zeros(len(order), dtype=bool))
+
+
+def rank_columns(
+    served: ServingModel,
+    history: Sequence[HistoryEntry],
+    context: Mapping[str, str] | None,
+    columns: np.ndarray,
+) -> Ranked:
+    """The items `columns` ranked for `history`, best first, scoring only those items (for
+    GetPersonalizedRanking and promotions, which rank a given set)."""
+    scores = relevance_at(served, history, context, columns)
+    ranked = rank_given(scores, np.arange(len(columns)), np.ones(len(columns), bool))
+    return Ranked(columns[ranked.columns], ranked.scores, ranked.explored)
 
 
 def _top(scores: np.ndarray, count: int) -> np.ndarray:

@@ -77,9 +77,7 @@ def rank_items(
     columns = np.array(list(dict.fromkeys(known)), dtype=np.int64)
     if allowed is not None:
         columns = columns[allowed[columns]]
-    scores = ranking.relevance_at(served, history, context, columns)
-    ranked = ranking.rank_given(scores, np.arange(len(columns)), np.ones(len(columns), bool))
-    return Ranked(columns[ranked.columns], ranked.scores, ranked.explored), unknown
+    return ranking.rank_columns(served, history, context, columns), unknown
 
 
 def _allowed(

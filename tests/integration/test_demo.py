@@ -22,6 +22,7 @@ import redis
 from connector.devservices import process
 from connector.keys import Keys
 from connector.stores.model_versions import ModelStore
+from tests.integration.helpers import mentioning
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -115,21 +116,6 @@ def unreachable_index(env: dict[str, str]) -> dict[str, str]:
         "PIP_INDEX_URL": f"http://127.0.0.1:{process.free_port()}/simple",
         "PIP_RETRIES": "0",
     }
-
-
-def mentioning(text: str) -> list[int]:
-    """PIDs of our processes whose command line or environment holds `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            held = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
-        except OSError:  # gone, or not ours
-            continue
-        if text.encode() in held:
-            found.append(int(entry.name))
-    return found
 
 
 def children_of(pid: int) -> dict[int, str]:

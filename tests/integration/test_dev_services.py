@@ -9,22 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from connector.devservices.process import command_line, free_port, is_alive
+from connector.devservices.process import free_port, is_alive
+from tests.integration.helpers import mentioning
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["streamrec", "dev", *args], env=env, capture_output=True, text=True, timeout=600
     )
-
-
-def _leftovers(dev_dir: Path) -> list[int]:
-    """PIDs of any process whose command line mentions this test's dev folder."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and str(dev_dir) in command_line(int(entry.name)):
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.slow
@@ -47,7 +39,7 @@ def test_up_status_down_twice(tmp_path: Path) -> None:
         down = _run(["down"], env)
         assert down.returncode == 0 and "stopped kafka" in down.stdout
         assert not any(is_alive(pid) for pid in pids)
-        assert _leftovers(dev_dir) == []
+        assert mentioning(str(dev_dir)) == []
         stopped = _run(["status"], env)
         assert stopped.returncode == 1 and "no local services" in stopped.stdout
 
@@ -62,7 +54,7 @@ def test_up_refuses_a_port_in_use(tmp_path: Path, endpoints) -> None:
     result = _run(["up"], env)
     assert result.returncode != 0
     assert "is already in use" in result.stderr
-    assert _leftovers(tmp_path / "dev") == []
+    assert mentioning(str(tmp_path / "dev")) == []
 
 
 @pytest.mark.slow
@@ -88,4 +80,4 @@ def test_demo_starts_only_what_does_not_answer(tmp_path: Path, endpoints) -> Non
     assert "valid ->" in result.stdout and "stopped the local Kafka" in result.stdout
     assert redis.Redis.from_url(endpoints.redis_url).ping()
     assert not (dev_dir / "redis").exists()
-    assert _leftovers(dev_dir) == []
+    assert mentioning(str(dev_dir)) == []

@@ -59,6 +59,12 @@ class _Metrics:
         self.seconds = Histogram(
             "streamrec_api_request_seconds", "API request latency.", labels, registry=self.registry
         )
+        self.answers = Counter(
+            "streamrec_api_recommendations_total",
+            "GetRecommendations answers by source: the precomputed list, or ranked for it.",
+            ["source"],
+            registry=self.registry,
+        )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route, str(status)).inc()
@@ -77,8 +83,10 @@ def create_app(
     holder = ModelHolder(store, settings.api_model_poll_seconds, settings.serving_index_min_items)
     keys = Keys(settings.dataset_group)
     resolver = filters or StoredFilters(open_filters(settings), client, keys)
-    service = RecommendationService(client, settings, holder, resolver)
     metrics = _Metrics()
+    service = RecommendationService(
+        client, settings, holder, resolver, lambda source: metrics.answers.labels(source).inc()
+    )
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
         middlewares=[

@@ -3,15 +3,19 @@
 Reads the subject's recent history from Redis (a session stitched to a user is served as that
 user), ranks through connector.serving (the code behind the precomputed lists, so both agree),
 applies filters and one promotion, adds item metadata, and stores the served list under a new
-recommendationId, from which the connector derives implicit impressions when a later event
-names it. Synchronous on purpose: the app runs it in a worker thread, so the event loop keeps
-accepting requests while numpy and Redis work.
+recommendationId. A plain request whose subject's precomputed list is current (made from the
+history read with it, by the served version, under the same exploration settings) is
+answered from that list: ranking it again would give the same items at about four times the
+CPU (measured in process at 100,000 items: 0.27 against 1.18 ms per request). Every answer is
+stored under its recommendationId, from which the connector derives implicit impressions
+when a later event names it. Synchronous on purpose: the app runs it in a worker thread, so
+the event loop keeps accepting requests while numpy and Redis work.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -29,15 +33,17 @@ from connector.api.settings import ApiSettings
 from connector.exceptions import ModelNotFoundError
 from connector.ingest.records import ServedList
 from connector.keys import Keys, Subject
-from connector.model.history import HistoryEntry, parse_member
+from connector.model.history import HistoryEntry, history_digest, parse_member
 from connector.serving import ranking
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration, Ranked
 from connector.serving.recommend import rank_items, recommend_many
+from connector.stores.lists import StoredList
 from connector.stores.served import RedisServedLists
 
 EXPLORATION, PROMOTED = "Exploration", "Promoted item"  # Personalize's reason strings
+ANSWERED_FROM_LIST, RANKED = "precomputed", "ranked"  # how a GetRecommendations was answered
 
 
 class NoFilters:
@@ -75,15 +81,33 @@ class Served:
 
 
 @dataclass(frozen=True)
-class _Job:
-    """One request's inputs: the model version taken for it, the subject's recent events,
-    the user's metadata (for filters), the request context and a random generator."""
+class _Read:
+    """What Redis holds for a request's subject: its recent events, the user's metadata (for
+    filters), and its precomputed list when that list was computed from exactly these events
+    (None otherwise, or when the request cannot be answered from a list)."""
 
-    model: ServingModel
     history: list[HistoryEntry]
     user: dict[str, str]
+    listed: StoredList | None = None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request's inputs: the model version taken for it, what was read for its subject,
+    the request context and a random generator."""
+
+    model: ServingModel
+    read: _Read
     context: Mapping[str, str]
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    @property
+    def history(self) -> list[HistoryEntry]:
+        return self.read.history
+
+    @property
+    def user(self) -> dict[str, str]:
+        return self.read.user
 
 
 class RecommendationService:
@@ -95,8 +119,10 @@ class RecommendationService:
         settings: ApiSettings,
         holder: ModelHolder,
         filters: FilterResolver | None = None,
+        on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self._client, self._settings, self._holder = client, settings, holder
+        self._on_answer = on_answer or (lambda source: None)
         self._keys = Keys(settings.dataset_group)
         self._filters = filters or NoFilters()
         self._served = RedisServedLists(client, self._keys)
@@ -106,8 +132,18 @@ class RecommendationService:
 
     def recommend(self, request: RecommendationsRequest) -> Served:
         """GetRecommendations: the best numResults items, with promoted items placed among
-        them at random positions (in their own order), as Personalize places them."""
-        job = self._job(request.who, request.context, bool(request.filter or request.promotion))
+        them at random positions (in their own order), as Personalize places them.
+
+        A plain request (no filter, no promotion) whose subject has a precomputed list made
+        from its current history, by the current version, under the same exploration
+        settings, is answered with that list's first numResults items: the connector
+        already ranked them, the same way (recommend_many), so the API does not rank again."""
+        plain = request.filter is None and request.promotion is None
+        job = self._job(request.who, request.context, not plain, with_list=plain)
+        listed = self._from_list(job, request)
+        if listed is not None:
+            self._on_answer(ANSWERED_FROM_LIST)
+            return self._store(self._with_metadata(listed, request.metadata_columns))
         promoted = self._promoted(job, request.promotion, request.num_results)
         allowed = _minus(job.model, self._mask(job, request.filter), (e.item_id for e in promoted))
         (top,) = recommend_many(
@@ -121,6 +157,7 @@ class RecommendationService:
         )
         ranked = _items(job.model, top)
         items = _interleave(ranked, promoted, job.rng)
+        self._on_answer(RANKED)
         return self._store(self._with_metadata(items, request.metadata_columns))
 
     def rank(self, request: RankingRequest) -> Served:
@@ -134,31 +171,67 @@ class RecommendationService:
         items = _items(job.model, ranked) + [ServedItem(i, 0.0) for i in dict.fromkeys(unknown)]
         return self._store(self._with_metadata(items, request.metadata_columns))
 
-    def _job(self, who: Who, context: Mapping[str, str], with_user: bool) -> _Job:
+    def _job(
+        self, who: Who, context: Mapping[str, str], with_user: bool, with_list: bool = False
+    ) -> _Job:
         model = self._holder.current
         if model is None:
             raise ModelNotFoundError(
                 f"no model version is published for dataset group "
                 f"{self._settings.dataset_group!r} yet: train one with `streamrec train`"
             )
-        return _Job(model, *self._subject(who, with_user), context)
+        return _Job(model, self._subject(who, with_user, with_list), context)
 
-    def _subject(self, who: Who, with_user: bool) -> tuple[list[HistoryEntry], dict[str, str]]:
+    def _subject(self, who: Who, with_user: bool, with_list: bool) -> _Read:
         """The user's recent events (a session stitched to a user is that user), else the
-        session's; and the user's metadata when a filter may need it."""
+        session's; the user's metadata when a filter may need it; and, when asked, the
+        precomputed list of the same subject, all in one round trip."""
         user_id = who.user_id or self._stitched(who.session_id)
         subjects = [Subject("u", user_id)] if user_id else []
         subjects += [Subject("s", who.session_id)] if who.session_id else []
         pipe = self._client.pipeline(transaction=False)
         for subject in subjects:
             pipe.zrange(self._keys.history(subject), -self._settings.api_history_events, -1)
+            if with_list:
+                pipe.get(self._keys.recommendations(subject))
         if with_user and user_id:
             pipe.hgetall(self._keys.user(user_id))
         replies = pipe.execute()
-        histories = [[parse_member(m) for m in members] for members in replies[: len(subjects)]]
-        user = replies[len(subjects)] if len(replies) > len(subjects) else {}
-        history = next((events for events in histories if events), [])
-        return history, {_text(k): _text(v) for k, v in user.items()}
+        per_subject = 2 if with_list else 1
+        read = [
+            (replies[n * per_subject], replies[n * per_subject + 1] if with_list else None)
+            for n in range(len(subjects))
+        ]
+        user = replies[-1] if with_user and user_id else {}
+        members, listed = next(((m, raw) for m, raw in read if m), ([], None))
+        return _Read(
+            [parse_member(m) for m in members],
+            {_text(k): _text(v) for k, v in user.items()},
+            _made_from(listed, members),
+        )
+
+    def _from_list(self, job: _Job, request: RecommendationsRequest) -> list[ServedItem] | None:
+        """The answer from the subject's precomputed list, or None when that list is not
+        what ranking now would give (other terms, too short, or a request context that would
+        change a cold-start list)."""
+        listed = job.read.listed
+        if listed is None or listed.terms is None or listed.version != job.model.version:
+            return None
+        terms = listed.terms
+        same_terms = (
+            terms.filter is None
+            and terms.exploration_weight == self._exploration.weight
+            and terms.exploration_item_age_cut_off == self._exploration.item_age_cut_off_days
+        )
+        personal = any(entry.item in job.model.columns for entry in job.history)
+        if not same_terms or len(listed.items) < request.num_results:
+            return None
+        if request.context and not personal:
+            return None  # a user without known events is ranked by the context's popularity
+        return [
+            ServedItem(item, score, reason=EXPLORATION if n in listed.explored else None)
+            for n, (item, score) in enumerate(listed.items[: request.num_results])
+        ]
 
     def _stitched(self, session_id: str | None) -> str | None:
         if session_id is None:
@@ -215,6 +288,16 @@ class RecommendationService:
         listed = ServedList([item.item_id for item in items], self._settings.api_attribution_source)
         self._served.put(served.recommendation_id, listed, self._settings.api_served_ttl_seconds)
         return served
+
+
+def _made_from(raw: bytes | None, members: Sequence[bytes]) -> StoredList | None:
+    """The stored list `raw` if it was computed from exactly the history `members`."""
+    if raw is None or not members:
+        return None
+    listed = StoredList.from_json(raw)
+    if listed.terms is None or listed.terms.basis != history_digest(members):
+        return None
+    return listed
 
 
 def _items(model: ServingModel, ranked: Ranked) -> list[ServedItem]:

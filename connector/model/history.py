@@ -9,7 +9,8 @@ recommendations go through one code path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,3 +41,14 @@ def parse_member(member: bytes | str) -> HistoryEntry:
         context={key: str(value) for key, value in (entry.get("context") or {}).items()},
         impression=tuple(str(item) for item in entry.get("impression") or ()),
     )
+
+
+def history_digest(members: Sequence[bytes | str]) -> str:
+    """A short fingerprint of the history members a list was computed from, in order. The
+    API compares it with the members it reads itself, to know whether a precomputed list
+    was made from exactly the history it would rank from now."""
+    digest = hashlib.blake2b(digest_size=16)
+    for member in members:
+        digest.update(member.encode() if isinstance(member, str) else member)
+        digest.update(b"\x00")  # no member contains NUL (they are JSON)
+    return digest.hexdigest()

@@ -20,12 +20,12 @@ import redis
 
 from connector.exceptions import FilterError
 from connector.keys import Keys, Subject
-from connector.model.history import HistoryEntry, parse_member
+from connector.model.history import HistoryEntry, history_digest, parse_member
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.filters import FilterResolver
-from connector.serving.ranking import Exploration
+from connector.serving.ranking import Exploration, Ranked
 from connector.serving.recommend import recommend_many
-from connector.stores.lists import RecommendationLists, StoredList
+from connector.stores.lists import ListTerms, RecommendationLists, StoredList
 
 log = logging.getLogger("streamrec.serving")
 
@@ -63,7 +63,8 @@ class ListRefresher:
         unique = list(dict.fromkeys(subjects))
         if served is None or not unique:
             return 0
-        histories = self._histories(unique)
+        members = self._members(unique)
+        histories = [[parse_member(m) for m in read] for read in members]
         try:
             masks = self._masks(served, unique, histories)
         except (FilterError, LookupError) as exc:
@@ -79,8 +80,8 @@ class ListRefresher:
         )
         self._lists.write(
             [
-                (subject, _stored(served, ranking.columns, ranking.scores))
-                for subject, ranking in zip(unique, ranked, strict=True)
+                (subject, _stored(served, ranking, self._terms(read)))
+                for subject, ranking, read in zip(unique, ranked, members, strict=True)
             ]
         )
         return len(unique)
@@ -120,24 +121,35 @@ class ListRefresher:
             for history, user in zip(histories, users, strict=True)
         ]
 
-    def _histories(self, subjects: Sequence[Subject]) -> list[list[HistoryEntry]]:
+    def _members(self, subjects: Sequence[Subject]) -> list[list[bytes]]:
+        """Each subject's latest history members, as stored."""
         pipe = self._client.pipeline(transaction=False)
         for subject in subjects:
             pipe.zrange(self._keys.history(subject), -self._policy.history_events, -1)
-        return [[parse_member(m) for m in members] for members in pipe.execute()]
+        return [list(members) for members in pipe.execute()]
+
+    def _terms(self, members: Sequence[bytes]) -> ListTerms:
+        exploration = self._policy.exploration
+        return ListTerms(
+            history_digest(members),
+            self._policy.filter_name,
+            exploration.weight,
+            exploration.item_age_cut_off_days,
+        )
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _stored(served: ServingModel, columns: np.ndarray, scores: np.ndarray) -> StoredList:
+def _stored(served: ServingModel, ranked: Ranked, terms: ListTerms) -> StoredList:
     ids = served.model.items  # rounded in numpy: per-item round() was a tenth of a refresh
     items = list(
         zip(
-            [ids[c] for c in columns.tolist()],
-            np.round(scores.astype(np.float64), 6).tolist(),
+            [ids[c] for c in ranked.columns.tolist()],
+            np.round(ranked.scores.astype(np.float64), 6).tolist(),
             strict=True,
         )
     )
-    return StoredList(served.version, int(time.time() * 1000), items)
+    explored = frozenset(np.flatnonzero(ranked.explored).tolist())
+    return StoredList(served.version, int(time.time() * 1000), items, explored, terms)

@@ -11,37 +11,76 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis
 
 from connector.keys import Keys, Subject
 
+EXPLORED = ["Exploration"]  # an item's reason when exploration placed it, as the API gives it
+
+
+@dataclass(frozen=True)
+class ListTerms:
+    """What a list was made under besides the model version: the history it was computed
+    from (history_digest of the members read), the named filter it went through, and the
+    exploration settings. The API serves a list as its answer only when all of them match
+    what it would use itself."""
+
+    basis: str
+    filter: str | None
+    exploration_weight: float
+    exploration_item_age_cut_off: float
+
 
 @dataclass(frozen=True)
 class StoredList:
-    """A precomputed list as stored: which model made it, when, and the ranked items."""
+    """A precomputed list as stored: which model made it, when, the ranked items, which
+    positions exploration placed, and the terms it was made under (None in lists written
+    before terms were recorded)."""
 
     version: str
     updated_ms: int
     items: list[tuple[str, float]]
+    explored: frozenset[int] = frozenset()
+    terms: ListTerms | None = None
 
     def to_json(self) -> bytes:
-        """The stored form: {"version", "updated", "itemList": [{"itemId", "score"}]}."""
-        return orjson.dumps(
-            {
-                "version": self.version,
-                "updated": self.updated_ms,
-                "itemList": [{"itemId": item, "score": score} for item, score in self.items],
-            }
-        )
+        """The stored form: {"version", "updated", "basis", "filter", "explorationWeight",
+        "explorationItemAgeCutOff", "itemList": [{"itemId", "score"[, "reason"]}]}."""
+        document: dict[str, Any] = {"version": self.version, "updated": self.updated_ms}
+        if self.terms is not None:
+            document.update(
+                basis=self.terms.basis,
+                filter=self.terms.filter,
+                explorationWeight=self.terms.exploration_weight,
+                explorationItemAgeCutOff=self.terms.exploration_item_age_cut_off,
+            )
+        document["itemList"] = [
+            {"itemId": item, "score": score, "reason": EXPLORED}
+            if position in self.explored
+            else {"itemId": item, "score": score}
+            for position, (item, score) in enumerate(self.items)
+        ]
+        return orjson.dumps(document)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> StoredList:
         """Parse the stored form."""
         value = orjson.loads(raw)
-        items = [(entry["itemId"], float(entry["score"])) for entry in value["itemList"]]
-        return cls(str(value["version"]), int(value["updated"]), items)
+        entries = value["itemList"]
+        items = [(entry["itemId"], float(entry["score"])) for entry in entries]
+        explored = frozenset(n for n, entry in enumerate(entries) if "reason" in entry)
+        terms = None
+        if "basis" in value:
+            terms = ListTerms(
+                str(value["basis"]),
+                value.get("filter"),
+                float(value["explorationWeight"]),
+                float(value["explorationItemAgeCutOff"]),
+            )
+        return cls(str(value["version"]), int(value["updated"]), items, explored, terms)
 
 
 class RecommendationLists:

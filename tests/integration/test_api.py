@@ -35,6 +35,7 @@ from connector.model.artifacts import ModelArtifacts
 from connector.model.history import HistoryEntry, parse_member
 from connector.model.model import Hyperparameters, Model
 from connector.settings import CommonSettings, ConnectorSettings
+from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.wiring import event_processor, processors
@@ -94,9 +95,9 @@ def publish(settings: CommonSettings, version: ModelArtifacts) -> str:
 class Events:
     """PutEvents through the connector's real event processor."""
 
-    def __init__(self, settings: ConnectorSettings) -> None:
+    def __init__(self, settings: ConnectorSettings, tracking_id: str | None = None) -> None:
         self.settings = settings
-        self.tracking_id = prepare_group(settings)
+        self.tracking_id = tracking_id or prepare_group(settings)
         self.processor: EventProcessor = event_processor(settings)
 
     def send(self, session: str, items: list[str], user: str | None = None, **extra: Any) -> None:
@@ -422,6 +423,63 @@ def test_malformed_oversized_and_slow_requests(
         status, answer = api.call("/recommendations", {"userId": "u1"})
         assert status == 503 and "did not complete within" in answer["message"]
         assert "Traceback" not in json.dumps(answer)
+
+
+@INDEXED
+def test_a_list_made_from_the_current_history_is_the_answer_and_a_stale_one_is_not(
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    trained: tuple[Model, Interactions],
+    index_min_items: int,
+) -> None:
+    publish(settings, artifacts(trained))
+    tuned = settings.model_copy(update={"serving_index_min_items": index_min_items})
+    events = Events(tuned)  # the connector's processor: lists refreshed after each batch
+    quiet = Events(tuned.model_copy(update={"lists_enabled": False}), events.tracking_id)
+    lists = RecommendationLists(redis_db, Keys(settings.dataset_group), 3600)
+    erin = Subject("u", "erin")
+    events.send("s-erin", ["i3"], user="erin")  # the version is loaded: the list is written
+    stored = lists.read(erin)
+    assert stored is not None
+    same_terms = {
+        "exploration_weight": settings.lists_exploration_weight,
+        "exploration_item_age_cut_off": settings.lists_exploration_item_age_cut_off_days,
+        "serving_index_min_items": index_min_items,
+    }
+    with serving(settings, **same_terms) as api:
+        answer = api.ok("/recommendations", {"userId": "erin", "numResults": 10})
+        served = [(entry["itemId"], entry["score"]) for entry in answer["itemList"]]
+        reasons = [entry.get("reason") for entry in answer["itemList"]]
+        top = stored.items[0][0]
+        quiet.send("s-erin", [top], user="erin")  # recorded, the list not refreshed
+        after = api.ids({"userId": "erin", "numResults": 10})
+        filtered = {"userId": "erin", "numResults": 10, "filterName": "missing"}
+        assert api.call("/recommendations", filtered)[0] == 400  # not from the list: refused
+        _, text = api.call("/metrics")
+    assert served == stored.items[:10]  # the precomputed list, as stored
+    explored = [n for n in range(10) if n in stored.explored]
+    assert [n for n, reason in enumerate(reasons) if reason] == explored
+    assert all(reason == ["Exploration"] for reason in reasons if reason)
+    assert top not in after  # the stale list still holds it; ranking excludes what was seen
+    assert 'streamrec_api_recommendations_total{source="precomputed"} 1.0' in text
+    assert 'streamrec_api_recommendations_total{source="ranked"} 1.0' in text
+
+
+def test_a_list_under_other_terms_is_not_the_answer(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(trained))
+    events = Events(settings)
+    lists = RecommendationLists(redis_db, Keys(settings.dataset_group), 3600)
+    fay = Subject("u", "fay")
+    events.send("s-fay", ["i5"], user="fay")
+    assert lists.read(fay) is not None
+    with serving(settings, exploration_weight=0.0) as api:  # the lists explore with 0.3
+        answer = api.ok("/recommendations", {"userId": "fay", "numResults": 10})
+        _, text = api.call("/metrics")
+    assert not any("reason" in entry for entry in answer["itemList"])  # weight 0: no explored
+    assert 'streamrec_api_recommendations_total{source="ranked"} 1.0' in text
+    assert 'source="precomputed"' not in text
 
 
 def test_metrics_count_requests_by_route_and_status(

@@ -40,6 +40,7 @@ import http.client
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -375,9 +376,29 @@ def measure_api(
         url = f"http://127.0.0.1:{port}/recommendations"
         filtered = {"filterName": FILTER_NAME, "filterValues": FILTER_VALUES}
         first_filtered = filtered_warm_up(port, filtered)
+        before = answer_sources(port)
         plain = run_load("http", url, settings.dataset_group, users, rate, seconds, {})
+        between = answer_sources(port)
         with_filter = run_load("http", url, settings.dataset_group, users, rate, seconds, filtered)
+        after = answer_sources(port)
+    plain["sources"] = {k: between[k] - before.get(k, 0) for k in between}
+    with_filter["sources"] = {k: after[k] - between.get(k, 0) for k in after}
     return {"plain": plain, "filter": with_filter, "first_filtered": first_filtered}
+
+
+def answer_sources(port: int) -> dict[str, int]:
+    """GetRecommendations answered so far by source ("precomputed" list or "ranked"), from
+    the API's own Prometheus counter."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    pattern = r'^streamrec_api_recommendations_total\{source="(\w+)"\} ([0-9.e+]+)$'
+    found = re.findall(pattern, text, re.MULTILINE)
+    counts = {source: int(float(value)) for source, value in found}
+    return {source: counts.get(source, 0) for source in ("precomputed", "ranked")}
 
 
 def filtered_warm_up(port: int, filtered: dict[str, Any]) -> str:
@@ -713,6 +734,9 @@ def figures_of(
         "api_filter_p50_ms": filter_p50,
         "api_filter_p99_ms": filter_p99,
         "api_filter_errors": api["filter"]["errors"],
+        "api_answers_from_lists": api["plain"]["sources"]["precomputed"],
+        "api_answers_ranked": api["plain"]["sources"]["ranked"],
+        "api_filter_answers_ranked": api["filter"]["sources"]["ranked"],
         "api_max_lag_ms": max(api["plain"]["max_lag_ms"], api["filter"]["max_lag_ms"]),
         "freshness_p50_ms": fresh_p50,
         "freshness_p99_ms": fresh_p99 if fresh_p99 != float("inf") else None,
@@ -758,7 +782,8 @@ def print_table(figures: dict[str, Any], setup: dict[str, Any], args: argparse.N
             figures["api_p50_ms"],
             figures["api_p99_ms"],
             "< 20",
-            f"{figures['api_errors']} errors",
+            f"{figures['api_errors']} errors; {figures['api_answers_from_lists']} answered from "
+            f"the precomputed list, {figures['api_answers_ranked']} ranked",
         )
     )
     print(

@@ -34,7 +34,7 @@ from connector.exceptions import ModelNotFoundError
 from connector.ingest.records import ServedList
 from connector.keys import Keys, Subject
 from connector.model.history import HistoryEntry, history_digest, parse_member
-from connector.serving import ranking
+from connector.serving import from_list, ranking
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration, Ranked
@@ -134,18 +134,20 @@ class RecommendationService:
         """GetRecommendations: the best numResults items, with promoted items placed among
         them at random positions (in their own order), as Personalize places them.
 
-        A plain request (no filter, no promotion) whose subject has a precomputed list made
-        from its current history, by the current version, under the same exploration
-        settings, is answered with that list's first numResults items: the connector
-        already ranked them, the same way (recommend_many), so the API does not rank again."""
-        plain = request.filter is None and request.promotion is None
-        job = self._job(request.who, request.context, not plain, with_list=plain)
-        listed = self._from_list(job, request)
+        A request without a promotion whose subject has a precomputed list made from its
+        current history, by the current version, under the same exploration settings, is
+        answered from that list (serving/from_list.py): the connector already ranked it the
+        same way (recommend_many), so the API does not rank again."""
+        from_lists = request.promotion is None
+        with_user = request.filter is not None or request.promotion is not None
+        job = self._job(request.who, request.context, with_user, with_list=from_lists)
+        mask = self._mask(job, request.filter)
+        listed = self._from_list(job, request, mask) if from_lists else None
         if listed is not None:
             self._on_answer(ANSWERED_FROM_LIST)
             return self._store(self._with_metadata(listed, request.metadata_columns))
         promoted = self._promoted(job, request.promotion, request.num_results)
-        allowed = _minus(job.model, self._mask(job, request.filter), (e.item_id for e in promoted))
+        allowed = _minus(job.model, mask, (e.item_id for e in promoted))
         (top,) = recommend_many(
             job.model,
             [job.history],
@@ -210,10 +212,18 @@ class RecommendationService:
             _made_from(listed, members),
         )
 
-    def _from_list(self, job: _Job, request: RecommendationsRequest) -> list[ServedItem] | None:
-        """The answer from the subject's precomputed list, or None when that list is not
-        what ranking now would give (other terms, too short, or a request context that would
-        change a cold-start list)."""
+    def _stitched(self, session_id: str | None) -> str | None:
+        if session_id is None:
+            return None
+        linked = self._client.get(self._keys.session_user(session_id))
+        return _text(linked) if linked is not None else None
+
+    def _from_list(
+        self, job: _Job, request: RecommendationsRequest, mask: np.ndarray | None
+    ) -> list[ServedItem] | None:
+        """The answer from the subject's precomputed list under the request's filter `mask`
+        (None: no filter), or None when that list is not what ranking now would give: other
+        terms, too few entries, or a request context that would change a cold-start list."""
         listed = job.read.listed
         if listed is None or listed.terms is None or listed.version != job.model.version:
             return None
@@ -224,20 +234,33 @@ class RecommendationService:
             and terms.exploration_item_age_cut_off == self._exploration.item_age_cut_off_days
         )
         personal = any(entry.item in job.model.columns for entry in job.history)
-        if not same_terms or len(listed.items) < request.num_results:
-            return None
-        if request.context and not personal:
+        if not same_terms or (request.context and not personal):
             return None  # a user without known events is ranked by the context's popularity
-        return [
-            ServedItem(item, score, reason=EXPLORATION if n in listed.explored else None)
-            for n, (item, score) in enumerate(listed.items[: request.num_results])
-        ]
-
-    def _stitched(self, session_id: str | None) -> str | None:
-        if session_id is None:
+        columns = [job.model.columns.get(item) for item, _ in listed.items]
+        if None in columns:
             return None
-        linked = self._client.get(self._keys.session_user(session_id))
-        return _text(linked) if linked is not None else None
+        entries = from_list.ListEntries(
+            np.array([score for _, score in listed.items], np.float64),
+            np.array([n in listed.explored for n in range(len(columns))], bool),
+        )
+        if mask is None:
+            answer = from_list.first(entries, request.num_results)
+        else:
+            at = np.array(columns, np.int64)
+            share = _rest_share(job, mask, at)
+            weight = self._exploration.weight
+            answer = from_list.filtered(entries, request.num_results, weight, mask[at], share)
+        if answer is None:
+            return None
+        return [
+            ServedItem(listed.items[p][0], score, reason=EXPLORATION if explored else None)
+            for p, score, explored in zip(
+                answer.positions.tolist(),
+                answer.scores.tolist(),
+                answer.explored.tolist(),
+                strict=True,
+            )
+        ]
 
     def _mask(self, job: _Job, ref: FilterRef | None) -> np.ndarray | None:
         """The items `ref` allows, from the resolver, its errors turned into a 400."""
@@ -288,6 +311,20 @@ class RecommendationService:
         listed = ServedList([item.item_id for item in items], self._settings.api_attribution_source)
         self._served.put(served.recommendation_id, listed, self._settings.api_served_ttl_seconds)
         return served
+
+
+def _rest_share(job: _Job, mask: np.ndarray, listed: np.ndarray) -> float:
+    """The share of the items a list could have held but does not (every item but the
+    subject's seen ones and the listed ones) that the filter `mask` allows."""
+    model = job.model
+    seen = np.unique(
+        np.array([model.columns[e.item] for e in job.history if e.item in model.columns], np.int64)
+    )
+    others = len(model.model.items) - len(seen) - len(listed)
+    if others <= 0:
+        return 0.0
+    allowed = int(mask.sum()) - int(mask[seen].sum()) - int(mask[listed].sum())
+    return max(allowed, 0) / others
 
 
 def _made_from(raw: bytes | None, members: Sequence[bytes]) -> StoredList | None:

@@ -165,7 +165,7 @@ def rank(
         _mask(len(scores), explore) if unproven is None else unproven | _mask(len(scores), explore)
     )
     exploit = _top(np.where(barred, -np.inf, adjusted), count - len(explore))
-    columns, explored = _interleave(exploit, explore, count)
+    columns, explored = interleave(exploit, explore, count)
     probabilities = _softmax_at(adjusted, columns)
     return Ranked(columns, probabilities, explored)
 
@@ -223,7 +223,7 @@ def _explore(
     return _top(noisy, slots)
 
 
-def _interleave(
+def interleave(
     exploit: np.ndarray, explore: np.ndarray, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Explored items at evenly spaced positions among the exploited ones."""

@@ -465,6 +465,33 @@ def test_a_list_made_from_the_current_history_is_the_answer_and_a_stale_one_is_n
     assert 'streamrec_api_recommendations_total{source="ranked"} 1.0' in text
 
 
+def test_a_filtered_request_is_answered_from_the_allowed_entries_of_a_current_list(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(trained))
+    events = Events(settings.model_copy(update={"lists_exploration_weight": 0.0}))
+    events.send("s-gil", ["i3"], user="gil")
+    stored = RecommendationLists(redis_db, Keys(settings.dataset_group), 3600).read(
+        Subject("u", "gil")
+    )
+    assert stored is not None
+    odd = [item for item, _ in stored.items[0:6:2]]  # entries 0, 2 and 4
+    rows = {"items": [{"itemId": item, "properties": {"genres": "Odd"}} for item in odd]}
+    record = SourceRecord(settings.topics.items, 0, 0, b"k", json.dumps(rows).encode())
+    assert processors(settings).items.process([record]).dead == 0
+    open_filters(settings).create("no-odd", 'EXCLUDE ItemID WHERE Items.GENRES IN ("Odd")')
+    with serving(settings, exploration_weight=0.0) as api:
+        body = {"userId": "gil", "numResults": 5, "filterName": "no-odd"}
+        answer = api.ok("/recommendations", body)["itemList"]
+        _, text = api.call("/metrics")
+    kept = [(item, score) for item, score in stored.items if item not in odd][:5]
+    assert [entry["itemId"] for entry in answer] == [item for item, _ in kept]
+    ratios = [entry["score"] / score for entry, (_, score) in zip(answer, kept, strict=True)]
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-3)  # one renormalisation for all
+    assert ratios[0] > 1.0  # over fewer items than the unfiltered list's softmax
+    assert 'streamrec_api_recommendations_total{source="precomputed"} 1.0' in text
+
+
 def test_a_list_under_other_terms_is_not_the_answer(
     settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
 ) -> None:

@@ -323,7 +323,8 @@ def _rest_share(job: _Job, mask: np.ndarray, listed: np.ndarray) -> float:
     others = len(model.model.items) - len(seen) - len(listed)
     if others <= 0:
         return 0.0
-    allowed = int(mask.sum()) - int(mask[seen].sum()) - int(mask[listed].sum())
+    allowed = int(np.count_nonzero(mask)) - int(np.count_nonzero(mask[seen]))
+    allowed -= int(np.count_nonzero(mask[listed]))
     return max(allowed, 0) / others
 
 

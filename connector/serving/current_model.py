@@ -19,6 +19,7 @@ import numpy as np
 import redis
 
 from connector.exceptions import ModelNotFoundError
+from connector.memory import return_freed_memory
 from connector.model.artifacts import ModelArtifacts
 from connector.model.model import Model
 from connector.serving.item_index import ItemIndex
@@ -139,6 +140,8 @@ class ModelHolder:
         if previous is not None:
             for listener in self._listeners:
                 listener(loaded)
+            previous = None  # what only the old version used can now be handed back
+            return_freed_memory()
         return True
 
     def start(self) -> None:

@@ -19,6 +19,10 @@ the same rules and the same ranking.rank:
   the rest of the catalogue's share is estimated from a fixed uniform sample of
   TAIL_SAMPLE items (the items outside the candidates are the low-scoring tail, so the
   estimate moves the probabilities little).
+
+The users of a batch with a history and no filter are ranked together in 2-D operations
+(batched.py, the same rules); the others, and any the batch cannot rank as this path would
+(too few usable candidates, cold or exploitable items), one at a time here.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from connector.model.history import HistoryEntry
-from connector.serving import ranking
+from connector.serving import batched, ranking
 from connector.serving.current_model import ServingModel
 from connector.serving.item_index import ItemIndex, item_vectors
 from connector.serving.ranking import Exploration, Ranked
@@ -90,25 +94,29 @@ def recommend_indexed(
         raise ValueError(f"model version {served.version} is served without an item index")
     users = _users(served, index, histories, exclude_seen, context, allowed_for)
     k = count + CANDIDATE_MARGIN + max(len(u.seen) + len(u.shown) for u in users)
-    queries = [u.query for u in users if u.query is not None]
-    stacked = np.stack(queries) if queries else np.zeros((0, 1), np.float32)
-    found = index.search(stacked[:, :-1], k) if queries else (np.zeros(0), np.zeros(0))
-    rows = iter(zip(*found, strict=True))
-    shared = iter(_shared(served, stacked, count, exploration, rng))
+    queries = {n: u.query for n, u in enumerate(users) if u.query is not None}
+    queried = list(queries)
+    stacked = np.stack(list(queries.values())) if queries else np.zeros((0, 1), np.float32)
+    found = index.search(stacked[:, :-1], k) if queried else (np.zeros(0), np.zeros(0))
+    shared = _shared(served, stacked, count, exploration, rng)
+    fast = _batched(served, index, users, queried, found, shared, count, exploration, rng)
+    row_of = {n: row for row, n in enumerate(queried)}
     lists = []
-    for user in users:
-        first = _trim(*next(rows)) if user.query is not None else _popular(served, user, k)
-        candidates = _enough(served, index, user, first, count)
-        scored = next(shared) if user.query is not None else _Scored.of(served, user, exploration)
-        lists.append(_rank(served, user, candidates, count, exploration, rng, scored))
+    for n, user in enumerate(users):
+        ranked, row = fast.get(n), row_of.get(n)
+        if ranked is None:
+            first = _popular(served, user, k) if row is None else _trim(*(f[row] for f in found))
+            candidates = _enough(served, index, user, first, count)
+            scored = shared.row(row) if row is not None else _Scored.of(served, user, exploration)
+            ranked = _rank(served, user, candidates, count, exploration, rng, scored)
+        lists.append(ranked)
     return lists
 
 
 @dataclass(frozen=True)
 class _Scored:
     """One user's scores of the cold items exploration looks at (`window` of the cold
-    block) and of the tail sample: for a batch's users with a query they come from one
-    matrix product each, and the batch shares the window."""
+    block) and of the tail sample."""
 
     window: slice
     cold: np.ndarray
@@ -122,23 +130,82 @@ class _Scored:
         return cls(window, pool.scores(user, window), _sample(served).scores(user))
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """The batch's users with a query: their scores of one window of the cold block (the
+    batch shares it) and of the tail sample, one matrix product each."""
+
+    window: slice
+    cold: np.ndarray  # (users, window size); no columns without exploration
+    sample: np.ndarray  # (users, TAIL_SAMPLE)
+
+    def row(self, row: int) -> _Scored:
+        return _Scored(self.window, self.cold[row], self.sample[row])
+
+
 def _shared(
     served: ServingModel,
     queries: np.ndarray,
     count: int,
     exploration: Exploration,
     rng: np.random.Generator,
-) -> list[_Scored]:
+) -> _Shared:
     if not len(queries):
-        return []
+        return _Shared(slice(0, 0), np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32))
     sample = queries @ _sample(served).vectors.T
     if round(exploration.weight * count) <= 0:
-        empty = np.zeros(0, np.float32)
-        return [_Scored(slice(0, 0), empty, row) for row in sample]
+        return _Shared(slice(0, 0), np.zeros((len(queries), 0), np.float32), sample)
     pool = _cold_block(served, exploration)
     window = _window(len(pool.columns), rng)
-    cold = queries @ pool.vectors[window].T
-    return [_Scored(window, c, s) for c, s in zip(cold, sample, strict=True)]
+    return _Shared(window, queries @ pool.vectors[window].T, sample)
+
+
+def _batched(
+    served: ServingModel,
+    index: ItemIndex,
+    users: list[_User],
+    queried: list[int],
+    found: tuple[np.ndarray, np.ndarray],
+    shared: _Shared,
+    count: int,
+    exploration: Exploration,
+    rng: np.random.Generator,
+) -> dict[int, Ranked]:
+    """The lists of the users with a query and no filter, ranked together (batched.py);
+    a user it leaves out is ranked alone."""
+    rows = [row for row, n in enumerate(queried) if users[n].allowed is None]
+    if not rows:
+        return {}
+    chosen = [users[queried[row]] for row in rows]
+    items = len(served.model.items)
+    batch = batched.Batch(
+        items=items,
+        indexed=index.size,
+        candidates=found[1][rows],
+        scores=found[0][rows],
+        seen=batched.Pairs.of(items, [u.seen for u in chosen]),
+        shown=batched.Pairs.of(items, [u.shown for u in chosen], [u.times for u in chosen]),
+        sample=shared.sample[rows],
+    )
+    slots = round(exploration.weight * count)
+    window = _batch_window(served, exploration, shared, rows) if slots > 0 else None
+    ranked = batched.rank_batch(batch, window, count, slots, rng)
+    return {queried[row]: r for row, r in zip(rows, ranked, strict=True) if r is not None}
+
+
+def _batch_window(
+    served: ServingModel, exploration: Exploration, shared: _Shared, rows: list[int]
+) -> batched.Window:
+    pool = _cold_block(served, exploration)
+    window = shared.window
+    columns = pool.columns[window]
+    return batched.Window(
+        columns=columns,
+        positions=_cold_positions(served, exploration) - window.start,
+        scores=shared.cold[rows],
+        unproven=served.popularity[columns] <= 0,
+        sample_outside=~_in_window(served, exploration, _sample(served).columns, window),
+    )
 
 
 def _users(

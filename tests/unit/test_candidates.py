@@ -102,6 +102,22 @@ def test_the_index_alone_has_recall_on_random_queries() -> None:
     np.testing.assert_allclose(scores, exact, rtol=1e-4, atol=1e-4)  # true scores
 
 
+def test_where_biases_dominate_the_head_of_the_index_answers_exactly() -> None:
+    rng = np.random.default_rng(4)
+    embeddings = rng.normal(0, 0.05, (20_000, 16)).astype(np.float32)
+    bias = rng.normal(0, 1.0, 20_000).astype(np.float32)
+    index = ItemIndex(embeddings, bias, np.arange(20_000))
+    queries = rng.normal(0, 0.1, (30, 16)).astype(np.float32)
+    scores, columns = index.search(queries, 100)
+    exact = queries @ embeddings.T + bias
+    truth = np.argsort(-exact, axis=1)[:, :100]
+    assert (columns == truth).all()  # every query: the bound held, the answer is exact
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, truth, axis=1), rtol=1e-5)
+    far = rng.normal(0, 30.0, (5, 16)).astype(np.float32)  # the bound fails: the cells answer
+    _, found = index.search(np.vstack([queries[:3], far]), 100)
+    assert (found[:3] == truth[:3]).all() and (found[3:] >= 0).all()
+
+
 def test_exploration_semantics_hold_with_the_index(versions) -> None:
     _, indexed = versions
     cold = cold_items(indexed, Exploration())

@@ -104,6 +104,9 @@ def rank_batch(
     """Each row's top `count` items with `slots` explored ones (window None: no exploration),
     or None where the row must be ranked alone."""
     rows, k = batch.candidates.shape
+    width = len(window.columns) if window is not None else 0
+    if k + width < count or width < slots:
+        return [None] * rows  # too few items to fill a row: each is ranked alone
     found = batch.candidates >= 0
     seen = batch.seen.at(batch.candidates, batch.items) > 0
     times = batch.shown.at(batch.candidates, batch.items)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from connector.model.history import HistoryEntry
-from connector.serving import candidates
+from connector.serving import batched, candidates
 from connector.serving.current_model import ServingModel
 from connector.serving.ranking import Exploration, cold_items
 from connector.serving.recommend import recommend_many
@@ -120,3 +120,31 @@ def test_filtered_and_historyless_users_share_a_batch_with_batched_ones(
         assert a.columns.tolist() == b.columns.tolist()
         if n % 2:
             assert allowed[a.columns].all()
+
+
+def test_a_window_with_fewer_cold_items_than_slots_leaves_every_row_to_the_per_user_path() -> None:
+    rows, items = 3, 1000
+    columns = np.tile(np.arange(200, dtype=np.int64), (rows, 1))
+    none = [np.zeros(0, np.int64)] * rows
+    batch = batched.Batch(
+        items=items,
+        indexed=900,
+        candidates=columns,
+        scores=np.random.default_rng(0).normal(size=(rows, 200)).astype(np.float32),
+        seen=batched.Pairs.of(items, none),
+        shown=batched.Pairs.of(items, none, [np.zeros(0, np.float32)] * rows),
+        sample=np.zeros((rows, 16), np.float32),
+    )
+    cold = np.arange(900, 908, dtype=np.int64)  # 8 cold items, 30 exploration slots
+    positions = np.full(items, -1, np.int64)
+    positions[cold] = np.arange(8)
+    window = batched.Window(
+        columns=cold,
+        positions=positions,
+        scores=np.zeros((rows, 8), np.float32),
+        unproven=np.zeros(8, bool),
+        sample_outside=np.ones(16, bool),
+    )
+    rng = np.random.default_rng(0)
+    assert batched.rank_batch(batch, window, 100, 30, rng) == [None] * rows
+    assert all(r is not None for r in batched.rank_batch(batch, None, 100, 0, rng))

@@ -40,7 +40,8 @@ def handle(process: Callable[[list[SourceRecord]], BatchReport]) -> None:
     """Run the connector's batch handler over one batch to its end."""
 
     async def run() -> None:
-        await app._handler(process)(RECORDS)
+        handler = app._handler("g.events", process)
+        await handler.finish(await handler.prepare(RECORDS, None))
 
     asyncio.run(run())
 

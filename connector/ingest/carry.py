@@ -84,14 +84,13 @@ def kept_markers(events: Iterable[AcceptedEvent], window: int) -> frozenset[Mark
     """The markers of `events` that the apply's trim at the end of their batch keeps: those
     within `window` of their subject's newest event in the batch. (A login's merged markers
     and the per-subject bound can trim more in Redis: docs/guarantees.md says what follows.)"""
-    listed = list(events)
+    timed = [(event.subject.tag, event.row["TIMESTAMP"], event.markers) for event in events]
     newest: dict[str, int] = {}
-    for event in listed:
-        tag, ts = event.subject.tag, event.row["TIMESTAMP"]
+    for tag, ts, _ in timed:
         newest[tag] = max(ts, newest.get(tag, ts))
     return frozenset(
-        (event.subject.tag, marker)
-        for event in listed
-        if event.row["TIMESTAMP"] >= newest[event.subject.tag] - window
-        for marker in event.markers
+        (tag, marker)
+        for tag, ts, markers in timed
+        if ts >= newest[tag] - window
+        for marker in markers
     )

@@ -183,10 +183,10 @@ class EventProcessor:
         seen = set(carried.markers)
         for event, own in pairs:
             known = [next(flags) for _ in own]  # every probe's flag, in order
-            probed = {(tag, marker) for tag in own for marker in event.markers}
-            if not any(known) and not probed & seen:
+            probed = [(tag, marker) for tag in own for marker in event.markers]
+            if not any(known) and seen.isdisjoint(probed):
                 fresh.append(event)
-            seen |= {(event.subject.tag, marker) for marker in event.markers}
+            seen.update(probed[: len(event.markers)])  # the event's own (first tag's) markers
         return fresh, len(events) - len(fresh)
 
 

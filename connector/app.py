@@ -6,11 +6,13 @@ faust runs the consumer group, rebalancing, offset commits and the web pages; it
 (or what arrived within `connector_batch_seconds` of the first) to the handler of their topic
 instead of one message at a time, and marks them acknowledged only after the handler
 returned, so faust commits an offset only once that record's effects are durable. The
-handler processes a batch in a worker thread: the event loop (and aiokafka's fetcher thread)
+handler processes a batch in worker threads: the event loop (and aiokafka's fetcher thread)
 keep fetching while a batch waits on Redis and the broker; processing on the event loop left a
-standing backlog of about 1.4 s at 2,000 events/s (docs/performance.md). Redis calls time out
-(STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS) instead of hanging. Transient errors are retried with
-backoff; anything else crashes the worker for the orchestrator to restart.
+standing backlog of about 1.4 s at 2,000 events/s (docs/performance.md). The events handler
+is pipelined: it plans and pre-checks batch n+1 (`EventProcessor.prepare`) in one thread while
+batch n's append and Redis apply (`EventProcessor.finish`) wait in another. Redis calls time
+out (STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS) instead of hanging. Transient errors are retried
+with backoff; anything else crashes the worker for the orchestrator to restart.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import redis
@@ -30,7 +32,7 @@ from connector import observability
 from connector.batch_consumer import BatchApp, BatchHandler
 from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
 from connector.ingest.metadata import MetadataReport
-from connector.ingest.processor import BatchReport
+from connector.ingest.processor import BatchReport, EventProcessor
 from connector.ingest.records import SourceRecord
 from connector.readiness import Readiness, redis_ping
 from connector.settings import ConnectorSettings
@@ -45,6 +47,7 @@ TRANSIENT = (
 )
 _MAX_BACKOFF = 30.0
 Process = Callable[[list[SourceRecord]], BatchReport | MetadataReport]
+T = TypeVar("T")
 
 
 def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App:
@@ -67,9 +70,9 @@ def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App
         store="memory://",
     )
     topics = settings.topics
-    app.batch_topic(topics.events, _handler(processors.events.process))
-    app.batch_topic(topics.items, _handler(processors.items.process))
-    app.batch_topic(topics.users, _handler(processors.users.process))
+    app.batch_topic(topics.events, _events_handler(topics.events, processors.events))
+    app.batch_topic(topics.items, _handler(topics.items, processors.items.process))
+    app.batch_topic(topics.users, _handler(topics.users, processors.users.process))
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -108,25 +111,49 @@ def _readiness_page(app: faust.App, settings: ConnectorSettings) -> None:
         return web.json(verdict.body, status=verdict.status)
 
 
-def _handler(process: Process) -> BatchHandler:
-    """The batch handler that runs `process`, retrying transient failures with capped
-    exponential backoff."""
+def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
+    """Event batches, pipelined: a batch is prepared (given the batch still finishing, whose
+    markers and stitches it takes as recorded) while the batch before finishes."""
 
-    async def handle(records: list[SourceRecord]) -> None:
-        delay = 0.5
-        while True:
-            started = time.perf_counter()
-            try:
-                report = await asyncio.to_thread(process, records)
-            except TRANSIENT as exc:
-                log.warning("batch failed, retrying", extra={"error": str(exc), "retry_in": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-                continue
-            observability.observe(records[0].topic, report, time.perf_counter() - started)
-            return
+    async def prepare(records: list[SourceRecord], in_flight: Any) -> Any:
+        before = in_flight[0] if in_flight is not None else None
+        return await _retrying(processor.prepare, records, before)  # (prepared, seconds)
 
-    return handle
+    async def finish(timed: Any) -> None:
+        prepared, preparing = timed
+        report, seconds = await _retrying(processor.finish, prepared)
+        observability.observe(topic, report, preparing + seconds)
+
+    return BatchHandler(prepare, finish)
+
+
+def _handler(topic: str, process: Process) -> BatchHandler:
+    """Batches of `process`, which has nothing to prepare ahead (metadata upserts)."""
+
+    async def prepare(records: list[SourceRecord], in_flight: Any) -> Any:
+        return records
+
+    async def finish(records: Any) -> None:
+        report, seconds = await _retrying(process, records)
+        observability.observe(topic, report, seconds)
+
+    return BatchHandler(prepare, finish)
+
+
+async def _retrying(work: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """`work(*args)` in a worker thread, retried with capped exponential backoff while it
+    fails transiently; its result and how long the attempt that succeeded took."""
+    delay = 0.5
+    while True:
+        started = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(work, *args)
+        except TRANSIENT as exc:
+            log.warning("batch failed, retrying", extra={"error": str(exc), "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
+            continue
+        return result, time.perf_counter() - started
 
 
 def _credentials(settings: ConnectorSettings) -> Any:

@@ -11,9 +11,15 @@ control, the read-offset and gap bookkeeping, the acked-offset lists its commit 
 from) and replaces only the per-message delivery, for the topics that have a batch handler.
 Records of any other topic still go through faust's own per-message path.
 
-Acknowledgement is the same contract faust's acks give: a batch's offsets join faust's acked
-lists only after its handler returned, and `wait_empty` (which a rebalance and a shutdown
-await before their final commit) also waits for the batch in flight.
+Batches are pipelined: while batch n finishes (its dataset append and Redis apply, mostly
+waiting on the broker and Redis), the next fetch is filled and batch n+1 prepared (planned and
+pre-checked, Python's CPU work), given batch n's prepared value so it can take n's markers and
+stitches as recorded. Only one batch finishes at a time, in fetch order, so offsets are
+acknowledged in order. Acknowledgement is the same contract faust's acks give: a batch's
+offsets join faust's acked lists only after its `finish` returned, and `wait_empty` (which a
+rebalance and a shutdown await before their final commit) also waits for the batch
+finishing. A batch prepared while a rebalance began is dropped unfinished: the rebalance seeks
+every partition back to its committed offset, so it is fetched and prepared again.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import faust
@@ -31,8 +38,29 @@ from mode.utils.futures import notify
 
 from connector.ingest.records import SourceRecord
 
-BatchHandler = Callable[[list[SourceRecord]], Awaitable[None]]
 _IDLE_FETCH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class BatchHandler:
+    """How a topic's batches are processed, in two steps.
+
+    `prepare(records, in_flight)` may run while the batch before is still finishing, and is
+    then given that batch's prepared value (else None); it must not write what a replay could
+    not repeat. `finish(prepared)` runs for one batch at a time, in fetch order; the batch is
+    acknowledged once it returned. Both retry transient errors themselves."""
+
+    prepare: Callable[[list[SourceRecord], Any], Awaitable[Any]]
+    finish: Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Finishing:
+    """The batch whose `finish` runs: its topic, prepared value and task."""
+
+    topic: str
+    prepared: Any
+    task: asyncio.Future[None]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -43,12 +71,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._batch_done = asyncio.Event()
         self._batch_done.set()
         self._batch_generation: int | None = None
+        self._finishing: _Finishing | None = None
 
     async def _drain_messages(self, fetcher: Any) -> None:  # faust's fetcher service
-        """The fetch loop faust runs in its Fetcher service: fetch, deliver, repeat."""
+        """The fetch loop faust runs in its Fetcher service: fetch, deliver, repeat (the
+        batch before still finishing meanwhile)."""
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 records = await self._fill(self._batch_limits())
+                if self._finishing is not None and self._finishing.task.done():
+                    await self._settle()  # raises now what finishing that batch raised
                 if records and not self.should_stop:
                     await self._deliver(records)
                 await self.sleep(0)
@@ -91,9 +123,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return batch
 
     async def _deliver(self, records: Mapping[TP, list[Any]]) -> None:
-        """Hand each topic's records to its handler, then acknowledge them."""
+        """Prepare each topic's records, then start finishing them once the batch before
+        has finished; they are acknowledged when their finish returns."""
         app: BatchApp = self.app  # type: ignore[assignment]
-        if app.consumer_generation_id != self._batch_generation or not self.flow_active:
+        generation = self._batch_generation
+        if not self._current(generation):
             return  # a rebalance began after the last fetch: its seek brings these again
         by_topic: dict[str, list[tuple[TP, Any]]] = {}
         for tp, tp_records in records.items():
@@ -102,15 +136,54 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for topic, pairs in by_topic.items():
             handler = app.batch_handlers.get(topic)
             if handler is None:
+                await self._settle()
                 await self._deliver_one_by_one(pairs)
                 continue
-            self._batch_done.clear()
-            try:
-                await handler([_source(record) for _, record in pairs])
-                self._acknowledge(pairs)
-            finally:
-                self._batch_done.set()
-                notify(self._waiting_for_ack)
+            sources = [_source(record) for _, record in pairs]
+            prepared = await handler.prepare(sources, self._in_flight(topic))
+            await self._settle()
+            if not self._current(generation):
+                return  # a rebalance began while preparing: its seek brings these again
+            self._start_finish(topic, handler, prepared, pairs)
+
+    def _current(self, generation: int | None) -> bool:
+        """Whether records fetched in `generation` may still be processed."""
+        app = self.app
+        current = app.consumer_generation_id == generation
+        return current and self.flow_active and not self.should_stop
+
+    def _in_flight(self, topic: str) -> Any:
+        """The prepared value of the topic's batch still finishing, if one is."""
+        finishing = self._finishing
+        if finishing is None or finishing.topic != topic or finishing.task.done():
+            return None
+        return finishing.prepared
+
+    def _start_finish(
+        self, topic: str, handler: BatchHandler, prepared: Any, pairs: list[tuple[TP, Any]]
+    ) -> None:
+        self._batch_done.clear()
+        task = asyncio.ensure_future(self._finish(handler, prepared, pairs))
+        self._finishing = _Finishing(topic, prepared, task)
+
+    async def _finish(
+        self, handler: BatchHandler, prepared: Any, pairs: list[tuple[TP, Any]]
+    ) -> None:
+        try:
+            await handler.finish(prepared)
+            self._acknowledge(pairs)
+        finally:
+            self._batch_done.set()
+            notify(self._waiting_for_ack)
+
+    async def _settle(self) -> None:
+        """Wait for the batch finishing, if any, and raise what it raised. Shielded: the
+        fetch loop being cancelled does not cancel a finish, which still acknowledges."""
+        finishing = self._finishing
+        if finishing is None:
+            return
+        await asyncio.shield(finishing.task)
+        self._finishing = None
 
     async def _fresh(self, tp: TP, records: list[Any]) -> list[Any]:
         """The records not read before, noting offset gaps (compaction, transaction markers)
@@ -153,10 +226,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
             )
 
     async def wait_empty(self) -> None:
-        """Before a rebalance commits, the batch in flight finishes first, so its offsets are
-        committed by this replica. A stopping consumer does not wait: the batch stays
-        unacknowledged and the partition's next owner replays it (the ingest path makes a
-        replay safe), so a shutdown is not held up by a batch retrying against a dead Redis."""
+        """Before a rebalance commits, the batch finishing finishes first, so its offsets are
+        committed by this replica (a batch only prepared is dropped, see `_deliver`). A
+        stopping consumer does not wait: the batch stays unacknowledged and the partition's
+        next owner replays it (the ingest path makes a replay safe), so a shutdown is not held
+        up by a batch retrying against a dead Redis."""
         while not self._batch_done.is_set() and not self.should_stop:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_done.wait(), _IDLE_FETCH_SECONDS)

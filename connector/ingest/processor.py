@@ -10,6 +10,11 @@ makes a crash at any point safe to replay.
 Offsets are committed by the caller only after this returns. A crash before 4 replays the
 batch: 3 may append an event twice (the header marker lets readers drop it), 4 applies it
 once. A crash after 4 replays nothing into Redis: 2 finds every marker.
+
+Steps 1-2 (`prepare`) and 3-5 (`finish`) are separate so the connector can prepare batch
+n+1 while batch n waits for the broker and Redis. Batch n's markers and stitches may not be
+in Redis yet then, so `prepare` is given batch n (`in_flight`) and treats its markers as
+recorded and its stitches as linked, as Redis will once n is applied.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from dataclasses import dataclass, field
 
 from connector import wire
 from connector.exceptions import InvalidEventError, SchemaNotFoundError
+from connector.ingest import carry
 from connector.ingest import plan as planner
+from connector.ingest.carry import Carried, Carry
 from connector.ingest.records import AcceptedEvent, BatchPlan, DeadLetter, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.ingest.writer import DatasetWriter
@@ -44,6 +51,19 @@ class BatchReport:
     lists_refreshed: int = 0
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch planned and pre-checked (steps 1-2), ready for its append and Redis apply;
+    `carried` is what a batch prepared while this one is in flight takes as recorded."""
+
+    records: list[SourceRecord]
+    schema: RegisteredSchema
+    plan: BatchPlan
+    fresh: list[AcceptedEvent]
+    repeated: int
+    carried: Carried
+
+
 class EventProcessor:
     """Processes batches of one dataset group's event records."""
 
@@ -66,33 +86,53 @@ class EventProcessor:
         self._lists = lists
 
     def process(self, records: list[SourceRecord]) -> BatchReport:
-        """Steps 1-4 above for `records`; raises on transient errors so the caller retries."""
+        """Steps 1-5 above for `records`; raises on transient errors so the caller retries."""
+        return self.finish(self.prepare(records))
+
+    def prepare(
+        self, records: list[SourceRecord], in_flight: PreparedBatch | None = None
+    ) -> PreparedBatch:
+        """Steps 1-2, as if `in_flight` (the batch before, prepared but perhaps not yet
+        applied) were already in Redis; no write but the event-type admission."""
         schema = self._registry.current(self._group, "interactions")
         spec = _spec(schema)
-        plan = self._plan(records, spec)
+        previous = in_flight.carried if in_flight is not None else None
+        plan, before = self._plan(records, spec, previous)
         plan.dead.extend(self._over_budget(plan, spec))
-        fresh, repeated = self._fresh(plan.accepted)
+        fresh, repeated = self._fresh(plan.accepted, before)
+        window = self._store.policy.dedup_window_seconds
+        carried = Carried.of(fresh, plan.stitches, window)
+        return PreparedBatch(records, schema, plan, fresh, repeated, carried)
+
+    def finish(self, prepared: PreparedBatch) -> BatchReport:
+        """Steps 3-5 of a prepared batch; raises on transient errors so the caller retries
+        (the same prepared batch: a batch prepared after it counted on its markers)."""
+        plan, schema, fresh = prepared.plan, prepared.schema, prepared.fresh
         self._writer.write(fresh, plan.dead, schema.id, schema.parsed)
         applied = self._store.apply(fresh, plan.stitches)
         refreshed = self._lists.refresh(_touched(plan)) if self._lists is not None else 0
         return BatchReport(
-            records=len(records),
+            records=len(prepared.records),
             appended=len(fresh),
             dead=len(plan.dead),
-            duplicates=repeated + applied.duplicates,
+            duplicates=prepared.repeated + applied.duplicates,
             stitched=applied.stitched,
             counted=[(event.event_type, event.attribution) for event in applied.applied],
             lists_refreshed=refreshed,
         )
 
-    def _plan(self, records: list[SourceRecord], schema: DatasetSchema) -> BatchPlan:
+    def _plan(
+        self, records: list[SourceRecord], schema: DatasetSchema, previous: Carried | None
+    ) -> tuple[BatchPlan, Carry]:
         tracker = self._trackers.of_group(self._group)
         context = planner.PlanContext(tracker.tracking_id if tracker else None, schema, self.decode)
         plan = BatchPlan()
         envelopes = planner.open_envelopes(records, context, plan)
         served = self._served.get_many(planner.recommendation_ids(envelopes))
-        links = self._store.links(planner.anonymous_sessions(envelopes))
-        return planner.plan_events(envelopes, context, served, links, plan)
+        anonymous = planner.anonymous_sessions(envelopes)
+        stored = self._store.links(carry.sessions_to_look_up(anonymous, previous))
+        links, carried = carry.resolve(anonymous, stored, previous)
+        return planner.plan_events(envelopes, context, served, links, plan), carried
 
     def decode(self, raw: bytes) -> dict[str, object]:
         """A PutEvents record from JSON, or from Avro in the Confluent wire format."""
@@ -129,16 +169,24 @@ class EventProcessor:
             for event in refused
         ]
 
-    def _fresh(self, events: list[AcceptedEvent]) -> tuple[list[AcceptedEvent], int]:
-        """Events not seen before, in Redis or earlier in this batch; and how many were."""
-        known = self._store.known(events)
+    def _fresh(
+        self, events: list[AcceptedEvent], carried: Carry
+    ) -> tuple[list[AcceptedEvent], int]:
+        """Events not seen before (in Redis, in the batch in flight, or earlier in this
+        batch); and how many were. An event of a user the batch in flight merges a session
+        into is also checked against that session's markers."""
+        tags = [carried.tags(event.subject) for event in events]
+        pairs = list(zip(events, tags, strict=True))
+        probes = [(tag, event.markers) for event, own in pairs for tag in own]
+        flags = iter(self._store.known(probes))
         fresh: list[AcceptedEvent] = []
-        batch_markers: set[tuple[str, str]] = set()
-        for event, is_known in zip(events, known, strict=True):
-            markers = {(event.subject.tag, marker) for marker in event.markers}
-            if not is_known and not markers & batch_markers:
+        seen = set(carried.markers)
+        for event, own in pairs:
+            known = [next(flags) for _ in own]  # every probe's flag, in order
+            probed = [(tag, marker) for tag in own for marker in event.markers]
+            if not any(known) and seen.isdisjoint(probed):
                 fresh.append(event)
-            batch_markers |= markers
+            seen.update(probed[: len(event.markers)])  # the event's own (first tag's) markers
         return fresh, len(events) - len(fresh)
 
 

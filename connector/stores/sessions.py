@@ -70,17 +70,23 @@ class SessionStore:
         self._admit_types = client.register_script(_ADMIT_TYPES)
         self._layout = _layout(keys)
 
+    @property
+    def policy(self) -> HistoryPolicy:
+        """The bounds the apply script trims to."""
+        return self._policy
+
     def links(self, sessions: set[str]) -> dict[str, str]:
         """Anonymous sessions already stitched to a user, and that user."""
         ordered = sorted(sessions)
         values = self._client.mget([self._keys.session_user(s) for s in ordered]) if ordered else []
         return {s: _text(v) for s, v in zip(ordered, values, strict=True) if v is not None}
 
-    def known(self, events: list[AcceptedEvent]) -> list[bool]:
-        """For each event, whether one of its markers is already recorded (a duplicate)."""
-        if not events:
+    def known(self, probes: list[tuple[str, tuple[str, ...]]]) -> list[bool]:
+        """For each (subject hash tag, markers), whether one of the markers is already
+        recorded for that subject (a duplicate)."""
+        if not probes:
             return []
-        ops = [{"tag": event.subject.tag, "markers": event.markers} for event in events]
+        ops = [{"tag": tag, "markers": markers} for tag, markers in probes]
         flags = self._known(args=[orjson.dumps({**self._layout, "events": ops})])
         return [flag == "1" for flag in _text(flags)]
 

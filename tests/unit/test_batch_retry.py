@@ -40,7 +40,8 @@ def handle(process: Callable[[list[SourceRecord]], BatchReport]) -> None:
     """Run the connector's batch handler over one batch to its end."""
 
     async def run() -> None:
-        await app._handler(process)(RECORDS)
+        handler = app._handler("g.events", process)
+        await handler.finish(await handler.prepare(RECORDS, None))
 
     asyncio.run(run())
 
@@ -76,3 +77,47 @@ def test_any_other_error_is_not_retried(waits: list[float]) -> None:
     with pytest.raises(ValueError, match="a bug"):
         handle(process)
     assert (waits, len(calls)) == ([], 1)
+
+
+class FlakyEvents:
+    """An event processor whose prepare and finish each fail transiently, then succeed."""
+
+    def __init__(self, prepare_failures: int, finish_failures: int) -> None:
+        self.failures = {"prepare": prepare_failures, "finish": finish_failures}
+        self.calls: list[tuple[str, object]] = []
+
+    def _attempt(self, step: str, argument: object) -> None:
+        self.calls.append((step, argument))
+        if self.failures[step]:
+            self.failures[step] -= 1
+            raise RedisUnavailableError("Redis does not answer")
+
+    def prepare(self, records: list[SourceRecord], in_flight: object) -> str:
+        self._attempt("prepare", in_flight)
+        return f"prepared {len(records)}"
+
+    def finish(self, prepared: str) -> BatchReport:
+        self._attempt("finish", prepared)
+        return BatchReport(records=1, appended=1, dead=0, duplicates=0, stitched=0)
+
+
+def test_the_events_handler_retries_each_step_with_the_batch_as_prepared(
+    waits: list[float],
+) -> None:
+    """The pipelined handler retries preparing and finishing alike; a finish is retried with
+    the batch as prepared, and the next batch is prepared given the one before it."""
+    events = FlakyEvents(prepare_failures=2, finish_failures=3)
+    handler = app._events_handler("g.events", events)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        first = await handler.prepare(RECORDS, None)
+        await handler.finish(first)
+        await handler.prepare(RECORDS, first)
+
+    asyncio.run(run())
+    assert waits == [0.5, 1.0, 0.5, 1.0, 2.0]
+    assert events.calls == [
+        *[("prepare", None)] * 3,
+        *[("finish", "prepared 1")] * 4,
+        ("prepare", "prepared 1"),
+    ]

@@ -34,10 +34,10 @@ class Hyperparameters:
     epochs: int = 20  # at most; see max_positions
     max_positions: int = 5_000_000  # fewer epochs on big data: about this many predictions
     batch_size: int = 64  # windows per step
-    learning_rate: float = 0.003  # Adam's step size (in the first epoch, when it decays)
-    learning_rate_schedule: str = "constant"  # or "linear": down to 1/epochs of it at the end
+    learning_rate: float = 0.006  # Adam's step size (in the first epoch, when it decays)
+    learning_rate_schedule: str = "linear"  # down to 1/epochs of it at the end; or "constant"
     dropout: float = 0.4  # of the GRU's inputs, in training
-    item_weight_decay: float = 0.0  # decoupled (AdamW) decay of the item embeddings a step moves
+    item_weight_decay: float = 0.3  # decoupled (AdamW) decay of the item embeddings a step moves
     sampled_candidates: int = 2048  # softmax over all items when there are fewer
 
     def __post_init__(self) -> None:

@@ -84,7 +84,11 @@ def measure(
         result.ndcg10.append(metrics["ndcg@10"])
         result.hr10.append(metrics["hr@10"])
         if len(seeds) > 1:
-            print(f"  {name} seed {seed}: NDCG@10 {metrics['ndcg@10']:.4f}", flush=True)
+            print(
+                f"  {name} seed {seed}: NDCG@10 {metrics['ndcg@10']:.4f} "
+                f"HR@10 {metrics['hr@10']:.4f}",
+                flush=True,
+            )
     return result
 
 

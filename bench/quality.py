@@ -7,7 +7,7 @@ are averaged over users. Our model is trained `--seeds` times and averaged; the 
 deterministic, except ALS, which runs once with a fixed seed.
 
     pip install -e '.[bench]'     # implicit (for ALS) and scipy
-    python bench/quality.py [--seeds 3] [--models pop,itemknn,markov,als,streamrec]
+    python bench/quality.py [--seeds 3] [--first-seed 0] [--models pop,itemknn,markov,als,streamrec]
 
 The data comes from the recbole wheel (bench/movielens.py) and is cached under
 .streamrec/cache/datasets/. Prints one table; the last line is one JSON object
@@ -84,7 +84,11 @@ def measure(
         result.ndcg10.append(metrics["ndcg@10"])
         result.hr10.append(metrics["hr@10"])
         if len(seeds) > 1:
-            print(f"  {name} seed {seed}: NDCG@10 {metrics['ndcg@10']:.4f}", flush=True)
+            print(
+                f"  {name} seed {seed}: NDCG@10 {metrics['ndcg@10']:.4f} "
+                f"HR@10 {metrics['hr@10']:.4f}",
+                flush=True,
+            )
     return result
 
 
@@ -110,12 +114,14 @@ def summary(results: list[Result]) -> str:
     )
 
 
-def trainers(names: list[str], seeds: int) -> list[tuple[str, Trainer, list[int]]]:
+def trainers(
+    names: list[str], seeds: int, first_seed: int = 0
+) -> list[tuple[str, Trainer, list[int]]]:
     """(name, trainer, seeds to run) for every requested model that is available."""
     chosen = []
     for name in names:
         if name == "streamrec":
-            chosen.append((name, streamrec_trainer(), list(range(seeds))))
+            chosen.append((name, streamrec_trainer(), list(range(first_seed, first_seed + seeds))))
         else:  # deterministic, or (ALS) run once with a fixed seed
             chosen.append((name, baselines()[name], [BASELINE_SEED]))
     return chosen
@@ -124,6 +130,9 @@ def trainers(names: list[str], seeds: int) -> list[tuple[str, Trainer, list[int]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seeds", type=int, default=3, help="training runs of our model")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="our model's seeds start here (robustness)"
+    )
     parser.add_argument(
         "--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}"
     )
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = [
         measure(name, trainer, seeds, train, holdouts)
-        for name, trainer, seeds in trainers(args.models, args.seeds)
+        for name, trainer, seeds in trainers(args.models, args.seeds, args.first_seed)
     ]
     print(table(results))
     print(summary(results))

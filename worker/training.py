@@ -58,9 +58,10 @@ def train(
     data = data.compact()
     rng = np.random.default_rng(seed)
     weights = initial_params(data, hyper.hidden_dimension, rng)
-    optimiser = Adam(weights, hyper.learning_rate)
+    optimiser = Adam(weights, hyper.learning_rate, hyper.item_weight_decay)
     epochs = epoch_count(data, hyper)
     for epoch in range(epochs):
+        optimiser.decay = rate_factor(hyper.learning_rate_schedule, epoch, epochs)
         loss = _epoch(data, hyper, weights, optimiser, rng)
         if progress is not None:
             progress(epoch + 1, epochs, loss)
@@ -78,6 +79,13 @@ def epoch_count(data: Interactions, hyper: Hyperparameters) -> int:
     epoch and converge in fewer passes, and a FULL run must fit its time budget."""
     predictions = max(1, len(data) - len(data.users))
     return max(1, min(hyper.epochs, math.ceil(hyper.max_positions / predictions)))
+
+
+def rate_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """The learning rate's factor in `epoch` (from 0): 1 throughout for "constant"; for
+    "linear", 1 in the first epoch down to 1/epochs in the last, so the last epochs settle
+    the weights instead of moving them as much as the first did."""
+    return 1.0 - epoch / epochs if schedule == "linear" else 1.0
 
 
 def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) -> network.Params:
@@ -116,11 +124,16 @@ def _rows(name: str, grad: np.ndarray, item_rows: np.ndarray | None) -> np.ndarr
 
 
 class Adam:
-    """Adam with global-norm clipping and a guard that undoes a step gone non-finite."""
+    """Adam with global-norm clipping, decoupled weight decay of the item embeddings (AdamW)
+    and a guard that undoes a step gone non-finite."""
 
-    def __init__(self, params: network.Params, learning_rate: float) -> None:
+    def __init__(
+        self, params: network.Params, learning_rate: float, item_weight_decay: float = 0.0
+    ) -> None:
         self.params = params
         self.learning_rate = learning_rate
+        self.item_weight_decay = item_weight_decay
+        self.decay = 1.0  # factor on the learning rate, set per epoch by the schedule
         self.moments = {name: np.zeros_like(value) for name, value in params.items()}
         self.squares = {name: np.zeros_like(value) for name, value in params.items()}
         self.steps = 0
@@ -131,7 +144,7 @@ class Adam:
         finite; raise ModelFitError when that keeps happening. With `item_rows`, the item_*
         parameters are updated only in those rows (lazy Adam): with a sampled softmax the
         other rows have no gradient, and a dense update of a large catalog each step would
-        cost more than the step itself."""
+        cost more than the step itself; the weight decay, too, shrinks only those rows."""
         selected = {name: _rows(name, grad, item_rows) for name, grad in grads.items()}
         norm = math.sqrt(sum(float((g * g).sum()) for g in selected.values()))
         if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -140,6 +153,7 @@ class Adam:
         scale = min(1.0, CLIP_NORM / (norm + 1e-12))
         self.steps += 1
         correction = math.sqrt(1 - 0.999**self.steps) / (1 - 0.9**self.steps)
+        rate = self.learning_rate * self.decay
         for name, value in self.params.items():
             rows = item_rows if item_rows is not None and name.startswith("item_") else slice(None)
             grad = selected[name] * scale
@@ -148,7 +162,9 @@ class Adam:
                 0.999 * self.squares[name][rows] + 0.001 * grad * grad
             )
             update = moments / (np.sqrt(squares) + 1e-8)
-            value[rows] -= (self.learning_rate * correction * update).astype(value.dtype)
+            if name == "item_embeddings" and self.item_weight_decay:
+                value[rows] *= value.dtype.type(1.0 - rate * self.item_weight_decay)
+            value[rows] -= (rate * correction * update).astype(value.dtype)
 
     def _recover(self, loss: float) -> None:
         self.recoveries += 1

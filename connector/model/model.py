@@ -21,6 +21,7 @@ from connector.model.artifacts import ModelArtifacts
 from connector.model.history import ABSENT, HistoryEntry
 
 ARCHITECTURE = "gru"
+SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,10 @@ class Hyperparameters:
     epochs: int = 20  # at most; see max_positions
     max_positions: int = 5_000_000  # fewer epochs on big data: about this many predictions
     batch_size: int = 64  # windows per step
-    learning_rate: float = 0.003
-    dropout: float = 0.4
+    learning_rate: float = 0.006  # Adam's step size (in the first epoch, when it decays)
+    learning_rate_schedule: str = "linear"  # down to 1/epochs of it at the end; or "constant"
+    dropout: float = 0.4  # of the GRU's inputs, in training
+    item_weight_decay: float = 0.3  # decoupled (AdamW) decay of the item embeddings a step moves
     sampled_candidates: int = 2048  # softmax over all items when there are fewer
 
     def __post_init__(self) -> None:
@@ -42,6 +45,11 @@ class Hyperparameters:
             raise ValueError(f"hidden_dimension must be 32-256, got {self.hidden_dimension}")
         if not 2 <= self.bptt <= 32:
             raise ValueError(f"bptt must be 2-32, got {self.bptt}")
+        if self.learning_rate_schedule not in SCHEDULES:
+            raise ValueError(
+                f"learning_rate_schedule must be one of {SCHEDULES}, "
+                f"got {self.learning_rate_schedule!r}"
+            )
 
 
 @dataclass

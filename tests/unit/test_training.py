@@ -1,4 +1,5 @@
-"""Training policy: reproducible with a seed, lazy item updates, the NaN guard, windows."""
+"""Training policy: reproducible with a seed, lazy item updates, the learning-rate schedule,
+the item weight decay, the NaN guard, windows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from connector.model.model import Hyperparameters
 from worker.exceptions import ModelFitError
 from worker.interactions import from_rows
-from worker.training import Adam, make_windows, train
+from worker.training import Adam, make_windows, rate_factor, train
 
 
 def walks(users: int = 30, length: int = 12, items: int = 15) -> list[dict[str, object]]:
@@ -39,6 +40,36 @@ def test_lazy_adam_moves_only_the_given_item_rows() -> None:
     moved = (params["item_embeddings"] != 1).any(axis=1)
     assert moved.tolist() == [False, True, False, True, False]
     assert (params["gru_w"] != 1).all()
+
+
+def test_the_linear_schedule_falls_to_one_over_epochs_and_constant_stays() -> None:
+    assert [rate_factor("linear", epoch, 4) for epoch in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert {rate_factor("constant", epoch, 4) for epoch in range(4)} == {1.0}
+    with pytest.raises(ValueError, match="learning_rate_schedule"):
+        Hyperparameters(learning_rate_schedule="cosine")
+
+
+def test_the_decay_factor_scales_the_step() -> None:
+    full, half = ({"gru_w": np.zeros((2, 2), np.float64)} for _ in range(2))
+    grads = {"gru_w": np.full((2, 2), 0.3)}
+    Adam(full, 0.1).step(1.0, grads)
+    decayed = Adam(half, 0.1)
+    decayed.decay = 0.5
+    decayed.step(1.0, grads)
+    np.testing.assert_allclose(half["gru_w"], full["gru_w"] / 2)
+    assert (full["gru_w"] < 0).all()
+
+
+def test_weight_decay_shrinks_only_the_item_embeddings_a_step_moves() -> None:
+    params = {
+        "item_embeddings": np.ones((4, 2), np.float64),
+        "item_bias": np.ones(4, np.float64),
+        "gru_w": np.ones((2, 2), np.float64),
+    }
+    zero = {name: np.zeros_like(value) for name, value in params.items()}
+    Adam(params, 0.1, item_weight_decay=0.5).step(1.0, zero, item_rows=np.array([1, 2]))
+    np.testing.assert_allclose(params["item_embeddings"][:, 0], [1.0, 0.95, 0.95, 1.0])
+    assert (params["item_bias"] == 1).all() and (params["gru_w"] == 1).all()
 
 
 def test_a_non_finite_loss_is_skipped_then_training_gives_up() -> None:

@@ -61,7 +61,7 @@ class WorkerSettings(CommonSettings):
         20,
         ge=1,
         description="Most passes over the data in a FULL run (fewer on big data: about "
-        "5,000,000 predictions in all).",
+        "4,000,000 predictions in all).",
     )
     training_seed: int = Field(7, description="Seed of every random choice in training.")
     evaluation_users: int = Field(

@@ -32,7 +32,7 @@ class Hyperparameters:
     bptt: int = 32  # 2-32: events the state is computed over; BPTT window
     recency_mask: bool = True  # weight recent events more in training
     epochs: int = 20  # at most; see max_positions
-    max_positions: int = 5_000_000  # fewer epochs on big data: about this many predictions
+    max_positions: int = 4_000_000  # fewer epochs on big data: about this many predictions
     batch_size: int = 64  # windows per step
     learning_rate: float = 0.006  # Adam's step size (in the first epoch, when it decays)
     learning_rate_schedule: str = "linear"  # down to 1/epochs of it at the end; or "constant"

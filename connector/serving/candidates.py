@@ -225,7 +225,11 @@ def _users(
     users = []
     for n, history in enumerate(histories):
         query = query_of.get(n)
-        seen = _known(served, [e.item for e in history]) if exclude_seen else np.zeros(0, np.int64)
+        seen = (
+            known_columns(served, [e.item for e in history])
+            if exclude_seen
+            else np.zeros(0, np.int64)
+        )
         shown = ranking.ignored_shown(served, history)
         shown_columns = np.array(sorted(shown), np.int64)
         popular, order = (
@@ -245,7 +249,8 @@ def _users(
     return users
 
 
-def _known(served: ServingModel, items: Sequence[str]) -> np.ndarray:
+def known_columns(served: ServingModel, items: Sequence[str]) -> np.ndarray:
+    """The model columns of those of `items` the version knows, sorted, each once."""
     return np.unique(np.array([served.columns[i] for i in items if i in served.columns], np.int64))
 
 

@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,6 +57,7 @@ import numpy as np
 import orjson
 import redis
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -91,6 +93,7 @@ FILTER = (
 FILTER_VALUES = {"GENRES": '"drama","comedy","action"'}
 WARM_UP_SECONDS = 5.0  # freshness: sent at the full rate before probes are counted
 PATIENCE_SECONDS = 600.0  # freshness: how long after the last event a probe may still land
+WEB_PORTS: dict[int, int] = {}  # connector process id -> its /metrics port
 TARGETS = {"redis": 1.0, "api": 20.0, "freshness": 500.0}  # p99 targets of issue 5, ms
 
 
@@ -453,15 +456,29 @@ def _forget(settings: ConnectorSettings) -> None:
 
 
 class Probes:
-    """Probe events in flight and a thread that watches their users' lists in Redis."""
+    """Probe events in flight, and a thread that sees their users' lists being rewritten.
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    The thread learns of a rewrite from Redis keyspace notifications on the probe users'
+    list keys and then reads that one list, so it costs the measured system next to nothing
+    and times a rewrite to within a pub/sub delivery. (Polling every pending list every few
+    milliseconds, as it first did, read megabytes a second from Redis and took most of a
+    core of the benchmark process once probes queued up: CPU the connector needs.) Where
+    the server refuses CONFIG SET, it falls back to polling every 20 ms."""
+
+    POLL_SECONDS = 0.02  # the fallback's interval: the figure's resolution in that case
+
+    def __init__(self, client: redis.Redis, keys: Keys, users: Sequence[str]) -> None:
         self._client, self._keys = client, keys
         self._pending: dict[str, tuple[str, float, int]] = {}  # user -> (item, sent, sent ms)
         self._lock = threading.Lock()
         self.latencies: list[float] = []
         self.stale_rewrites = 0  # list rewritten after the produce but still holding the item
         self._stop = threading.Event()
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        self._user_of = {  # keyspace notification channel -> user
+            f"__keyspace@{db}__:{keys.recommendations(Subject('u', u))}".encode(): u for u in users
+        }
+        self._pubsub = _subscribed(client, list(self._user_of))
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def start(self) -> None:
@@ -471,15 +488,17 @@ class Probes:
         with self._lock:
             self._pending[user] = (item, time.perf_counter(), int(time.time() * 1000))
 
-    def wait(self, patience: float, child: subprocess.Popen[bytes]) -> int:
+    def wait(self, patience: float, children: Sequence[subprocess.Popen[bytes]]) -> int:
         """Wait up to `patience` s for every probe (while the connector runs); how many
         never showed."""
         deadline = time.monotonic() + patience
         while self.pending() and time.monotonic() < deadline:
-            check_alive(child)
+            check_alive(children)
             time.sleep(0.05)
         self._stop.set()
         self._thread.join(10)
+        if self._pubsub is not None:
+            self._pubsub.close()
         return self.pending()
 
     def pending(self) -> int:
@@ -488,13 +507,22 @@ class Probes:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                probes = list(self._pending.items())
-            if probes:
-                self._check(probes)
-            time.sleep(0.002)
+            if self._pubsub is None:
+                with self._lock:
+                    users = list(self._pending)
+                time.sleep(self.POLL_SECONDS)
+            else:
+                message = self._pubsub.get_message(timeout=0.1)
+                if message is None or message["type"] != "message":
+                    continue
+                users = [self._user_of[message["channel"]]]
+            self._check(users)
 
-    def _check(self, probes: list[tuple[str, tuple[str, float, int]]]) -> None:
+    def _check(self, users: list[str]) -> None:
+        with self._lock:
+            probes = [(user, self._pending[user]) for user in users if user in self._pending]
+        if not probes:
+            return
         pipe = self._client.pipeline(transaction=False)
         for user, _ in probes:
             pipe.get(self._keys.recommendations(Subject("u", user)))
@@ -514,17 +542,42 @@ class Probes:
                 self._pending.pop(user, None)
 
 
+def _subscribed(client: redis.Redis, channels: Sequence[bytes]) -> Any:
+    """A pub/sub connection subscribed to keyspace notification `channels`, or None when
+    the server does not let notifications be switched on."""
+    try:
+        flags = str(client.config_get("notify-keyspace-events").get("notify-keyspace-events"))
+        client.config_set("notify-keyspace-events", "".join(sorted(set(flags) | set("K$"))))
+    except redis.ResponseError:
+        return None
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    for start in range(0, len(channels), 1000):
+        pubsub.subscribe(*channels[start : start + 1000])
+    return pubsub
+
+
 @contextlib.contextmanager
-def running_connector(settings: ConnectorSettings) -> Iterator[subprocess.Popen[bytes]]:
-    """A `streamrec connector` process for the settings' group, its stderr kept in a file
-    so that a connector that dies is reported with its reason instead of waited for."""
+def running_connectors(
+    settings: ConnectorSettings, replicas: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`replicas` `streamrec connector` processes of the settings' group (one consumer
+    group: the event topic's partitions are shared out between them), each one's stderr
+    kept in a file so that a connector that dies is reported with its reason instead of
+    waited for."""
+    with contextlib.ExitStack() as stack:
+        children = [stack.enter_context(_running_connector(settings)) for _ in range(replicas)]
+        _wait_for_members(settings, replicas, children)
+        yield children
+
+
+@contextlib.contextmanager
+def _running_connector(settings: ConnectorSettings) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryFile() as errors:
+        env = connector_env(settings)
         child = subprocess.Popen(
-            ["streamrec", "connector"],
-            env=connector_env(settings),
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
+            ["streamrec", "connector"], env=env, stdout=subprocess.DEVNULL, stderr=errors
         )
+        WEB_PORTS[child.pid] = int(env["STREAMREC_CONNECTOR_WEB_PORT"])
         try:
             yield child
         finally:
@@ -538,10 +591,49 @@ def running_connector(settings: ConnectorSettings) -> Iterator[subprocess.Popen[
                 print(f"streamrec connector exited with {code}:\n{tail}", file=sys.stderr)
 
 
-def check_alive(child: subprocess.Popen[bytes]) -> None:
-    """Fail now if the connector process has exited."""
-    if child.poll() is not None:
-        raise RuntimeError(f"streamrec connector exited with {child.returncode}")
+def _wait_for_members(
+    settings: ConnectorSettings, replicas: int, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """Wait until the consumer group is stable with every replica holding partitions, so
+    that no rebalance falls inside a measurement."""
+    admin = AdminClient(settings.kafka_config())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        check_alive(children)
+        described = admin.describe_consumer_groups([settings.consumer_group])
+        group = described[settings.consumer_group].result(30)
+        holding = [m for m in group.members if m.assignment.topic_partitions]
+        if str(group.state).endswith("STABLE") and len(holding) == replicas:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the {replicas} connectors did not all get partitions within 300 s")
+
+
+def batch_stages(children: Sequence[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """Over every connector, from its /metrics so far: batches, records, and the seconds
+    of each event-batch stage summed (streamrec_batch_stage_seconds)."""
+    totals: dict[str, float] = {}
+    pattern = re.compile(
+        r"^(streamrec_batch_stage_seconds_sum|streamrec_batch_seconds_count|"
+        r'streamrec_records_total)\{?(?:stage|topic)?=?"?([^"}]*)"?\}? (\S+)$'
+    )
+    for child in children:
+        url = f"http://127.0.0.1:{WEB_PORTS[child.pid]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            for line in reply.read().decode().splitlines():
+                found = pattern.match(line)
+                if found:
+                    name, label, value = found.groups()
+                    key = label if name.endswith("_sum") else name.split("_")[-2]
+                    totals[key] = totals.get(key, 0.0) + float(value)
+    return totals
+
+
+def check_alive(children: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Fail now if a connector process has exited."""
+    for child in children:
+        if child.poll() is not None:
+            raise RuntimeError(f"streamrec connector exited with {child.returncode}")
 
 
 class Sender:
@@ -570,17 +662,20 @@ class Sender:
 
 
 def connector_ready(
-    settings: ConnectorSettings, sender: Sender, user: str, child: subprocess.Popen[bytes]
+    settings: ConnectorSettings,
+    sender: Sender,
+    user: str,
+    children: Sequence[subprocess.Popen[bytes]],
 ) -> float:
     """Seconds until a just-started connector has written `user`'s list after an event."""
     started = time.perf_counter()
     client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group)
-    watcher = Probes(client, keys)
+    watcher = Probes(client, keys, [user])
     watcher.start()
     watcher.sent(user, item_id(0))
     sender.send(user, item_id(0), "ready")
     sender.flush()
-    if watcher.wait(900, child) or not watcher.latencies:
+    if watcher.wait(900, children) or not watcher.latencies:
         raise TimeoutError("the connector did not write a list within 900 s")
     return time.perf_counter() - started
 
@@ -589,7 +684,7 @@ def measure_freshness(
     settings: ConnectorSettings,
     sender: Sender,
     args: argparse.Namespace,
-    child: subprocess.Popen[bytes],
+    children: Sequence[subprocess.Popen[bytes]],
 ) -> dict[str, Any]:
     """Produce-to-list-reflects-it latency of probe events at --event-rate events/s, sent to
     a running connector."""
@@ -606,7 +701,7 @@ def measure_freshness(
         u: orjson.loads(raw)["itemList"][0]["itemId"]
         for u, raw in zip(probe_users, pipe.execute(), strict=True)
     }
-    watcher = Probes(client, keys)
+    watcher = Probes(client, keys, probe_users)
     watcher.start()
     rng = random.Random(17)
     warm = int(rate * WARM_UP_SECONDS)
@@ -624,8 +719,8 @@ def measure_freshness(
             sender.send(traffic, item_id(rng.randrange(args.items)), f"t-{n}")
     sender.flush()
     produced_s = time.perf_counter() - start
-    check_alive(child)
-    missed = watcher.wait(PATIENCE_SECONDS, child)
+    check_alive(children)
+    missed = watcher.wait(PATIENCE_SECONDS, children)
     return {
         "latencies": watcher.latencies,
         "missed": missed,
@@ -646,6 +741,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="per load measurement")
     parser.add_argument("--event-rate", type=int, default=2_000)
     parser.add_argument("--freshness-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--connectors", type=int, default=1, help="connector replicas for the freshness phase"
+    )
     parser.add_argument("--sweep", default="10000,100000,1000000")
     parser.add_argument("--sweep-requests", type=int, default=200)
     args = parser.parse_args()
@@ -672,13 +770,17 @@ def measure(
     # The connector starts before the lists exist: one that starts with N active lists first
     # refreshes all of them (wiring.list_refresher), which is what "lists" below times.
     sender = Sender(settings)
-    with running_connector(settings) as child:
-        setup["ready_s"] = connector_ready(settings, sender, user_id(args.users), child)
+    with running_connectors(settings, args.connectors) as children:
+        setup["ready_s"] = connector_ready(settings, sender, user_id(args.users), children)
         print(f"connector wrote its first list {setup['ready_s']:.1f} s after start", flush=True)
         setup["lists_s"] = refresh_lists(settings, args.users)
         print(f"lists of {args.users:,} users in {setup['lists_s']:.1f} s", flush=True)
-        check_alive(child)
-        fresh = measure_freshness(settings, sender, args, child)
+        check_alive(children)
+        before = batch_stages(children)
+        fresh = measure_freshness(settings, sender, args, children)
+        after = batch_stages(children)
+        setup["batches"] = {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
+        print(f"freshness phase, connector batches: {setup['batches']}", flush=True)
     setup.update({k: fresh[k] for k in ("stale_rewrites", "achieved_rate")})
     print(f"freshness: p50/p99 {percentiles(fresh['latencies'])} ms", flush=True)
     open_filters(settings).create(FILTER_NAME, FILTER)

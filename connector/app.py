@@ -30,7 +30,11 @@ from prometheus_client import generate_latest
 
 from connector import observability
 from connector.batch_consumer import BatchApp, BatchHandler
-from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
+from connector.exceptions import (
+    KafkaUnavailableError,
+    ListRefreshUnavailableError,
+    RedisUnavailableError,
+)
 from connector.ingest.metadata import MetadataReport
 from connector.ingest.processor import BatchReport, EventProcessor
 from connector.ingest.records import SourceRecord
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 TRANSIENT = (
     KafkaUnavailableError,
     RedisUnavailableError,
+    ListRefreshUnavailableError,
     redis.ConnectionError,
     redis.TimeoutError,
 )
@@ -122,6 +127,7 @@ def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
     async def finish(timed: Any) -> None:
         prepared, preparing = timed
         report, seconds = await _retrying(processor.finish, prepared)
+        report.stages["prepare"] = preparing
         observability.observe(topic, report, preparing + seconds)
 
     return BatchHandler(prepare, finish)

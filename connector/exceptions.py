@@ -45,6 +45,11 @@ class RedisUnavailableError(StreamrecError, ConnectionError):
     """Redis refused the connection or the credentials; the message says which."""
 
 
+class ListRefreshUnavailableError(StreamrecError, ConnectionError):
+    """The connector's list refresh process died or did not answer in time (transient:
+    the batch is retried, with a new process)."""
+
+
 class DevServiceError(StreamrecError, RuntimeError):
     """A local development service (Kafka, Redis) could not be set up, started or stopped."""
 

@@ -38,6 +38,13 @@ EVENTS = Counter(
 BATCH_SECONDS = Histogram(
     "streamrec_batch_seconds", "Time to process one batch.", registry=REGISTRY
 )
+STAGE_SECONDS = Histogram(
+    "streamrec_batch_stage_seconds",
+    "Time one stage of an event batch took: prepare (plan and pre-check), append (to the "
+    "Interactions dataset), apply (to Redis), lists (refreshing the batch's lists).",
+    ["stage"],
+    registry=REGISTRY,
+)
 
 
 UPSERTED = Counter(
@@ -58,6 +65,8 @@ def observe(topic: str, report: BatchReport | MetadataReport, seconds: float) ->
         return
     APPENDED.inc(report.appended)
     DUPLICATES.inc(report.duplicates)
+    for stage, stage_seconds in report.stages.items():
+        STAGE_SECONDS.labels(stage).observe(stage_seconds)
     # One labelled increment per distinct (type, source), not per event: the label lookup
     # was 9% of the connector's GIL time in a py-spy profile of a 1-event/record backlog.
     for (event_type, source), count in collections.Counter(report.counted).items():

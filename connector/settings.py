@@ -229,6 +229,22 @@ class ConnectorSettings(CommonSettings):
         description="Keep a precomputed recommendation list per user, refreshed as events "
         "arrive and when a model version is published.",
     )
+    lists_refresh_processes: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Child processes of the connector that refresh the precomputed lists, "
+        "each batch's users split between them, on cores of their own beside ingest (a batch "
+        "is still acknowledged only once its lists are written); 0 refreshes them in the "
+        "connector's own process.",
+    )
+    lists_refresh_timeout_seconds: float = Field(
+        120.0,
+        gt=0.0,
+        description="How long a batch waits for the list refresh process (and, when it "
+        "starts, for it to load the model) before the batch fails and is retried with a new "
+        "process.",
+    )
     lists_size: int = Field(100, ge=1, le=500, description="Items in each precomputed list.")
     lists_history_events: int = Field(
         50, ge=1, description="Latest history events a precomputed list is computed from."

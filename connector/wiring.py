@@ -21,8 +21,9 @@ from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
 from connector.serving.item_index import single_threaded_numerics
-from connector.serving.list_refresh import ListPolicy, ListRefresher
+from connector.serving.list_refresh import ListPolicy, ListRefresher, RefreshesLists
 from connector.serving.ranking import Exploration
+from connector.serving.refresh_process import RefreshProcesses
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
@@ -121,13 +122,28 @@ def _event_processor(
             settings.topics.deadletter,
             settings.connector_append_timeout_seconds,
         ),
-        list_refresher(settings, client) if settings.lists_enabled else None,
+        _lists(settings, client),
     )
 
 
-def list_refresher(settings: ConnectorSettings, client: redis.Redis) -> ListRefresher:
+def _lists(settings: ConnectorSettings, client: redis.Redis) -> RefreshesLists | None:
+    """What keeps the batch's lists fresh: child processes by default
+    (serving/refresh_process.py says why), this process when so configured, or nothing."""
+    if not settings.lists_enabled:
+        return None
+    if settings.lists_refresh_processes:
+        _lists_filters(settings, client, Keys(settings.dataset_group))  # fails now, not there
+        timeout = settings.lists_refresh_timeout_seconds
+        return RefreshProcesses(settings, settings.lists_refresh_processes, timeout, timeout)
+    return list_refresher(settings, client)
+
+
+def list_refresher(
+    settings: ConnectorSettings, client: redis.Redis, refresh_on_new_version: bool = True
+) -> ListRefresher:
     """Precomputed lists kept fresh with the served model, which follows new versions; a
-    new version also refreshes every active user's list, in a background thread."""
+    new version also refreshes every active user's list, in a background thread (unless
+    another refresher of the same process tree does that)."""
     keys = Keys(settings.dataset_group)
     single_threaded_numerics()
     holder = ModelHolder(ModelStore(client, keys), index_min_items=settings.serving_index_min_items)
@@ -143,7 +159,8 @@ def list_refresher(settings: ConnectorSettings, client: redis.Redis) -> ListRefr
     refresher = ListRefresher(
         client, keys, holder, lists, policy, _lists_filters(settings, client, keys)
     )
-    holder.on_change(lambda _: _in_background(refresher.refresh_active))
+    if refresh_on_new_version:
+        holder.on_change(lambda _: _in_background(refresher.refresh_active))
     holder.start()
     return refresher
 

@@ -19,6 +19,7 @@ recorded and its stitches as linked, as Redis will once n is applied.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from connector import wire
@@ -32,7 +33,7 @@ from connector.ingest.writer import DatasetWriter
 from connector.keys import Subject
 from connector.registry.registry import ENVELOPE, RegisteredSchema, SchemaRegistry
 from connector.registry.rules import DatasetSchema
-from connector.serving.list_refresh import ListRefresher
+from connector.serving.list_refresh import RefreshesLists
 from connector.stores.served import ServedLists
 from connector.stores.sessions import SessionStore
 from connector.trackers import TrackerStore
@@ -49,6 +50,7 @@ class BatchReport:
     stitched: int
     counted: list[tuple[str, str]] = field(default_factory=list)  # (event type, source)
     lists_refreshed: int = 0
+    stages: dict[str, float] = field(default_factory=dict)  # finish's stages, seconds each
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class EventProcessor:
         store: SessionStore,
         served: ServedLists,
         writer: DatasetWriter,
-        lists: ListRefresher | None = None,
+        lists: RefreshesLists | None = None,
     ) -> None:
         self._group = group
         self._registry = registry
@@ -108,9 +110,17 @@ class EventProcessor:
         """Steps 3-5 of a prepared batch; raises on transient errors so the caller retries
         (the same prepared batch: a batch prepared after it counted on its markers)."""
         plan, schema, fresh = prepared.plan, prepared.schema, prepared.fresh
+        started = time.perf_counter()
         self._writer.write(fresh, plan.dead, schema.id, schema.parsed)
+        appended = time.perf_counter()
         applied = self._store.apply(fresh, plan.stitches)
+        recorded = time.perf_counter()
         refreshed = self._lists.refresh(_touched(plan)) if self._lists is not None else 0
+        stages = {
+            "append": appended - started,
+            "apply": recorded - appended,
+            "lists": time.perf_counter() - recorded,
+        }
         return BatchReport(
             records=len(prepared.records),
             appended=len(fresh),
@@ -119,6 +129,7 @@ class EventProcessor:
             stitched=applied.stitched,
             counted=[(event.event_type, event.attribution) for event in applied.applied],
             lists_refreshed=refreshed,
+            stages=stages,
         )
 
     def _plan(

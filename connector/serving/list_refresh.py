@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import redis
@@ -28,6 +29,15 @@ from connector.serving.recommend import recommend_many
 from connector.stores.lists import ListTerms, RecommendationLists, StoredList
 
 log = logging.getLogger("streamrec.serving")
+
+
+class RefreshesLists(Protocol):
+    """What the ingest path refreshes a batch's lists with: a ListRefresher, or the child
+    process that runs one (refresh_process.py)."""
+
+    def refresh(self, subjects: Iterable[Subject]) -> int:
+        """Recompute the lists of `subjects`; how many were written."""
+        ...
 
 
 @dataclass(frozen=True)

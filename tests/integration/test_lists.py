@@ -5,6 +5,8 @@ session and its login, and again when a new model version is published."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from itertools import count
 
@@ -12,12 +14,13 @@ import numpy as np
 import pytest
 import redis
 
-from connector.exceptions import FilterNotFoundError
+from connector.exceptions import FilterNotFoundError, ListRefreshUnavailableError
 from connector.filters.store import open_filters
 from connector.ingest.processor import EventProcessor
 from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters
+from connector.serving.refresh_process import RefreshProcesses
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList
 from connector.stores.model_versions import ModelStore
@@ -148,3 +151,50 @@ def test_an_unknown_lists_filter_fails_at_start(
     prepare_group(settings)
     with pytest.raises(FilterNotFoundError, match="no-such-filter"):
         event_processor(settings.model_copy(update={"lists_filter": "no-such-filter"}))
+
+
+def test_lists_are_refreshed_in_a_child_process_that_is_replaced_when_it_dies(
+    settings: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
+) -> None:
+    prepare_group(settings)
+    chain_model_version(settings)
+    quiet = settings.model_copy(update={"lists_exploration_weight": 0.0})
+    refresher = RefreshProcesses(quiet, 1, start_seconds=120, batch_seconds=120)
+    try:
+        user = Subject("u", "in-child")
+        redis_db.zadd(Keys(settings.dataset_group).history(user), {json.dumps({"item": "i3"}): 1})
+        assert refresher.refresh([user]) == 1
+        child = refresher._slots[0]
+        assert child is not None and child.process.pid != os.getpid()
+        assert "i4" in top(lists.read(user))
+        os.kill(child.process.pid, signal.SIGKILL)
+        child.process.join(10)
+        with pytest.raises(ListRefreshUnavailableError):
+            refresher.refresh([user])  # the batch fails, and is retried by the connector
+        redis_db.delete(Keys(settings.dataset_group).recommendations(user))
+        assert refresher.refresh([user]) == 1  # by a new child
+        assert refresher._slots[0] is not child and "i4" in top(lists.read(user))
+    finally:
+        refresher.close()
+    assert not child.process.is_alive()
+
+
+def test_two_refresh_processes_share_a_batch_and_write_every_list(
+    settings: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
+) -> None:
+    prepare_group(settings)
+    chain_model_version(settings)
+    quiet = settings.model_copy(update={"lists_exploration_weight": 0.0})
+    refresher = RefreshProcesses(quiet, 2, start_seconds=120, batch_seconds=120)
+    users = [Subject("u", f"split-{n}") for n in range(5)]
+    try:
+        for n, user in enumerate(users):
+            member = json.dumps({"item": f"i{n}"})
+            redis_db.zadd(Keys(settings.dataset_group).history(user), {member: 1})
+        assert refresher.refresh(users) == 5
+        pids = {child.process.pid for child in refresher._slots if child is not None}
+        assert len(pids) == 2 and os.getpid() not in pids
+        for n, user in enumerate(users):
+            assert f"i{n + 1}" in top(lists.read(user))  # each from its own history
+    finally:
+        refresher.close()

@@ -459,11 +459,11 @@ class Probes:
     """Probe events in flight, and a thread that sees their users' lists being rewritten.
 
     The thread learns of a rewrite from Redis keyspace notifications on the probe users'
-    list keys and then reads that one list, so it costs the measured system next to nothing
-    and times a rewrite to within a pub/sub delivery. (Polling every pending list every few
-    milliseconds, as it first did, read megabytes a second from Redis and took most of a
-    core of the benchmark process once probes queued up: CPU the connector needs.) Where
-    the server refuses CONFIG SET, it falls back to polling every 20 ms."""
+    list keys and then reads that one list, so it costs the measured system little and
+    times a rewrite to within a pub/sub delivery. It first polled every pending list every
+    2 ms instead, and the benchmark process then took 58-75% of a core during the freshness
+    phase (5-8% with notifications; `top`, 2026-12-02): CPU the connector needs on two
+    cores. Where the server refuses CONFIG SET, it falls back to polling every 20 ms."""
 
     POLL_SECONDS = 0.02  # the fallback's interval: the figure's resolution in that case
 
@@ -558,22 +558,24 @@ def _subscribed(client: redis.Redis, channels: Sequence[bytes]) -> Any:
 
 @contextlib.contextmanager
 def running_connectors(
-    settings: ConnectorSettings, replicas: int
+    settings: ConnectorSettings, replicas: int, env: dict[str, str]
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`replicas` `streamrec connector` processes of the settings' group (one consumer
     group: the event topic's partitions are shared out between them), each one's stderr
     kept in a file so that a connector that dies is reported with its reason instead of
     waited for."""
     with contextlib.ExitStack() as stack:
-        children = [stack.enter_context(_running_connector(settings)) for _ in range(replicas)]
+        children = [stack.enter_context(_running_connector(settings, env)) for _ in range(replicas)]
         _wait_for_members(settings, replicas, children)
         yield children
 
 
 @contextlib.contextmanager
-def _running_connector(settings: ConnectorSettings) -> Iterator[subprocess.Popen[bytes]]:
+def _running_connector(
+    settings: ConnectorSettings, extra_env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryFile() as errors:
-        env = connector_env(settings)
+        env = {**connector_env(settings), **extra_env}
         child = subprocess.Popen(
             ["streamrec", "connector"], env=env, stdout=subprocess.DEVNULL, stderr=errors
         )
@@ -685,9 +687,11 @@ def measure_freshness(
     sender: Sender,
     args: argparse.Namespace,
     children: Sequence[subprocess.Popen[bytes]],
+    phase: int = 0,
 ) -> dict[str, Any]:
     """Produce-to-list-reflects-it latency of probe events at --event-rate events/s, sent to
-    a running connector."""
+    a running connector; `phase` tells the event ids of one call from another's (a repeated
+    id would be dropped as a duplicate)."""
     rate, seconds = args.event_rate, args.freshness_seconds
     probes_needed = int(rate * seconds / 10) + 1
     assert args.users > probes_needed * 2, "--users too small for this many probes"
@@ -713,10 +717,10 @@ def measure_freshness(
         if n >= warm and n % 10 == 0 and probe_users:
             user = probe_users.pop()
             watcher.sent(user, top[user])
-            sender.send(user, top[user], f"p-{n}")
+            sender.send(user, top[user], f"p{phase}-{n}")
         else:
             traffic = user_id(rng.randrange(traffic_users))
-            sender.send(traffic, item_id(rng.randrange(args.items)), f"t-{n}")
+            sender.send(traffic, item_id(rng.randrange(args.items)), f"t{phase}-{n}")
     sender.flush()
     produced_s = time.perf_counter() - start
     check_alive(children)
@@ -744,6 +748,14 @@ def main() -> None:
     parser.add_argument(
         "--connectors", type=int, default=1, help="connector replicas for the freshness phase"
     )
+    parser.add_argument(
+        "--refresh-processes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1],
+        help="list refresh processes per connector (STREAMREC_LISTS_REFRESH_PROCESSES); "
+        "several, comma-separated, run the freshness phase once each, side by side, with "
+        "the first one's figures as the headline",
+    )
     parser.add_argument("--sweep", default="10000,100000,1000000")
     parser.add_argument("--sweep-requests", type=int, default=200)
     args = parser.parse_args()
@@ -770,17 +782,28 @@ def measure(
     # The connector starts before the lists exist: one that starts with N active lists first
     # refreshes all of them (wiring.list_refresher), which is what "lists" below times.
     sender = Sender(settings)
-    with running_connectors(settings, args.connectors) as children:
-        setup["ready_s"] = connector_ready(settings, sender, user_id(args.users), children)
-        print(f"connector wrote its first list {setup['ready_s']:.1f} s after start", flush=True)
-        setup["lists_s"] = refresh_lists(settings, args.users)
-        print(f"lists of {args.users:,} users in {setup['lists_s']:.1f} s", flush=True)
-        check_alive(children)
-        before = batch_stages(children)
-        fresh = measure_freshness(settings, sender, args, children)
-        after = batch_stages(children)
-        setup["batches"] = {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
-        print(f"freshness phase, connector batches: {setup['batches']}", flush=True)
+    runs: list[tuple[int, dict[str, Any]]] = []
+    for processes in args.refresh_processes:
+        env = {"STREAMREC_LISTS_REFRESH_PROCESSES": str(processes)}
+        with running_connectors(settings, args.connectors, env) as children:
+            if not runs:
+                lists_set_up(settings, sender, args, children, setup)
+            check_alive(children)
+            before = batch_stages(children)
+            run = measure_freshness(settings, sender, args, children, len(runs))
+            after = batch_stages(children)
+        run["batches"] = {k: round(v - before.get(k, 0), 3) for k, v in after.items()}
+        runs.append((processes, run))
+        print(
+            f"freshness with {processes} refresh processes: p50/p99 "
+            f"{percentiles(run['latencies'])} ms; connector batches {run['batches']}",
+            flush=True,
+        )
+    fresh = runs[0][1]
+    setup["batches"] = fresh["batches"]
+    setup["freshness_by_processes"] = [
+        (processes, percentiles(run["latencies"])) for processes, run in runs
+    ]
     setup.update({k: fresh[k] for k in ("stale_rewrites", "achieved_rate")})
     print(f"freshness: p50/p99 {percentiles(fresh['latencies'])} ms", flush=True)
     open_filters(settings).create(FILTER_NAME, FILTER)
@@ -802,6 +825,20 @@ def measure(
     swept, brute = sweep(base, run_id, sizes, args.sweep_requests)
     setup["index_min_items"] = base.serving_index_min_items
     return figures_of(redis_run, api, fresh, (swept, brute), setup), setup
+
+
+def lists_set_up(
+    settings: ConnectorSettings,
+    sender: Sender,
+    args: argparse.Namespace,
+    children: Sequence[subprocess.Popen[bytes]],
+    setup: dict[str, Any],
+) -> None:
+    """Wait for the just-started connectors to write a list, then write every user's."""
+    setup["ready_s"] = connector_ready(settings, sender, user_id(args.users), children)
+    print(f"connector wrote its first list {setup['ready_s']:.1f} s after start", flush=True)
+    setup["lists_s"] = refresh_lists(settings, args.users)
+    print(f"lists of {args.users:,} users in {setup['lists_s']:.1f} s", flush=True)
 
 
 def _get_stats(settings: ConnectorSettings) -> tuple[int, int]:
@@ -844,6 +881,10 @@ def figures_of(
         "freshness_p99_ms": fresh_p99 if fresh_p99 != float("inf") else None,
         "freshness_probes": len(fresh["latencies"]),
         "freshness_missed": fresh["missed"],
+        "freshness_p99_ms_by_refresh_processes": [  # in the order run
+            [processes, p99] for processes, (_, p99) in setup["freshness_by_processes"]
+        ],
+        "freshness_batch_stages_s": setup["batches"],
         "connector_first_list_s": round(setup["ready_s"], 1),
         "api_p50_ms_by_items": {str(size): p50 for size, (p50, _, _) in swept.items()},
         "api_p99_ms_by_items": {str(size): p99 for size, (_, p99, _) in swept.items()},

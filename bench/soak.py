@@ -12,8 +12,9 @@ Steps: a dataset group (schemas, topics, tracker); `streamrec connector` ingests
 in the middle of the run, an UPDATE every --update-seconds) and a load generator sending
 --qps GetRecommendations per second (bench/soak_load.py, its own process) run for --minutes
 while this process publishes --rate events/s, one per PutEvents record, keyed by user.
-Every 5 s it samples events sent and counted in Redis, the RSS of each process and the model
-version the API serves.
+Every 5 s it samples events sent and counted in Redis, the RSS of each process (with its
+child processes: the connector's list refresh processes) and the model version the API
+serves.
 
 Prints throughput, API latency percentiles and RSS per minute; RSS of each process after
 --warm-up seconds and at the end; error responses; and the reconciliation once the connector

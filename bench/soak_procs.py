@@ -36,15 +36,12 @@ class Child:
         return False
 
     def rss_mb(self) -> float | None:
-        """Resident set size in MiB, None once the process is gone."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
+        """Resident set size in MiB of the process and its descendants (the connector's
+        list refresh processes), None once the process is gone."""
+        own = _rss_kib(self.pid)
+        if own is None:
             return None
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return None
+        return (own + sum(_rss_kib(pid) or 0 for pid in _descendants(self.pid))) / 1024
 
     def stop(self, timeout: float = 60) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; the exit status."""
@@ -113,4 +110,32 @@ def prometheus(port: int, prefix: str) -> dict[str, float]:
         if line.startswith(prefix):
             name, _, value = line.rpartition(" ")
             found[name] = float(value)
+    return found
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc's per-thread children lists."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
     return found

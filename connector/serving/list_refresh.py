@@ -26,7 +26,7 @@ from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration, Ranked
 from connector.serving.recommend import recommend_many
-from connector.stores.lists import ListTerms, RecommendationLists, StoredList
+from connector.stores.lists import ListEncoder, ListTerms, RecommendationLists
 
 log = logging.getLogger("streamrec.serving")
 
@@ -90,7 +90,7 @@ class ListRefresher:
         )
         self._lists.write(
             [
-                (subject, _stored(served, ranking, self._terms(read)))
+                (subject, _encoded(served, ranking, self._terms(read)))
                 for subject, ranking, read in zip(unique, ranked, members, strict=True)
             ]
         )
@@ -152,14 +152,15 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _stored(served: ServingModel, ranked: Ranked, terms: ListTerms) -> StoredList:
-    ids = served.model.items  # rounded in numpy: per-item round() was a tenth of a refresh
-    items = list(
-        zip(
-            [ids[c] for c in ranked.columns.tolist()],
-            np.round(ranked.scores.astype(np.float64), 6).tolist(),
-            strict=True,
-        )
+def _encoded(served: ServingModel, ranked: Ranked, terms: ListTerms) -> bytes:
+    """The list's stored form (scores rounded in numpy: per-item round() was a tenth of a
+    refresh), encoded with the version's ListEncoder."""
+    encoder: ListEncoder = served.derive("list-encoder", lambda: ListEncoder(served.model.items))
+    return encoder.encode(
+        served.version,
+        int(time.time() * 1000),
+        terms,
+        ranked.columns.tolist(),
+        np.round(ranked.scores.astype(np.float64), 6).tolist(),
+        np.flatnonzero(ranked.explored).tolist(),
     )
-    explored = frozenset(np.flatnonzero(ranked.explored).tolist())
-    return StoredList(served.version, int(time.time() * 1000), items, explored, terms)

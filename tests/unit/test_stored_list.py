@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from connector.model.history import history_digest
-from connector.stores.lists import ListTerms, StoredList
+from connector.stores.lists import ListEncoder, ListTerms, StoredList
 
 
 def test_a_list_round_trips_with_its_terms_and_explored_positions() -> None:
@@ -32,3 +32,23 @@ def test_the_digest_changes_with_any_member_and_with_their_order() -> None:
     assert history_digest(members) != history_digest(members[::-1])
     assert history_digest(members) != history_digest(members[:1])
     assert history_digest(members) != history_digest([members[0] + members[1]])
+
+
+def test_the_encoder_writes_byte_for_byte_what_to_json_writes() -> None:
+    ids = ["a", 'quo"te', "uni\u00e9\u4e2d", "back\\slash", "ctrl\x01", "plain"]
+    encoder = ListEncoder(ids)
+    terms = ListTerms("digest", "no-purchases", 0.3, 30.0)
+    columns, scores = [4, 0, 2, 5], [0.5, 0.125, 1e-06, 0.0]
+    for explored, listed_terms in ((set(), None), ({0, 3}, terms), ({1}, terms)):
+        stored = StoredList(
+            "v9",
+            123,
+            [(ids[c], s) for c, s in zip(columns, scores, strict=True)],
+            frozenset(explored),
+            listed_terms,
+        )
+        encoded = encoder.encode("v9", 123, listed_terms, columns, scores, sorted(explored))
+        assert encoded == stored.to_json()
+        assert StoredList.from_json(encoded) == stored
+    empty = StoredList("v9", 123, [], frozenset(), terms)
+    assert encoder.encode("v9", 123, terms, [], [], []) == empty.to_json()

@@ -22,6 +22,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import faust
@@ -36,7 +37,7 @@ from connector.exceptions import (
     RedisUnavailableError,
 )
 from connector.ingest.metadata import MetadataReport
-from connector.ingest.processor import BatchReport, EventProcessor
+from connector.ingest.processor import BatchReport, EventProcessor, PreparedBatch
 from connector.ingest.records import SourceRecord
 from connector.readiness import Readiness, redis_ping
 from connector.settings import ConnectorSettings
@@ -116,21 +117,39 @@ def _readiness_page(app: faust.App, settings: ConnectorSettings) -> None:
         return web.json(verdict.body, status=verdict.status)
 
 
+@dataclass
+class _EventBatch:
+    """An event batch through the handler's steps: prepared, how long preparing took, and
+    the report of its recording once that is done."""
+
+    prepared: PreparedBatch
+    preparing: float
+    report: BatchReport | None = None
+    recording: float = 0.0
+
+
 def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
-    """Event batches, pipelined: a batch is prepared (given the batch still finishing, whose
-    markers and stitches it takes as recorded) while the batch before finishes."""
+    """Event batches, pipelined in three steps: a batch is prepared (given the batch still
+    being recorded, whose markers and stitches it takes as recorded) while the batch before
+    is recorded (dataset append, Redis apply), which runs while the batch before that has its
+    lists refreshed; each batch is acknowledged after its lists."""
 
     async def prepare(records: list[SourceRecord], in_flight: Any) -> Any:
-        before = in_flight[0] if in_flight is not None else None
-        return await _retrying(processor.prepare, records, before)  # (prepared, seconds)
+        before = in_flight.prepared if in_flight is not None else None
+        prepared, seconds = await _retrying(processor.prepare, records, before)
+        return _EventBatch(prepared, seconds)
 
-    async def finish(timed: Any) -> None:
-        prepared, preparing = timed
-        report, seconds = await _retrying(processor.finish, prepared)
-        report.stages["prepare"] = preparing
-        observability.observe(topic, report, preparing + seconds)
+    async def finish(batch: _EventBatch) -> None:
+        batch.report, batch.recording = await _retrying(processor.record, batch.prepared)
 
-    return BatchHandler(prepare, finish)
+    async def complete(batch: _EventBatch) -> None:
+        refreshed, seconds = await _retrying(processor.refresh_lists, batch.prepared)
+        recorded = batch.report or BatchReport(0, 0, 0, 0, 0)  # finish always ran first
+        report = replace(recorded, lists_refreshed=refreshed)
+        report.stages.update(prepare=batch.preparing, lists=seconds)
+        observability.observe(topic, report, batch.preparing + batch.recording + seconds)
+
+    return BatchHandler(prepare, finish, complete)
 
 
 def _handler(topic: str, process: Process) -> BatchHandler:

@@ -20,6 +20,11 @@ offsets join faust's acked lists only after its `finish` returned, and `wait_emp
 rebalance and a shutdown await before their final commit) also waits for the batch
 finishing. A batch prepared while a rebalance began is dropped unfinished: the rebalance seeks
 every partition back to its committed offset, so it is fetched and prepared again.
+
+A handler may have a third step, `complete` (the connector's list refresh): batch n completes
+while batch n+1 finishes, in order, and each batch is acknowledged once it has completed, so
+the two steps of consecutive batches overlap without any batch's offsets being acknowledged
+before all of its effects are written.
 """
 
 from __future__ import annotations
@@ -43,23 +48,28 @@ _IDLE_FETCH_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class BatchHandler:
-    """How a topic's batches are processed, in two steps.
+    """How a topic's batches are processed, in two or three steps.
 
     `prepare(records, in_flight)` may run while the batch before is still finishing, and is
     then given that batch's prepared value (else None); it must not write what a replay could
-    not repeat. `finish(prepared)` runs for one batch at a time, in fetch order; the batch is
-    acknowledged once it returned. Both retry transient errors themselves."""
+    not repeat. `finish(prepared)` runs for one batch at a time, in fetch order. `complete`
+    (optional) runs after it, also one batch at a time in fetch order, and may overlap the
+    next batch's `finish`. The batch is acknowledged once its last step returned. Each step
+    retries transient errors itself."""
 
     prepare: Callable[[list[SourceRecord], Any], Awaitable[Any]]
     finish: Callable[[Any], Awaitable[None]]
+    complete: Callable[[Any], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
 class _Finishing:
-    """The batch whose `finish` runs: its topic, prepared value and task."""
+    """The batch whose `finish` runs or ran: its topic, prepared value, whether `finish`
+    has returned (`finished`), and the task that completes and acknowledges it."""
 
     topic: str
     prepared: Any
+    finished: asyncio.Future[None]
     task: asyncio.Future[None]
 
 
@@ -72,6 +82,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._batch_done.set()
         self._batch_generation: int | None = None
         self._finishing: _Finishing | None = None
+        self._last_task: asyncio.Future[None] | None = None  # the newest batch's whole task
 
     async def _drain_messages(self, fetcher: Any) -> None:  # faust's fetcher service
         """The fetch loop faust runs in its Fetcher service: fetch, deliver, repeat (the
@@ -79,8 +90,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 records = await self._fill(self._batch_limits())
-                if self._finishing is not None and self._finishing.task.done():
+                if self._finishing is not None and self._finishing.finished.done():
                     await self._settle()  # raises now what finishing that batch raised
+                self._raise_failed_completion()
                 if records and not self.should_stop:
                     await self._deliver(records)
                 await self.sleep(0)
@@ -155,35 +167,66 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def _in_flight(self, topic: str) -> Any:
         """The prepared value of the topic's batch still finishing, if one is."""
         finishing = self._finishing
-        if finishing is None or finishing.topic != topic or finishing.task.done():
-            return None
+        if finishing is None or finishing.topic != topic or finishing.finished.done():
+            return None  # what it wrote is in Redis: nothing to carry
         return finishing.prepared
 
     def _start_finish(
         self, topic: str, handler: BatchHandler, prepared: Any, pairs: list[tuple[TP, Any]]
     ) -> None:
         self._batch_done.clear()
-        task = asyncio.ensure_future(self._finish(handler, prepared, pairs))
-        self._finishing = _Finishing(topic, prepared, task)
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        previous = self._last_task
+        task = asyncio.ensure_future(self._finish(handler, prepared, pairs, finished, previous))
+        self._finishing = _Finishing(topic, prepared, finished, task)
+        self._last_task = task
 
     async def _finish(
-        self, handler: BatchHandler, prepared: Any, pairs: list[tuple[TP, Any]]
+        self,
+        handler: BatchHandler,
+        prepared: Any,
+        pairs: list[tuple[TP, Any]],
+        finished: asyncio.Future[None],
+        previous: asyncio.Future[None] | None,
     ) -> None:
+        """finish, then (after the batch before has completed) complete, then acknowledge."""
         try:
-            await handler.finish(prepared)
+            try:
+                await handler.finish(prepared)
+            except asyncio.CancelledError:
+                finished.cancel()
+                raise
+            except BaseException as exc:
+                finished.set_exception(exc)
+                raise
+            finished.set_result(None)
+            if previous is not None:
+                await asyncio.shield(previous)  # batches complete and are acked in order
+            if handler.complete is not None:
+                await handler.complete(prepared)
             self._acknowledge(pairs)
         finally:
-            self._batch_done.set()
+            if self._last_task is None or self._last_task is asyncio.current_task():
+                self._batch_done.set()  # no batch after this one is in flight
             notify(self._waiting_for_ack)
 
     async def _settle(self) -> None:
-        """Wait for the batch finishing, if any, and raise what it raised. Shielded: the
-        fetch loop being cancelled does not cancel a finish, which still acknowledges."""
+        """Wait until the batch finishing, if any, has finished, and raise what it raised
+        (its completion may still run). Shielded: the fetch loop being cancelled does not
+        cancel a finish, which still acknowledges."""
         finishing = self._finishing
         if finishing is None:
             return
-        await asyncio.shield(finishing.task)
+        await asyncio.shield(finishing.finished)
         self._finishing = None
+
+    def _raise_failed_completion(self) -> None:
+        """Raise what completing the newest batch raised, if it failed."""
+        task = self._last_task
+        if task is not None and task.done() and not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                raise exc
 
     async def _fresh(self, tp: TP, records: list[Any]) -> list[Any]:
         """The records not read before, noting offset gaps (compaction, transaction markers)

@@ -14,13 +14,15 @@ once. A crash after 4 replays nothing into Redis: 2 finds every marker.
 Steps 1-2 (`prepare`) and 3-5 (`finish`) are separate so the connector can prepare batch
 n+1 while batch n waits for the broker and Redis. Batch n's markers and stitches may not be
 in Redis yet then, so `prepare` is given batch n (`in_flight`) and treats its markers as
-recorded and its stitches as linked, as Redis will once n is applied.
+recorded and its stitches as linked, as Redis will once n is applied. The connector also
+runs `finish` as its two parts, 3-4 (`record`) and 5 (`refresh_lists`), so that batch n's
+lists are refreshed while batch n+1 is recorded; it commits n's offsets after both.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from connector import wire
 from connector.exceptions import InvalidEventError, SchemaNotFoundError
@@ -109,18 +111,21 @@ class EventProcessor:
     def finish(self, prepared: PreparedBatch) -> BatchReport:
         """Steps 3-5 of a prepared batch; raises on transient errors so the caller retries
         (the same prepared batch: a batch prepared after it counted on its markers)."""
+        report = self.record(prepared)
+        started = time.perf_counter()
+        refreshed = self.refresh_lists(prepared)
+        report.stages["lists"] = time.perf_counter() - started
+        return replace(report, lists_refreshed=refreshed)
+
+    def record(self, prepared: PreparedBatch) -> BatchReport:
+        """Steps 3-4: the dataset append and the Redis apply (the connector then refreshes
+        the lists with `refresh_lists`, overlapping the next batch's `record`)."""
         plan, schema, fresh = prepared.plan, prepared.schema, prepared.fresh
         started = time.perf_counter()
         self._writer.write(fresh, plan.dead, schema.id, schema.parsed)
         appended = time.perf_counter()
         applied = self._store.apply(fresh, plan.stitches)
-        recorded = time.perf_counter()
-        refreshed = self._lists.refresh(_touched(plan)) if self._lists is not None else 0
-        stages = {
-            "append": appended - started,
-            "apply": recorded - appended,
-            "lists": time.perf_counter() - recorded,
-        }
+        stages = {"append": appended - started, "apply": time.perf_counter() - appended}
         return BatchReport(
             records=len(prepared.records),
             appended=len(fresh),
@@ -128,9 +133,13 @@ class EventProcessor:
             duplicates=prepared.repeated + applied.duplicates,
             stitched=applied.stitched,
             counted=[(event.event_type, event.attribution) for event in applied.applied],
-            lists_refreshed=refreshed,
             stages=stages,
         )
+
+    def refresh_lists(self, prepared: PreparedBatch) -> int:
+        """Step 5: the lists of every subject the batch touched, from their histories as
+        recorded; how many were written."""
+        return self._lists.refresh(_touched(prepared.plan)) if self._lists is not None else 0
 
     def _plan(
         self, records: list[SourceRecord], schema: DatasetSchema, previous: Carried | None

@@ -198,3 +198,29 @@ def test_two_refresh_processes_share_a_batch_and_write_every_list(
             assert f"i{n + 1}" in top(lists.read(user))  # each from its own history
     finally:
         refresher.close()
+
+
+def test_lists_refreshed_while_the_next_batch_is_recorded_end_as_after_each_batch(
+    processor: EventProcessor, settings: ConnectorSettings, lists: RecommendationLists
+) -> None:
+    """The connector's order: batch n+1 is recorded before batch n's lists are refreshed.
+    The lists n's refresh writes already reflect n+1 (they are read from Redis), and n+1's
+    refresh, last, leaves them as refreshing after each batch would."""
+    tracking_id = processor._trackers.of_group(settings.dataset_group).tracking_id  # type: ignore[union-attr]
+
+    def batch(item: str, ts: int) -> list[SourceRecord]:
+        event = {"eventType": "click", "itemId": item, "sentAt": ts}
+        value = put_events(tracking_id, "s-overlap", [event], "overlap")
+        return [SourceRecord(settings.topics.events, 0, next(_offsets), b"k", value)]
+
+    user = Subject("u", "overlap")
+    first = processor.prepare(batch("i5", 7000))
+    processor.record(first)
+    second = processor.prepare(batch("i20", 7001), in_flight=first)
+    processor.record(second)
+    assert processor.refresh_lists(first) == 1
+    assert "i21" in top(lists.read(user))  # n's refresh already sees n+1's event
+    assert processor.refresh_lists(second) == 1
+    overlapped = lists.read(user)
+    assert overlapped is not None and "i21" in top(overlapped)
+    assert not {"i5", "i20"} & {item for item, _ in overlapped.items}

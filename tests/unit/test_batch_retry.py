@@ -80,10 +80,11 @@ def test_any_other_error_is_not_retried(waits: list[float]) -> None:
 
 
 class FlakyEvents:
-    """An event processor whose prepare and finish each fail transiently, then succeed."""
+    """An event processor whose prepare, record and list refresh each fail transiently,
+    then succeed."""
 
-    def __init__(self, prepare_failures: int, finish_failures: int) -> None:
-        self.failures = {"prepare": prepare_failures, "finish": finish_failures}
+    def __init__(self, prepare: int, record: int, lists: int) -> None:
+        self.failures = {"prepare": prepare, "record": record, "lists": lists}
         self.calls: list[tuple[str, object]] = []
 
     def _attempt(self, step: str, argument: object) -> None:
@@ -96,28 +97,36 @@ class FlakyEvents:
         self._attempt("prepare", in_flight)
         return f"prepared {len(records)}"
 
-    def finish(self, prepared: str) -> BatchReport:
-        self._attempt("finish", prepared)
+    def record(self, prepared: str) -> BatchReport:
+        self._attempt("record", prepared)
         return BatchReport(records=1, appended=1, dead=0, duplicates=0, stitched=0)
+
+    def refresh_lists(self, prepared: str) -> int:
+        self._attempt("lists", prepared)
+        return 1
 
 
 def test_the_events_handler_retries_each_step_with_the_batch_as_prepared(
     waits: list[float],
 ) -> None:
-    """The pipelined handler retries preparing and finishing alike; a finish is retried with
-    the batch as prepared, and the next batch is prepared given the one before it."""
-    events = FlakyEvents(prepare_failures=2, finish_failures=3)
+    """The pipelined handler retries preparing, recording and refreshing lists alike; each
+    is retried with the batch as prepared, and the next batch is prepared given the one
+    before it."""
+    events = FlakyEvents(prepare=2, record=3, lists=1)
     handler = app._events_handler("g.events", events)  # type: ignore[arg-type]
+    assert handler.complete is not None
 
     async def run() -> None:
         first = await handler.prepare(RECORDS, None)
         await handler.finish(first)
+        await handler.complete(first)  # type: ignore[misc]
         await handler.prepare(RECORDS, first)
 
     asyncio.run(run())
-    assert waits == [0.5, 1.0, 0.5, 1.0, 2.0]
+    assert waits == [0.5, 1.0, 0.5, 1.0, 2.0, 0.5]
     assert events.calls == [
         *[("prepare", None)] * 3,
-        *[("finish", "prepared 1")] * 4,
+        *[("record", "prepared 1")] * 4,
+        *[("lists", "prepared 1")] * 2,
         ("prepare", "prepared 1"),
     ]

@@ -16,7 +16,7 @@ from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import MAX_DEAD_LETTER_BYTES, DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
-from connector.memory import return_freed_memory
+from connector.memory import fix_mmap_threshold, return_freed_memory
 from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
@@ -143,9 +143,12 @@ def list_refresher(
 ) -> ListRefresher:
     """Precomputed lists kept fresh with the served model, which follows new versions; a
     new version also refreshes every active user's list, in a background thread (unless
-    another refresher of the same process tree does that)."""
+    another refresher of the same process tree does that). Large blocks get their own
+    mappings (fix_mmap_threshold) so that thread's temporaries go back to the OS when freed
+    instead of staying at the top of its malloc arena."""
     keys = Keys(settings.dataset_group)
     single_threaded_numerics()
+    fix_mmap_threshold()
     holder = ModelHolder(ModelStore(client, keys), index_min_items=settings.serving_index_min_items)
     policy = ListPolicy(
         size=settings.lists_size,

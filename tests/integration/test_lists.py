@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from itertools import count
 
@@ -224,3 +226,53 @@ def test_lists_refreshed_while_the_next_batch_is_recorded_end_as_after_each_batc
     overlapped = lists.read(user)
     assert overlapped is not None and "i21" in top(overlapped)
     assert not {"i5", "i20"} & {item for item, _ in overlapped.items}
+
+
+# What the connector's list refresher sets for the process: after list_refresher(), a
+# thread's 8 MB temporaries (allocated once glibc's mmap threshold has moved up past them)
+# go back to the OS when freed, without a trim. RSS at their peak and after their free.
+REFRESHER_SCENARIO = """
+import threading
+import numpy as np
+import redis
+from connector.settings import ConnectorSettings
+from connector.wiring import list_refresher
+
+def resident_mib():
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+settings = ConnectorSettings()
+list_refresher(settings, redis.Redis.from_url(settings.redis_url))
+found = []
+
+def refresh():
+    np.ones(4_000_000, np.float64)
+    blocks = [np.ones(1_000_000, np.float64) for _ in range(5)]
+    found.append(resident_mib())
+    blocks.clear()
+    found.append(resident_mib())
+
+thread = threading.Thread(target=refresh)
+thread.start()
+thread.join()
+print(*found)
+"""
+
+
+def test_the_list_refresher_keeps_large_temporaries_out_of_the_threads_arenas(
+    settings: ConnectorSettings, service_env: dict[str, str], redis_db: redis.Redis
+) -> None:
+    prepare_group(settings)
+    chain_model_version(settings)
+    done = subprocess.run(
+        [sys.executable, "-c", REFRESHER_SCENARIO],
+        env=service_env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    peak, freed = (float(figure) for figure in done.stdout.split())
+    assert freed < peak - 30  # without fix_mmap_threshold all 40 MB stayed resident

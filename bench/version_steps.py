@@ -14,6 +14,9 @@ process. The connector gets bench/diag/ first on its PYTHONPATH (sitecustomize.p
 reports its threads and finished refreshes and writes glibc's malloc_info on request) and
 the --env settings (e.g. MALLOC_ARENA_MAX=2) on top of this process's environment, so two
 runs with different PYTHONPATHs or --env compare code or allocator settings side by side.
+The connector refreshes lists in its own process (STREAMREC_LISTS_REFRESH_PROCESSES=0), the
+refresh whose memory this samples; by default the connector refreshes them in a child
+process, which this does not sample.
 Each sample records VmRSS and, from /proc/<pid>/smaps, the resident size of the main heap
 ([heap]), of anonymous memory in ranges flagged for transparent huge pages and not, of
 files, and how much is in huge pages; from malloc_info, per arena, what the allocator holds
@@ -187,7 +190,11 @@ def run(base: ConnectorSettings, args: argparse.Namespace, workdir: Path) -> dic
     store.publish(random_version(items[0], seed=0), keep=2)
     traffic = Traffic("steps", 7, args.users, max(items), args.rate, int(time.time()))
     publisher = Publisher(settings, traffic)
-    env = connector_env(settings) | dict(kv.split("=", 1) for kv in args.env)
+    # The refresh in the connector's own process, where the diagnostics hook sees it (its
+    # threads, its malloc_info); --env STREAMREC_LISTS_REFRESH_PROCESSES=1 cannot be
+    # sampled this way, since the hook reports the connector process alone.
+    env = connector_env(settings) | {"STREAMREC_LISTS_REFRESH_PROCESSES": "0"}
+    env |= dict(kv.split("=", 1) for kv in args.env)
     diag = workdir / "diag"
     diag.mkdir()
     root = Path(__file__).resolve().parents[1]

@@ -1,10 +1,11 @@
 """Refreshing precomputed lists in a child process of the connector, beside ingest.
 
-Refreshing a batch's lists is most of the connector's CPU per event (about 0.27 of 0.42 ms
-at 2,000 events/s, docs/performance.md), and in one Python process it takes turns with
-ingest under the GIL, so a single connector could use one core however many it had. In a
-child process it runs on a core of its own: while the child ranks batch n's users, the
-connector's own threads plan and pre-check batch n+1.
+Refreshing a batch's lists is most of the connector's work per event (in bench/serve.py's
+freshness phase, about 80% of each batch's append, apply and refresh; docs/performance.md),
+and in one Python process it takes turns with ingest under the GIL, so a single connector
+could use one core however many it had. In a child process it runs on a core of its own:
+while the child ranks batch n's users, the connector's own threads plan and pre-check batch
+n+1.
 
 The batch still waits for its lists before it is acknowledged (`refresh` returns when the
 child has written them), so what the in-process refresh promised holds unchanged: a batch's
@@ -31,6 +32,7 @@ import redis
 
 from connector.exceptions import ListRefreshUnavailableError, RedisUnavailableError
 from connector.keys import Subject
+from connector.serving.list_refresh import ListRefresher
 from connector.settings import ConnectorSettings
 
 log = logging.getLogger("streamrec.serving")
@@ -187,7 +189,7 @@ def _serve(settings: ConnectorSettings, connection: Connection, follows_versions
             connection.send(_answer(refresher, connection.recv()))
 
 
-def _answer(refresher: Any, tags: list[str]) -> tuple[str, object]:
+def _answer(refresher: ListRefresher, tags: list[str]) -> tuple[str, object]:
     try:
         return "done", refresher.refresh(Subject.from_tag(tag) for tag in tags)
     except _RETRY_IN_CHILD as exc:

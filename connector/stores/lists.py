@@ -50,24 +50,12 @@ class StoredList:
     def to_json(self) -> bytes:
         """The stored form: {"version", "updated", "basis", "filter", "explorationWeight",
         "explorationItemAgeCutOff", "itemList": [{"itemId", "score"[, "reason"]}]}."""
-        document = self.header()
+        document = _header(self.version, self.updated_ms, self.terms)
         entries = [{"itemId": item, "score": score} for item, score in self.items]
         for position in self.explored:  # a few; asking every entry cost a third of this
             entries[position]["reason"] = EXPLORED
         document["itemList"] = entries
         return orjson.dumps(document)
-
-    def header(self) -> dict[str, Any]:
-        """The stored form's fields before its itemList."""
-        document: dict[str, Any] = {"version": self.version, "updated": self.updated_ms}
-        if self.terms is not None:
-            document.update(
-                basis=self.terms.basis,
-                filter=self.terms.filter,
-                explorationWeight=self.terms.exploration_weight,
-                explorationItemAgeCutOff=self.terms.exploration_item_age_cut_off,
-            )
-        return document
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> StoredList:
@@ -110,7 +98,7 @@ class ListEncoder:
     ) -> bytes:
         """The stored form of a list of the items at `columns` with `scores` (rounded as
         they should be stored), exploration having placed the positions `explored`."""
-        head = orjson.dumps(StoredList(version, updated_ms, [], frozenset(), terms).header())
+        head = orjson.dumps(_header(version, updated_ms, terms))
         if not columns:
             return head[:-1] + b',"itemList":[]}'
         entries = list(
@@ -123,6 +111,19 @@ class ListEncoder:
         for position in explored:
             entries[position] += _REASON
         return head[:-1] + b',"itemList":[' + b"},".join(entries) + b"}]}"
+
+
+def _header(version: str, updated_ms: int, terms: ListTerms | None) -> dict[str, Any]:
+    """The stored form's fields before its itemList."""
+    document: dict[str, Any] = {"version": version, "updated": updated_ms}
+    if terms is not None:
+        document.update(
+            basis=terms.basis,
+            filter=terms.filter,
+            explorationWeight=terms.exploration_weight,
+            explorationItemAgeCutOff=terms.exploration_item_age_cut_off,
+        )
+    return document
 
 
 class RecommendationLists:

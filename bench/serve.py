@@ -612,21 +612,21 @@ def _wait_for_members(
 
 
 def batch_stages(children: Sequence[subprocess.Popen[bytes]]) -> dict[str, float]:
-    """Over every connector, from its /metrics so far: batches, records, and the seconds
-    of each event-batch stage summed (streamrec_batch_stage_seconds)."""
+    """Over every connector, from its /metrics so far: "batches", "records", and the
+    seconds of each event-batch stage summed (streamrec_batch_stage_seconds), by stage."""
     totals: dict[str, float] = {}
-    pattern = re.compile(
-        r"^(streamrec_batch_stage_seconds_sum|streamrec_batch_seconds_count|"
-        r'streamrec_records_total)\{?(?:stage|topic)?=?"?([^"}]*)"?\}? (\S+)$'
-    )
+    counts = {"streamrec_batch_seconds_count": "batches", "streamrec_records_total": "records"}
+    stage = re.compile(r'^streamrec_batch_stage_seconds_sum\{stage="([^"]+)"\} (\S+)$')
     for child in children:
         url = f"http://127.0.0.1:{WEB_PORTS[child.pid]}/metrics"
         with urllib.request.urlopen(url, timeout=10) as reply:
             for line in reply.read().decode().splitlines():
-                found = pattern.match(line)
+                name, _, value = line.rpartition(" ")
+                key = counts.get(name.split("{")[0])
+                found = stage.match(line)
                 if found:
-                    name, label, value = found.groups()
-                    key = label if name.endswith("_sum") else name.split("_")[-2]
+                    key, value = found.groups()
+                if key is not None:
                     totals[key] = totals.get(key, 0.0) + float(value)
     return totals
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from itertools import count
 
@@ -28,6 +26,7 @@ from connector.stores.lists import RecommendationLists, StoredList
 from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor, processors
 from tests.integration.helpers import prepare_group, put_events
+from tests.memory_scenario import peak_and_freed
 from worker.interactions import from_rows
 from worker.pipeline import Catalog, item_arrays
 from worker.training import train
@@ -56,11 +55,23 @@ def lists(settings: ConnectorSettings, redis_db: redis.Redis) -> RecommendationL
 
 
 @pytest.fixture
-def processor(settings: ConnectorSettings, redis_db: redis.Redis) -> EventProcessor:
+def quiet(settings: ConnectorSettings, redis_db: redis.Redis) -> ConnectorSettings:
+    """A group with the chain model published, and lists that do not explore."""
     prepare_group(settings)
     chain_model_version(settings)
-    quiet = settings.model_copy(update={"lists_exploration_weight": 0.0})
+    return settings.model_copy(update={"lists_exploration_weight": 0.0})
+
+
+@pytest.fixture
+def processor(quiet: ConnectorSettings) -> EventProcessor:
     return event_processor(quiet)
+
+
+def give_history(
+    client: redis.Redis, settings: ConnectorSettings, user: Subject, item: str
+) -> None:
+    """A history of one event on `item`, a member as parse_member reads it."""
+    client.zadd(Keys(settings.dataset_group).history(user), {json.dumps({"item": item}): 1})
 
 
 def send(
@@ -156,15 +167,12 @@ def test_an_unknown_lists_filter_fails_at_start(
 
 
 def test_lists_are_refreshed_in_a_child_process_that_is_replaced_when_it_dies(
-    settings: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
+    quiet: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
 ) -> None:
-    prepare_group(settings)
-    chain_model_version(settings)
-    quiet = settings.model_copy(update={"lists_exploration_weight": 0.0})
     refresher = RefreshProcesses(quiet, 1, start_seconds=120, batch_seconds=120)
     try:
         user = Subject("u", "in-child")
-        redis_db.zadd(Keys(settings.dataset_group).history(user), {json.dumps({"item": "i3"}): 1})
+        give_history(redis_db, quiet, user, "i3")
         assert refresher.refresh([user]) == 1
         child = refresher._slots[0]
         assert child is not None and child.process.pid != os.getpid()
@@ -173,7 +181,7 @@ def test_lists_are_refreshed_in_a_child_process_that_is_replaced_when_it_dies(
         child.process.join(10)
         with pytest.raises(ListRefreshUnavailableError):
             refresher.refresh([user])  # the batch fails, and is retried by the connector
-        redis_db.delete(Keys(settings.dataset_group).recommendations(user))
+        redis_db.delete(Keys(quiet.dataset_group).recommendations(user))
         assert refresher.refresh([user]) == 1  # by a new child
         assert refresher._slots[0] is not child and "i4" in top(lists.read(user))
     finally:
@@ -182,17 +190,13 @@ def test_lists_are_refreshed_in_a_child_process_that_is_replaced_when_it_dies(
 
 
 def test_two_refresh_processes_share_a_batch_and_write_every_list(
-    settings: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
+    quiet: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
 ) -> None:
-    prepare_group(settings)
-    chain_model_version(settings)
-    quiet = settings.model_copy(update={"lists_exploration_weight": 0.0})
     refresher = RefreshProcesses(quiet, 2, start_seconds=120, batch_seconds=120)
     users = [Subject("u", f"split-{n}") for n in range(5)]
     try:
         for n, user in enumerate(users):
-            member = json.dumps({"item": f"i{n}"})
-            redis_db.zadd(Keys(settings.dataset_group).history(user), {member: 1})
+            give_history(redis_db, quiet, user, f"i{n}")
         assert refresher.refresh(users) == 5
         pids = {child.process.pid for child in refresher._slots if child is not None}
         assert len(pids) == 2 and os.getpid() not in pids
@@ -230,34 +234,13 @@ def test_lists_refreshed_while_the_next_batch_is_recorded_end_as_after_each_batc
 
 # What the connector's list refresher sets for the process: after list_refresher(), a
 # thread's 8 MB temporaries (allocated once glibc's mmap threshold has moved up past them)
-# go back to the OS when freed, without a trim. RSS at their peak and after their free.
-REFRESHER_SCENARIO = """
-import threading
-import numpy as np
+# go back to the OS when freed, without a trim.
+REFRESHER_SETUP = """
 import redis
 from connector.settings import ConnectorSettings
 from connector.wiring import list_refresher
-
-def resident_mib():
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmRSS"))
-    return int(line.split()[1]) / 1024
-
 settings = ConnectorSettings()
 list_refresher(settings, redis.Redis.from_url(settings.redis_url))
-found = []
-
-def refresh():
-    np.ones(4_000_000, np.float64)
-    blocks = [np.ones(1_000_000, np.float64) for _ in range(5)]
-    found.append(resident_mib())
-    blocks.clear()
-    found.append(resident_mib())
-
-thread = threading.Thread(target=refresh)
-thread.start()
-thread.join()
-print(*found)
 """
 
 
@@ -266,13 +249,5 @@ def test_the_list_refresher_keeps_large_temporaries_out_of_the_threads_arenas(
 ) -> None:
     prepare_group(settings)
     chain_model_version(settings)
-    done = subprocess.run(
-        [sys.executable, "-c", REFRESHER_SCENARIO],
-        env=service_env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    peak, freed = (float(figure) for figure in done.stdout.split())
+    peak, freed = peak_and_freed(REFRESHER_SETUP, service_env)
     assert freed < peak - 30  # without fix_mmap_threshold all 40 MB stayed resident

@@ -6,6 +6,8 @@ import platform
 import subprocess
 import sys
 
+from tests.memory_scenario import peak_and_freed
+
 # In a fresh interpreter, so the heap holds only what the scenario allocates: 64 KB blocks
 # (under glibc's mmap threshold, so in its heap) with a live one allocated after them, as
 # the next model version is after the old one's arrays; RSS after freeing them, and after
@@ -48,50 +50,11 @@ def test_memory_freed_into_glibcs_heap_goes_back_to_the_os() -> None:
     assert still > kept - 10  # freeing alone left it resident: what the trim is for
 
 
-# A thread's temporaries after glibc's mmap threshold has moved up: a 32 MB block freed first
-# (mapped, and its free raises the threshold to its size), then five 8 MB blocks, as a list
-# refresh's matrices, freed again; RSS at the peak and after the frees, with no trim.
-THREAD_SCENARIO = """
-import threading
-import numpy as np
-from connector.memory import fix_mmap_threshold
-
-def resident_mib():
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmRSS"))
-    return int(line.split()[1]) / 1024
-
-if {fix}:
-    fix_mmap_threshold()
-found = []
-
-def refresh():
-    np.ones(4_000_000, np.float64)
-    blocks = [np.ones(1_000_000, np.float64) for _ in range(5)]
-    found.append(resident_mib())
-    blocks.clear()
-    found.append(resident_mib())
-
-thread = threading.Thread(target=refresh)
-thread.start()
-thread.join()
-print(*found)
-"""
-
-
-def _thread_run(fix: bool) -> tuple[float, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", THREAD_SCENARIO.format(fix=fix)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    peak, freed = done.stdout.split()
-    return float(peak), float(freed)
+FIX_THRESHOLD = "from connector.memory import fix_mmap_threshold\nfix_mmap_threshold()"
 
 
 def test_a_threads_large_temporaries_go_back_to_the_os_when_freed() -> None:
-    peak, freed = _thread_run(fix=True)
+    peak, freed = peak_and_freed(FIX_THRESHOLD)
     assert freed < peak - 30  # measured: 66.3 -> 28.0 MiB
-    kept_peak, kept = _thread_run(fix=False)
+    kept_peak, kept = peak_and_freed("")
     assert kept > kept_peak - 5  # glibc's moving threshold kept all 40 MB resident

@@ -311,11 +311,13 @@ def run_load(
 
 
 @contextlib.contextmanager
-def running_api(settings: ConnectorSettings) -> Iterator[int]:
-    """A `streamrec api` process for the settings' group on a free port, ready; its port."""
+def running_api(settings: ConnectorSettings, threads: int | None = None) -> Iterator[int]:
+    """A `streamrec api` process for the settings' group on a free port, ready; its port.
+    `threads` sets STREAMREC_API_THREADS (None: the process's default)."""
     port = free_port()
     env = {
         **connector_env(settings),
+        **({"STREAMREC_API_THREADS": str(threads)} if threads is not None else {}),
         "STREAMREC_API_PORT": str(port),
         "STREAMREC_API_HOST": "127.0.0.1",
         "STREAMREC_SERVING_INDEX_MIN_ITEMS": str(settings.serving_index_min_items),
@@ -372,10 +374,11 @@ def sequential_latencies(port: int, users: int, requests: int) -> tuple[list[flo
 
 
 def measure_api(
-    settings: ConnectorSettings, users: int, rate: int, seconds: float
+    settings: ConnectorSettings, users: int, rate: int, seconds: float, threads: int
 ) -> dict[str, Any]:
-    """GetRecommendations at `rate` requests/s, without and with the filter."""
-    with running_api(settings) as port:
+    """GetRecommendations at `rate` requests/s, without and with the filter, from an API
+    process with `threads` threads."""
+    with running_api(settings, threads) as port:
         url = f"http://127.0.0.1:{port}/recommendations"
         filtered = {"filterName": FILTER_NAME, "filterValues": FILTER_VALUES}
         first_filtered = filtered_warm_up(port, filtered)
@@ -756,6 +759,14 @@ def main() -> None:
         "several, comma-separated, run the freshness phase once each, side by side, with "
         "the first one's figures as the headline",
     )
+    parser.add_argument(
+        "--api-threads",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[0],
+        help="threads of the API process (STREAMREC_API_THREADS); several, comma-separated, "
+        "run the API phase once each, side by side, with the first one's figures as the "
+        "headline",
+    )
     parser.add_argument("--sweep", default="10000,100000,1000000")
     parser.add_argument("--sweep-requests", type=int, default=200)
     args = parser.parse_args()
@@ -814,13 +825,25 @@ def measure(
     calls, usec = (after - was for after, was in zip(_get_stats(settings), before, strict=True))
     setup["redis_server_us_per_get"] = round(usec / max(calls, 1), 1)
     print(f"redis lookups: p50/p99 {percentiles(redis_run['latencies_ms'])} ms", flush=True)
-    api = measure_api(settings, args.users, args.rate, args.seconds)
+    by_threads: list[tuple[int, dict[str, Any]]] = []
+    for threads in args.api_threads:
+        run = measure_api(settings, args.users, args.rate, args.seconds, threads)
+        by_threads.append((threads, run))
+        print(
+            f"api with {threads} threads: p50/p99 {percentiles(run['plain']['latencies_ms'])} "
+            f"ms, filtered {percentiles(run['filter']['latencies_ms'])} ms",
+            flush=True,
+        )
+    api = by_threads[0][1]
     setup["first_filtered"] = api["first_filtered"]
-    print(
-        f"api: p50/p99 {percentiles(api['plain']['latencies_ms'])} ms, filtered "
-        f"{percentiles(api['filter']['latencies_ms'])} ms",
-        flush=True,
-    )
+    setup["api_by_threads"] = [
+        (
+            threads,
+            percentiles(run["plain"]["latencies_ms"]),
+            percentiles(run["filter"]["latencies_ms"]),
+        )
+        for threads, run in by_threads
+    ]
     sizes = [int(size) for size in args.sweep.split(",") if size]
     swept, brute = sweep(base, run_id, sizes, args.sweep_requests)
     setup["index_min_items"] = base.serving_index_min_items
@@ -877,6 +900,9 @@ def figures_of(
         "api_answers_ranked": api["plain"]["sources"]["ranked"],
         "api_filter_answers_ranked": api["filter"]["sources"]["ranked"],
         "api_max_lag_ms": max(api["plain"]["max_lag_ms"], api["filter"]["max_lag_ms"]),
+        "api_p99_ms_by_threads": [  # in the order run: [threads, plain p99, filtered p99]
+            [threads, plain[1], filtered[1]] for threads, plain, filtered in setup["api_by_threads"]
+        ],
         "freshness_p50_ms": fresh_p50,
         "freshness_p99_ms": fresh_p99 if fresh_p99 != float("inf") else None,
         "freshness_probes": len(fresh["latencies"]),

@@ -159,9 +159,10 @@ def list_refresher(
         filter_name=settings.lists_filter,
     )
     lists = RecommendationLists(client, keys, settings.history_ttl_seconds)
-    refresher = ListRefresher(
-        client, keys, holder, lists, policy, _lists_filters(settings, client, keys)
-    )
+    filters = _lists_filters(settings, client, keys)
+    if filters is not None:
+        holder.before_serving(filters.warm)
+    refresher = ListRefresher(client, keys, holder, lists, policy, filters)
     if refresh_on_new_version:
         holder.on_change(lambda _: _in_background(refresher.refresh_active))
     holder.start()

@@ -37,6 +37,15 @@ class ApiSettings(CommonSettings):
     api_max_input_list: int = Field(
         500, ge=1, description="Most item ids accepted in a GetPersonalizedRanking inputList."
     )
+    api_threads: int = Field(
+        0,
+        ge=0,
+        description="Threads that answer requests. 0 answers them one at a time on the event "
+        "loop, which was the fastest and steadiest against a Redis on the same host "
+        "(docs/performance.md); with a pool, threads contend for the interpreter lock and "
+        "filtered requests at 500/s swung between keeping up and falling behind. Give a few "
+        "when Redis is across a network, so that their round trips overlap.",
+    )
     api_history_events: int = Field(
         200, ge=1, description="Most recent history events read per request to rank from."
     )

@@ -106,6 +106,7 @@ class ModelHolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[ServingModel], object]] = []
+        self._preparers: list[Callable[[ServingModel], object]] = []
 
     @property
     def current(self) -> ServingModel | None:
@@ -117,6 +118,14 @@ class ModelHolder:
         newer one; not for the first version a process loads (a restarting connector must
         not recompute every stored list before it consumes anything)."""
         self._listeners.append(listener)
+
+    def before_serving(self, prepare: Callable[[ServingModel], object]) -> None:
+        """Call `prepare` (in the loading thread) with each loaded version before it is
+        served, the first one included, so that what requests derive from a version (a
+        filter's item table: pipelined reads of every item's metadata) is built off the
+        request path. A preparer's failure is logged and the version served anyway: the
+        first request that needs what it builds builds it."""
+        self._preparers.append(prepare)
 
     def reload(self) -> bool:
         """Load the current version if it is not the one held; whether it changed."""
@@ -130,6 +139,7 @@ class ModelHolder:
             except ModelNotFoundError as exc:  # rolled back or pruned while loading
                 log.warning("model version %s could not be loaded: %s", version, exc)
                 return False
+            self._prepare(loaded)
             previous, self._current = self._current, loaded
         log.info(
             "serving model version %s (%d items, %s)",
@@ -143,6 +153,13 @@ class ModelHolder:
             previous = None  # what only the old version used can now be handed back
             return_freed_memory()
         return True
+
+    def _prepare(self, loaded: ServingModel) -> None:
+        for prepare in self._preparers:
+            try:
+                prepare(loaded)
+            except Exception as exc:  # noqa: BLE001 - preparing is ahead of need, never required
+                log.warning("preparing model version %s: %s", loaded.version, exc)
 
     def start(self) -> None:
         """Load now, then follow announcements (and poll) in a daemon thread."""

@@ -2,8 +2,9 @@
 their metadata: for API requests and for the precomputed lists (STREAMREC_LISTS_FILTER).
 
 The item metadata table is built once per model version (it follows the version's item
-order) and rebuilt when a new version is served; building one for 100,000 items takes a
-fraction of a second (pipelined HGETALL), paid by the first filtered request of a version.
+order) and kept with it. Building one for 100,000 items takes a fraction of a second
+(pipelined HGETALL): `warm`, registered with the ModelHolder, pays it before the version is
+served when the group has a filter; otherwise the first filtered request of a version does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from connector.keys import Keys
 from connector.model.history import HistoryEntry
 from connector.serving.catalog import ItemTable, load_item_table
 from connector.serving.current_model import ServingModel
+
+ITEM_TABLE = "filters.item_table"  # the key of a version's table in ServingModel.derive
 
 
 class FilterResolver(Protocol):
@@ -44,8 +47,7 @@ class StoredFilters:
 
     def __init__(self, store: FilterStore, client: redis.Redis, keys: Keys) -> None:
         self._store, self._client, self._keys = store, client, keys
-        self._table: tuple[str, ItemTable] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one build per version, however many requests wait
 
     def mask(
         self,
@@ -60,9 +62,14 @@ class StoredFilters:
         parsed = self._store.get(name)
         return item_mask(parsed, self._items(model), user, history, values)
 
+    def warm(self, model: ServingModel) -> None:
+        """Build `model`'s item table now if the group has a filter to use it."""
+        if self._store.list():
+            self._items(model)
+
     def _items(self, model: ServingModel) -> ItemTable:
         with self._lock:
-            if self._table is None or self._table[0] != model.version:
-                table = load_item_table(self._client, self._keys, model.model.items)
-                self._table = (model.version, table)
-            return self._table[1]
+            table: ItemTable = model.derive(
+                ITEM_TABLE, lambda: load_item_table(self._client, self._keys, model.model.items)
+            )
+            return table

@@ -34,6 +34,7 @@ from connector.keys import Keys, Subject
 from connector.model.artifacts import ModelArtifacts
 from connector.model.history import HistoryEntry, parse_member
 from connector.model.model import Hyperparameters, Model
+from connector.serving.filters import ITEM_TABLE
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
@@ -242,6 +243,22 @@ def test_known_user_gets_a_personal_list_without_what_they_did(
     assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0 + 1e-6
 
 
+def test_once_the_group_has_a_filter_a_version_is_served_with_its_item_table_built(
+    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(trained))
+    with serving(settings) as api:
+        holder = api.app[HOLDER]
+        assert holder.current is not None and ITEM_TABLE not in holder.current.derived
+        open_filters(settings).create("no-x", 'EXCLUDE ItemID WHERE Items.GENRES IN ("x")')
+        # A transaction's commit marker may reach the topic just after create returns.
+        eventually(lambda: bool(open_filters(settings).list()))
+        version = publish(settings, artifacts(trained, ["z-new"]))
+        eventually(lambda: holder.current is not None and holder.current.version == version)
+        assert ITEM_TABLE in holder.current.derived  # built before the swap, not on request
+        assert len(holder.current.derived[ITEM_TABLE].ids) == len(holder.current.model.items)
+
+
 @INDEXED
 def test_a_new_users_first_event_turns_popular_items_into_personal_ones(
     settings: ConnectorSettings,
@@ -410,8 +427,16 @@ def test_bad_requests_get_a_clear_json_error(
     assert set(answer) == {"message"} and message in answer["message"]
 
 
+# Requests answered on the event loop (the default) and in a pool of threads.
+THREADS = pytest.mark.parametrize("threads", [0, 2], ids=["event-loop", "thread-pool"])
+
+
+@THREADS
 def test_malformed_oversized_and_slow_requests(
-    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    trained: tuple[Model, Interactions],
+    threads: int,
 ) -> None:
     publish(settings, artifacts(trained))
     with serving(settings, api_max_body_bytes=2048) as api:
@@ -419,7 +444,7 @@ def test_malformed_oversized_and_slow_requests(
         assert status == 400 and answer["message"].startswith("the request body is not valid JSON")
         status, answer = api.call("/recommendations", {"userId": "u" * 4000})
         assert (status, answer) == (413, {"message": "the request body is larger than 2048 bytes"})
-    with serving(settings, api_request_timeout_seconds=1e-9) as api:
+    with serving(settings, api_request_timeout_seconds=1e-9, api_threads=threads) as api:
         status, answer = api.call("/recommendations", {"userId": "u1"})
         assert status == 503 and "did not complete within" in answer["message"]
         assert "Traceback" not in json.dumps(answer)
@@ -465,8 +490,12 @@ def test_a_list_made_from_the_current_history_is_the_answer_and_a_stale_one_is_n
     assert 'streamrec_api_recommendations_total{source="ranked"} 1.0' in text
 
 
+@THREADS
 def test_a_filtered_request_is_answered_from_the_allowed_entries_of_a_current_list(
-    settings: ConnectorSettings, redis_db: redis.Redis, trained: tuple[Model, Interactions]
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    trained: tuple[Model, Interactions],
+    threads: int,
 ) -> None:
     publish(settings, artifacts(trained))
     events = Events(settings.model_copy(update={"lists_exploration_weight": 0.0}))
@@ -480,7 +509,7 @@ def test_a_filtered_request_is_answered_from_the_allowed_entries_of_a_current_li
     record = SourceRecord(settings.topics.items, 0, 0, b"k", json.dumps(rows).encode())
     assert processors(settings).items.process([record]).dead == 0
     open_filters(settings).create("no-odd", 'EXCLUDE ItemID WHERE Items.GENRES IN ("Odd")')
-    with serving(settings, exploration_weight=0.0) as api:
+    with serving(settings, exploration_weight=0.0, api_threads=threads) as api:
         body = {"userId": "gil", "numResults": 5, "filterName": "no-odd"}
         answer = api.ok("/recommendations", body)["itemList"]
         _, text = api.call("/metrics")

@@ -7,7 +7,9 @@ expression as written (JSON), a tombstone on delete. The expression is parsed be
 written, so a malformed one is refused at creation with its position and reason and never
 reaches the topic; readers parse each expression once, when they first read it. Serving
 processes call `get` per request: the topic is re-read in the background at most every few
-seconds, and a name not yet seen is looked up synchronously once before it is refused.
+seconds, and a name not yet seen is looked up synchronously before it is refused, at most
+once a second: the API answers on its event loop, and one re-read (a consumer round trip,
+about 130 ms) per request naming an unknown filter would let such requests stall it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from connector.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 _REFRESH_INTERVAL = 5.0
+_UNSEEN_NAME_REREAD_SECONDS = 1.0  # least time between two re-reads for unknown names
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}")  # CreateFilter's name rule
 
 
@@ -49,6 +52,7 @@ class FilterStore:
         self._next_offset = 0
         self._by_name: dict[str, NamedFilter] = {}
         self._refresher = Refresher(self._read_new, _REFRESH_INTERVAL)
+        self._unseen_reread: float | None = None  # when a miss last re-read the topic
 
     def refresh(self) -> None:
         """Read what was written since the last refresh."""
@@ -108,13 +112,22 @@ class FilterStore:
 
     def get(self, name: str) -> Filter:
         """The parsed filter `name`, for hot paths: served from memory, the topic re-read
-        in the background when stale, and synchronously once for a name not yet seen."""
+        in the background when stale, and synchronously for a name not yet seen unless a
+        miss re-read it less than a second ago."""
         self._refresher.in_background_if_stale()
-        if name not in self._by_name:
+        if name not in self._by_name and self._may_reread_for_unseen():
             self.refresh()
         if name not in self._by_name:
             raise self._not_found(name)
         return self._by_name[name].filter
+
+    def _may_reread_for_unseen(self) -> bool:
+        now = time.monotonic()
+        last = self._unseen_reread
+        if last is not None and now - last < _UNSEEN_NAME_REREAD_SECONDS:
+            return False
+        self._unseen_reread = now
+        return True
 
     def _key(self, name: str) -> str:
         return f"{self._group}/{name}"

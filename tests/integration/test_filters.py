@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 import redis
 
 from connector.exceptions import FilterError, FilterNotFoundError
+from connector.filters import store as store_module
 from connector.filters.evaluate import item_mask
 from connector.filters.store import FilterStore, open_filters
 from connector.ingest.records import SourceRecord
@@ -155,7 +157,11 @@ class _RecordedLog:
         return [record for record in self.records if record.offset >= start]
 
 
-def test_a_stored_filter_that_no_longer_parses_does_not_hide_the_others() -> None:
+def test_a_stored_filter_that_no_longer_parses_does_not_hide_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_module, "_UNSEEN_NAME_REREAD_SECONDS", 0.0)
+
     def value(expression: str) -> bytes:
         return json.dumps({"expression": expression, "created": 1.0}).encode()
 
@@ -174,3 +180,35 @@ def test_a_stored_filter_that_no_longer_parses_does_not_hide_the_others() -> Non
         store.get("b")
     log.records.append(LogRecord(5, "g/b", value(BY_GENRE)))
     assert store.get("b").parameters == {"GENRES"}
+
+
+class _CountedLog(_RecordedLog):
+    """A _RecordedLog that counts its reads."""
+
+    reads = 0
+
+    def read_from(self, start: int) -> list[LogRecord]:
+        self.reads += 1
+        return super().read_from(start)
+
+
+def test_names_not_yet_seen_reread_the_topic_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_module, "_UNSEEN_NAME_REREAD_SECONDS", 0.2)
+    log = _CountedLog([])
+    store = FilterStore(log, "g")
+    assert store.list() == [] and log.reads == 1
+    log.records.append(
+        LogRecord(0, "g/new", json.dumps({"expression": BY_GENRE, "created": 1.0}).encode())
+    )
+    assert store.get("new").text == BY_GENRE  # the first miss re-reads: a filter just made
+    assert log.reads == 2
+    for name in ("x1", "x2", "x3"):  # misses right after it: refused without a re-read
+        with pytest.raises(FilterNotFoundError):
+            store.get(name)
+    assert log.reads == 2  # they came within the interval of the miss on "new"
+    time.sleep(0.25)
+    with pytest.raises(FilterNotFoundError):
+        store.get("x4")
+    assert log.reads == 3

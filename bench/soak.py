@@ -279,6 +279,9 @@ class Sampler(threading.Thread):
             rss_mb={name: child.rss_mb() for name, child in children.items()},
             version=api_version(self.run_.ports["api"]),
             alive={name: child.alive() for name, child in children.items()},
+            parts_mb={
+                f"connector {part}": mb for part, mb in children["connector"].rss_parts_mb().items()
+            },
         )
         self.samples.append(sample)
         return sample
@@ -389,6 +392,10 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "mem_end_mb": {k: m["end_mb"] for k, m in mem.items()},
         "mem_peak_mb": {k: m["peak_mb"] for k, m in mem.items()},
         "mem_growth_pct_by_process": {k: m["growth_pct"] for k, m in mem.items()},
+        "mem_connector_parts_mb": {  # the connector's own process, its refresh processes
+            k: [m["start_mb"], m["end_mb"], m["growth_pct"]]
+            for k, m in report.memory(samples, run.args.warm_up, parts=True).items()
+        },
         "mem_growth_pct": max(growth) if growth else None,  # raw: every process
         "mem_growth_pct_fixed_working_set": explained["fixed_growth_pct"],  # connector, API
         "worker_mb_per_100k_rows": explained["worker_mb_per_100k_rows"],
@@ -452,6 +459,8 @@ def print_all(
     )
     report.print_minutes(rows)
     report.print_memory(memory[0], args.warm_up, memory[1])
+    for part, (first, end, growth) in figures["mem_connector_parts_mb"].items():
+        print(f"  {part:<22} {first} -> {end} MiB ({growth} %)")
     print("\nthroughput, API, model")
     report.print_summary(
         [

@@ -43,6 +43,14 @@ class Child:
             return None
         return (own + sum(_rss_kib(pid) or 0 for pid in _descendants(self.pid))) / 1024
 
+    def rss_parts_mb(self) -> dict[str, float | None]:
+        """Resident set size in MiB of the process alone and of its descendants together."""
+        own = _rss_kib(self.pid)
+        if own is None:
+            return {"own": None, "descendants": None}
+        descendants = sum(_rss_kib(pid) or 0 for pid in _descendants(self.pid))
+        return {"own": own / 1024, "descendants": descendants / 1024}
+
     def stop(self, timeout: float = 60) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; the exit status."""
         if self.process.poll() is None:

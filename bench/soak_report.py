@@ -25,6 +25,8 @@ class Sample:
     rss_mb: dict[str, float | None]
     version: str | None
     alive: dict[str, bool] = field(default_factory=dict)
+    # The connector's own process and its descendants (list refresh processes) apart.
+    parts_mb: dict[str, float | None] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: int) -> float | None:
@@ -73,12 +75,16 @@ def per_minute(
     return rows
 
 
-def memory(samples: Sequence[Sample], warm_up: float) -> dict[str, dict[str, float | None]]:
-    """Per process: RSS (MiB) at the end of the warm-up, at the end, its peak, growth %."""
+def memory(
+    samples: Sequence[Sample], warm_up: float, parts: bool = False
+) -> dict[str, dict[str, float | None]]:
+    """Per process: RSS (MiB) at the end of the warm-up, at the end, its peak, growth %;
+    with `parts`, per part of the connector (its own process, its descendants) instead."""
     after = [s for s in samples if s.t >= warm_up] or list(samples[-1:])
     result: dict[str, dict[str, float | None]] = {}
-    for name in PROCESSES:
-        values = [s.rss_mb.get(name) for s in after]
+    names = list(dict.fromkeys(k for s in after for k in s.parts_mb)) if parts else PROCESSES
+    for name in names:
+        values = [(s.parts_mb if parts else s.rss_mb).get(name) for s in after]
         known = [v for v in values if v is not None]
         start, end = (known[0], known[-1]) if known else (None, None)
         growth = round((end - start) / start * 100, 1) if start and end else None

@@ -280,7 +280,9 @@ class Sampler(threading.Thread):
             version=api_version(self.run_.ports["api"]),
             alive={name: child.alive() for name, child in children.items()},
             parts_mb={
-                f"connector {part}": mb for part, mb in children["connector"].rss_parts_mb().items()
+                f"{name} {part}": mb
+                for name in ("connector", "worker")
+                for part, mb in children[name].rss_parts_mb().items()
             },
         )
         self.samples.append(sample)
@@ -392,7 +394,7 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "mem_end_mb": {k: m["end_mb"] for k, m in mem.items()},
         "mem_peak_mb": {k: m["peak_mb"] for k, m in mem.items()},
         "mem_growth_pct_by_process": {k: m["growth_pct"] for k, m in mem.items()},
-        "mem_connector_parts_mb": {  # the connector's own process, its refresh processes
+        "mem_parts_mb": {  # own process and descendants apart: [start, end, growth %]
             k: [m["start_mb"], m["end_mb"], m["growth_pct"]]
             for k, m in report.memory(samples, run.args.warm_up, parts=True).items()
         },
@@ -459,7 +461,7 @@ def print_all(
     )
     report.print_minutes(rows)
     report.print_memory(memory[0], args.warm_up, memory[1])
-    for part, (first, end, growth) in figures["mem_connector_parts_mb"].items():
+    for part, (first, end, growth) in figures["mem_parts_mb"].items():
         print(f"  {part:<22} {first} -> {end} MiB ({growth} %)")
     print("\nthroughput, API, model")
     report.print_summary(

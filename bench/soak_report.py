@@ -25,7 +25,8 @@ class Sample:
     rss_mb: dict[str, float | None]
     version: str | None
     alive: dict[str, bool] = field(default_factory=dict)
-    # The connector's own process and its descendants (list refresh processes) apart.
+    # The connector's and the worker's own process and their descendants (the connector's
+    # list refresh processes, the worker's run in progress) apart.
     parts_mb: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -79,7 +80,7 @@ def memory(
     samples: Sequence[Sample], warm_up: float, parts: bool = False
 ) -> dict[str, dict[str, float | None]]:
     """Per process: RSS (MiB) at the end of the warm-up, at the end, its peak, growth %;
-    with `parts`, per part of the connector (its own process, its descendants) instead."""
+    with `parts`, per part (a process alone, its descendants) of `Sample.parts_mb` instead."""
     after = [s for s in samples if s.t >= warm_up] or list(samples[-1:])
     result: dict[str, dict[str, float | None]] = {}
     names = list(dict.fromkeys(k for s in after for k in s.parts_mb)) if parts else PROCESSES

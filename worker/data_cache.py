@@ -43,7 +43,7 @@ from worker.dataset_reader import (
     unique,
 )
 from worker.interactions import Interactions
-from worker.selection import check_minimum, select
+from worker.selection import check_minimum, not_enough_data, select
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -355,7 +355,10 @@ def load_training_data(settings: WorkerSettings) -> Interactions:
     with TopicReader(settings, settings.topics.interactions) as reader:
         update = cache.update(reader, RowDecoder(registry, group, "interactions"), fields)
     log.info("training data cache updated", extra=asdict(update))
-    data, summary = select(to_interactions(cache.columns(), fields), settings)
+    columns = cache.columns()
+    if not columns.codes:  # nothing in the dataset yet: no columns to stitch or select
+        raise not_enough_data(0, 0)
+    data, summary = select(to_interactions(columns, fields), settings)
     log.info("training data selected", extra=asdict(summary))
     check_minimum(data)
     return data

@@ -19,6 +19,7 @@ from connector.memory import return_freed_memory
 from connector.redis_client import connect
 from worker import health
 from worker.exceptions import NotEnoughDataError
+from worker.isolated import isolated_run
 from worker.pipeline import Stopped
 from worker.runs import Mode, run
 from worker.settings import WorkerSettings
@@ -64,9 +65,12 @@ class Schedule:
         return max(0.0, min(self.next_full, self.next_update) - now)
 
 
-def serve(settings: WorkerSettings, runner: Callable[..., str] = run) -> None:
+def serve(settings: WorkerSettings, runner: Callable[..., str] | None = None) -> None:
     """Run the schedule until SIGTERM or SIGINT, with /healthz, /readyz and /metrics on
-    STREAMREC_WORKER_WEB_PORT."""
+    STREAMREC_WORKER_WEB_PORT; each run in a child process (worker/isolated.py) unless
+    STREAMREC_WORKER_ISOLATED_RUNS is false or `runner` says otherwise."""
+    if runner is None:
+        runner = isolated_run if settings.worker_isolated_runs else run
     pages = health.serve_health(settings.worker_web_port, connect(settings))
     try:
         _loop(settings, runner)
@@ -112,4 +116,4 @@ def _run_once(
         log.error("%s run failed: %s", mode, exc)
     finally:
         health.record_run(mode, outcome, time.monotonic() - started)
-        return_freed_memory()  # the run's data and arrays are garbage between runs
+        return_freed_memory()  # an in-process run's data and arrays are garbage now

@@ -91,8 +91,13 @@ def check_minimum(data: Interactions) -> None:
     active = int(np.count_nonzero(history_lengths(data) >= MIN_USER_INTERACTIONS))
     if len(data) >= MIN_INTERACTIONS and active >= MIN_ACTIVE_USERS:
         return
-    raise NotEnoughDataError(
-        f"not enough training data: {len(data):,} interactions and {active:,} users with at "
+    raise not_enough_data(len(data), active)
+
+
+def not_enough_data(interactions: int, active: int) -> NotEnoughDataError:
+    """The error for a dataset of `interactions` rows and `active` users with 2+ of them."""
+    return NotEnoughDataError(
+        f"not enough training data: {interactions:,} interactions and {active:,} users with at "
         f"least {MIN_USER_INTERACTIONS} interactions; training needs at least "
         f"{MIN_INTERACTIONS:,} interactions and {MIN_ACTIVE_USERS} such users "
         "(after the event type, event value and history-length filters)"

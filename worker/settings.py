@@ -82,6 +82,12 @@ class WorkerSettings(CommonSettings):
     worker_update_interval_seconds: float = Field(
         300.0, description="How often `streamrec worker` runs an UPDATE (new items, popularity)."
     )
+    worker_isolated_runs: bool = Field(
+        True,
+        description="Whether `streamrec worker` runs each FULL and UPDATE in a child process, "
+        "so that a run's memory goes back to the system when it ends (in one process, what "
+        "runs left behind grew with the dataset); false runs them in the worker's process.",
+    )
     worker_run_on_start: bool = Field(
         True,
         description="Whether `streamrec worker` runs a FULL as soon as it starts; when false, "

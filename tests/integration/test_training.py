@@ -4,6 +4,7 @@ a FULL run on them, a version in Redis that loads back exactly, `streamrec train
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -27,7 +28,9 @@ from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group, put_events
 from worker.catalog import read_items
 from worker.data_cache import load_training_data
-from worker.pipeline import full_model
+from worker.exceptions import NotEnoughDataError
+from worker.isolated import RunProcessError, isolated_run
+from worker.pipeline import Stopped, full_model
 from worker.runs import item_catalog, run
 from worker.settings import WorkerSettings
 
@@ -199,3 +202,38 @@ def test_worker_stops_cleanly_on_sigterm_mid_training_and_publishes_nothing(
 def _get(port: int, path: str) -> tuple[int, str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:  # noqa: S310
         return answer.status, answer.read().decode()
+
+
+def test_a_run_in_a_child_process_publishes_and_its_errors_come_back_by_kind(
+    processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
+) -> None:
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    with pytest.raises(NotEnoughDataError, match="interactions"):  # nothing ingested yet
+        isolated_run("full", worker_settings, lambda: False)
+    publish_walks(processor, settings)
+    with pytest.raises(Stopped):  # asked to stop before it could publish
+        isolated_run("full", worker_settings, lambda: True)
+    assert store.versions() == []
+    version = isolated_run("full", worker_settings, lambda: False)
+    assert store.current_version() == version
+    assert len(Model.from_artifacts(store.load(version)).items) == ITEMS
+
+
+def test_a_run_whose_child_process_is_killed_fails_and_the_next_one_runs(
+    processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
+) -> None:
+    publish_walks(processor, settings)
+    slow = worker_settings.model_copy(update={"training_epochs": 200})
+
+    def kill_the_child() -> bool:
+        for child in multiprocessing.active_children():
+            if child.name == "streamrec-full":
+                os.kill(child.pid or 0, signal.SIGKILL)
+        return False
+
+    with pytest.raises(RunProcessError, match="exit code -9"):
+        isolated_run("full", slow, kill_the_child)
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    assert store.current_version() is None
+    version = isolated_run("full", worker_settings, lambda: False)  # the next run
+    assert store.current_version() == version

@@ -102,6 +102,11 @@ WEB_PORTS: dict[int, int] = {}  # connector process id -> its /metrics port
 TARGETS = {"redis": 1.0, "api": 20.0, "freshness": 500.0}  # p99 targets of issue 5, ms
 
 
+def count_list(text: str) -> list[int]:
+    """A comma-separated list of counts, as --refresh-processes and --api-threads take."""
+    return [int(n) for n in text.split(",")]
+
+
 def item_id(index: int) -> str:
     """The id of catalogue item number `index`."""
     return f"item-{index}"
@@ -764,7 +769,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--refresh-processes",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=count_list,
         default=[1],
         help="list refresh processes per connector (STREAMREC_LISTS_REFRESH_PROCESSES); "
         "several, comma-separated, run the freshness phase once each, side by side, with "
@@ -772,7 +777,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--api-threads",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=count_list,
         default=[0],
         help="threads of the API process (STREAMREC_API_THREADS); several, comma-separated, "
         "run the API phase once each, side by side, with the first one's figures as the "

@@ -38,10 +38,9 @@ class Child:
     def rss_mb(self) -> float | None:
         """Resident set size in MiB of the process and its descendants (the connector's
         list refresh processes), None once the process is gone."""
-        own = _rss_kib(self.pid)
-        if own is None:
-            return None
-        return (own + sum(_rss_kib(pid) or 0 for pid in _descendants(self.pid))) / 1024
+        parts = self.rss_parts_mb()
+        own, descendants = parts["own"], parts["descendants"]
+        return None if own is None or descendants is None else own + descendants
 
     def rss_parts_mb(self) -> dict[str, float | None]:
         """Resident set size in MiB of the process alone and of its descendants together."""

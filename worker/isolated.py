@@ -72,12 +72,11 @@ def _wait(
     stopping: Any,
     should_stop: Callable[[], bool],
 ) -> tuple[str, str]:
-    """The child's answer, asking it to stop once `should_stop()` turns true."""
+    """The child's answer, asking it to stop once `should_stop()` turns true. A child that
+    dies closes its end of the pipe, which ends the wait too (recv then raises EOFError)."""
     while not connection.poll(_POLL_SECONDS):
         if should_stop():
             stopping.set()
-        if not child.is_alive() and not connection.poll(0):
-            raise RunProcessError(f"the run's process ended with exit code {child.exitcode}")
     try:
         answer: tuple[str, str] = connection.recv()
     except EOFError as exc:

@@ -11,7 +11,7 @@ small numpy calls per user, most of the cost of a refresh at 100,000 items
   showing;
 - exploration draws `slots` cold items per row by Gumbel top-k over their standardised
   relevance capped at EXPLORATION_LEAN (ranking._explore); items without interaction data
-  are never exploited; the explored ones sit at evenly spaced positions (ranking._interleave);
+  are never exploited; the explored ones sit where ranking.interleave puts them;
 - scores are the softmax over the row's allowed universe, completed by the tail estimate
   (candidates._tail).
 
@@ -29,7 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connector.serving.ranking import EXPLORATION_LEAN, IGNORED_IMPRESSION_PENALTY, Ranked
+from connector.serving.ranking import (
+    EXPLORATION_LEAN,
+    IGNORED_IMPRESSION_PENALTY,
+    Ranked,
+    explored_positions,
+)
 
 
 @dataclass(frozen=True)
@@ -185,13 +190,9 @@ def _top(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
 def _interleave(
     exploit: np.ndarray, explore: np.ndarray, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """ranking._interleave for rows that all have `count` items: the explored ones at the
-    same evenly spaced positions in every row."""
-    pattern = np.zeros(count, bool)
-    slots = explore.shape[1]
-    if slots:
-        spots = np.floor((np.arange(slots) + 0.5) * count / slots).astype(int)
-        pattern[np.minimum(spots, count - 1)] = True
+    """ranking.interleave for rows that all have `count` items: the explored ones at the
+    same positions in every row."""
+    pattern = explored_positions(count, explore.shape[1])
     chosen = np.empty((len(exploit), count), np.int64)
     chosen[:, pattern] = explore
     chosen[:, ~pattern] = exploit

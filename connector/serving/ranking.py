@@ -10,10 +10,13 @@ the tests rank the same way.
   per showing, so a list does not keep offering what was passed over.
 - Exploration, as Personalize's `explorationWeight`: that share of the list's slots goes to
   cold items, those with little interaction data (popularity in the lowest quartile) that are
-  no older than `explorationItemAgeCutOff` days before the newest interaction (age from
-  CREATION_TIMESTAMP, else first interaction; unknown counts as new). Cold items are drawn
-  in proportion to their relevance (Gumbel top-k), so exploration still leans toward what may
-  suit the user, and placed at evenly spaced positions in the list. Items with no
+  new: created no earlier than `explorationItemAgeCutOff` days before the newest
+  interaction. An item is new only with evidence of its age (CREATION_TIMESTAMP, else its
+  first interaction); an item with neither is not explored, so a catalogue imported without
+  creation times does not spend the list on items nobody ever chose, and when no item is
+  new the answer is the answer with weight 0. Cold items are drawn in proportion to their
+  relevance (Gumbel top-k), so exploration still leans toward what may suit the user, and
+  each takes the last slot of an equal stretch of the list (`interleave`). Items with no
   interaction data at all (new items UPDATE placed from metadata or sequences) reach a list
   only through exploration, so weight 0 means lists rest on interaction data alone.
 - Scores are probabilities: a softmax over the items that may be recommended, as Personalize
@@ -137,7 +140,7 @@ def cold_items(served: ServingModel, exploration: Exploration) -> np.ndarray:
 
     def make() -> np.ndarray:
         cut_off = served.latest_timestamp - exploration.item_age_cut_off_days * SECONDS_PER_DAY
-        recent = (served.created < 0) | (served.created >= cut_off)
+        recent = (served.created >= 0) & (served.created >= cut_off)  # -1: age unknown
         threshold = np.quantile(served.popularity, COLD_POPULARITY_QUANTILE)
         result: np.ndarray = recent & (served.popularity <= threshold)
         return result
@@ -226,18 +229,27 @@ def _explore(
 def interleave(
     exploit: np.ndarray, explore: np.ndarray, count: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Explored items at evenly spaced positions among the exploited ones."""
+    """Explored items among the exploited ones, each in the last slot of an equal stretch
+    of the list (3 of 10 at positions 4, 7 and 10), so every prefix of a list explores its
+    share and the best exploited items come first (docs/model.md, Exploration)."""
     total = min(count, len(exploit) + len(explore))
     if total == 0:
         return np.zeros(0, np.int64), np.zeros(0, dtype=bool)
-    positions = np.zeros(total, dtype=bool)
-    if len(explore):
-        spots = np.floor((np.arange(len(explore)) + 0.5) * total / len(explore)).astype(int)
-        positions[np.minimum(spots, total - 1)] = True
+    positions = explored_positions(total, len(explore))
     columns = np.empty(total, np.int64)
     columns[positions] = explore[: int(positions.sum())]
     columns[~positions] = exploit[: int((~positions).sum())]
     return columns, positions
+
+
+def explored_positions(total: int, explored: int) -> np.ndarray:
+    """Which of `total` slots exploration takes for `explored` items (bool per slot): the
+    last slot of each of `explored` equal stretches."""
+    positions = np.zeros(total, dtype=bool)
+    if explored and total:
+        ends = np.ceil((np.arange(explored) + 1) * total / explored - 1e-9).astype(int)
+        positions[np.clip(ends - 1, 0, total - 1)] = True
+    return positions
 
 
 def _mask(size: int, columns: np.ndarray) -> np.ndarray:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from connector.model.history import HistoryEntry
 from connector.model.model import Hyperparameters, Model
 from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
-from connector.serving.ranking import Exploration, cold_items, cold_start_scores, rank
+from connector.serving.ranking import (
+    Exploration,
+    cold_items,
+    cold_start_scores,
+    interleave,
+    rank,
+)
 from connector.serving.recommend import rank_items, recommend_many
 
 ITEMS = [f"i{n}" for n in range(40)]
@@ -62,6 +70,40 @@ def test_weight_zero_recommends_no_cold_items_and_weight_one_mostly_cold() -> No
 def test_age_cut_off_keeps_old_rare_items_out_of_exploration() -> None:
     model = served()
     assert not cold_items(model, Exploration(item_age_cut_off_days=0.5)).any()
+
+
+def test_an_item_without_creation_or_first_seen_time_is_never_explored() -> None:
+    """Rare items whose age nobody knows (a catalogue imported without creation times and
+    never interacted with) are not new: exploration leaves them out even at weight 1."""
+    model = served()
+    unknown = replace(model, created=np.where(np.arange(40) < 20, model.created, -1), derived={})
+    assert not cold_items(unknown, Exploration()).any()
+    ranked = recommend_many(
+        unknown, [HISTORY], 10, Exploration(weight=1.0), np.random.default_rng(0)
+    )
+    assert not ranked[0].explored.any()
+    assert not (np.asarray(ranked[0].columns) >= 20).any()  # unproven items stay out too
+
+
+@pytest.mark.parametrize("weight", [0.3, 1.0])
+def test_when_no_item_is_new_the_default_answer_is_the_answer_with_weight_zero(weight) -> None:
+    model = served()
+    ages = np.where(np.arange(40) < 30, NOW - 400 * SECONDS_PER_DAY, -1)  # old or unknown
+    old = replace(model, created=ages, derived={})
+    histories = [HISTORY, [HistoryEntry("i7", "click")], []]
+    default = recommend_many(old, histories, 10, Exploration(weight), np.random.default_rng(1))
+    plain = recommend_many(old, histories, 10, Exploration(0.0), np.random.default_rng(2))
+    for got, expected in zip(default, plain, strict=True):
+        assert got.columns.tolist() == expected.columns.tolist()
+        assert np.allclose(got.scores, expected.scores) and not got.explored.any()
+
+
+def test_explored_items_take_the_last_slot_of_each_equal_stretch() -> None:
+    columns, explored = interleave(np.arange(100, 107), np.arange(3), 10)
+    assert np.flatnonzero(explored).tolist() == [3, 6, 9]
+    assert columns.tolist() == [100, 101, 102, 0, 103, 104, 1, 105, 106, 2]
+    _, stored = interleave(np.arange(100, 170), np.arange(30), 100)
+    assert int(stored[:10].sum()) == 3  # a prefix of a stored list explores as much
 
 
 def test_lists_exclude_seen_items_and_scores_are_probabilities() -> None:

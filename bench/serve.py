@@ -50,6 +50,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +73,12 @@ from connector.kafka_produce import produce
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters, Model
 from connector.serving.current_model import ModelHolder
-from connector.serving.list_refresh import ListPolicy, ListRefresher
-from connector.serving.ranking import Exploration
+from connector.serving.list_refresh import ListRefresher
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 from connector.trackers import open_trackers
-from connector.wiring import event_processor, processors
+from connector.wiring import event_processor, history_reader, list_policy, processors
 
 TYPES = ("click", "watch", "purchase")
 GENRES = ("drama", "comedy", "action", "horror", "documentary", "kids", "romance", "sci-fi")
@@ -259,15 +259,9 @@ def refresh_lists(settings: ConnectorSettings, users: int) -> float:
     client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group)
     holder = ModelHolder(ModelStore(client, keys), index_min_items=settings.serving_index_min_items)
     holder.reload()
-    policy = ListPolicy(
-        size=settings.lists_size,
-        history_events=settings.lists_history_events,
-        exploration=Exploration(
-            settings.lists_exploration_weight, settings.lists_exploration_item_age_cut_off_days
-        ),
-    )
+    policy = replace(list_policy(settings), filter_name=None)
     lists = RecommendationLists(client, keys, settings.history_ttl_seconds)
-    refresher = ListRefresher(client, keys, holder, lists, policy)
+    refresher = ListRefresher(client, keys, holder, lists, policy, history_reader(settings, client))
     for start in range(0, users, policy.chunk):
         chunk = range(start, min(users, start + policy.chunk))
         refresher.refresh(Subject("u", user_id(index)) for index in chunk)

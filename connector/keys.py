@@ -69,6 +69,11 @@ class Keys:
         """Sorted set of the subject's dedup markers (fingerprints and event ids)."""
         return f"{self.base}{subject.tag}:seen"
 
+    def interacted(self, subject: Subject) -> str:
+        """Sorted set of the (item, event type) pairs the subject interacted with, scored by
+        the latest such event's time: seen-item exclusion and `Interactions` filters."""
+        return f"{self.base}{subject.tag}:interacted"
+
     def session_user(self, session_id: str) -> str:
         """The user id an anonymous session was stitched to."""
         return f"{self.base}{Subject('s', session_id).tag}:user"

@@ -120,6 +120,26 @@ class CommonSettings(BaseSettings):
     topic_partitions: int = Field(
         6, description="Partitions of the event and dataset topics streamrec creates."
     )
+    history_length: int = Field(
+        50,
+        ge=1,
+        description="Latest events kept per user or session history: what the model ranks "
+        "from, read alike by the precomputed lists, the API, the dashboard and `rebuild` "
+        "(docs/redis-keys.md). Items already interacted with are excluded from a longer "
+        "record (STREAMREC_INTERACTED_ITEMS_MAX).",
+    )
+    interacted_items_max: int = Field(
+        10_000,
+        ge=1,
+        description="Most distinct items remembered per user or session as interacted with "
+        "(newest kept), so seen-item exclusion and `Interactions` filters cover far more "
+        "than the history the model reads; about 130 bytes of Redis each (docs/redis-keys.md).",
+    )
+    interacted_items_ttl_seconds: int = Field(
+        365 * 24 * 3600,
+        ge=1,
+        description="Idle time after which a user's or session's interacted items expire.",
+    )
     serving_index_min_items: int = Field(
         50_000,
         ge=1,
@@ -210,7 +230,6 @@ class ConnectorSettings(CommonSettings):
     connector_web_port: int = Field(
         6066, description="Port of the connector's /healthz, /readyz and /metrics."
     )
-    history_length: int = Field(200, description="Events kept per user or session history.")
     history_ttl_seconds: int = Field(
         30 * 24 * 3600, description="Idle time after which a history expires from Redis."
     )
@@ -245,10 +264,22 @@ class ConnectorSettings(CommonSettings):
         "starts, for it to load the model) before the batch fails and is retried with a new "
         "process.",
     )
-    lists_size: int = Field(100, ge=1, le=500, description="Items in each precomputed list.")
-    lists_history_events: int = Field(
-        50, ge=1, description="Latest history events a precomputed list is computed from."
+    lists_new_version_users: int = Field(
+        100_000,
+        ge=0,
+        description="Most recently active users and sessions whose lists are refreshed when "
+        "a model version is published (the others get theirs with their next event); users "
+        "whose events arrived before any version count as active, so the first FULL after "
+        "an import gives them lists.",
     )
+    lists_new_version_rate: float = Field(
+        2_000.0,
+        ge=0.0,
+        description="Most lists a second refreshed after a new version, so that the refresh "
+        "leaves the batches' own list refreshes their pace; 0 for no limit. How long a "
+        "number of users takes: docs/performance.md.",
+    )
+    lists_size: int = Field(100, ge=1, le=500, description="Items in each precomputed list.")
     lists_exploration_weight: float = Field(
         0.3, ge=0.0, le=1.0, description="Share of a precomputed list given to exploration."
     )

@@ -24,7 +24,8 @@ from connector.serving.item_index import single_threaded_numerics
 from connector.serving.list_refresh import ListPolicy, ListRefresher, RefreshesLists
 from connector.serving.ranking import Exploration
 from connector.serving.refresh_process import RefreshProcesses
-from connector.settings import ConnectorSettings
+from connector.settings import CommonSettings, ConnectorSettings
+from connector.stores.histories import HistoryReader
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
@@ -62,7 +63,27 @@ def history_policy(settings: ConnectorSettings) -> HistoryPolicy:
         dedup_window_seconds=settings.dedup_window_seconds,
         dedup_max_markers=settings.dedup_max_markers,
         bucket_seconds=settings.metrics_bucket_seconds,
+        interacted_max=settings.interacted_items_max,
+        interacted_ttl_seconds=settings.interacted_items_ttl_seconds,
     )
+
+
+def list_policy(settings: ConnectorSettings) -> ListPolicy:
+    """How the precomputed lists are made, from settings."""
+    return ListPolicy(
+        size=settings.lists_size,
+        exploration=Exploration(
+            settings.lists_exploration_weight, settings.lists_exploration_item_age_cut_off_days
+        ),
+        filter_name=settings.lists_filter,
+        active_max=settings.lists_new_version_users,
+        active_rate=settings.lists_new_version_rate,
+    )
+
+
+def history_reader(settings: CommonSettings, client: redis.Redis) -> HistoryReader:
+    """The one reader of subjects' histories (lists, API, dashboard, rebuild)."""
+    return HistoryReader(client, Keys(settings.dataset_group), settings.history_length)
 
 
 @dataclass(frozen=True)
@@ -150,19 +171,19 @@ def list_refresher(
     single_threaded_numerics()
     fix_mmap_threshold()
     holder = ModelHolder(ModelStore(client, keys), index_min_items=settings.serving_index_min_items)
-    policy = ListPolicy(
-        size=settings.lists_size,
-        history_events=settings.lists_history_events,
-        exploration=Exploration(
-            settings.lists_exploration_weight, settings.lists_exploration_item_age_cut_off_days
-        ),
-        filter_name=settings.lists_filter,
-    )
     lists = RecommendationLists(client, keys, settings.history_ttl_seconds)
     filters = _lists_filters(settings, client, keys)
     if filters is not None:
         holder.before_serving(filters.warm)
-    refresher = ListRefresher(client, keys, holder, lists, policy, filters)
+    refresher = ListRefresher(
+        client,
+        keys,
+        holder,
+        lists,
+        list_policy(settings),
+        history_reader(settings, client),
+        filters,
+    )
     if refresh_on_new_version:
         holder.on_change(lambda _: _in_background(refresher.refresh_active))
     holder.start()

@@ -46,6 +46,9 @@ class Catalog:
     items: list[str]
     created: dict[str, int | None]
     metadata: dict[str, dict[str, str]]
+    # item_created of the version being replaced (None: there is none): an item's age is
+    # kept across versions, and an item it lacks was first seen by this run
+    earlier_created: dict[str, int] | None = None
 
 
 def hyperparameters(settings: WorkerSettings) -> Hyperparameters:
@@ -115,7 +118,9 @@ def item_arrays(model: Model, data: Interactions, catalog: Catalog) -> dict[str,
     published with the version."""
     return {
         "item_popularity": popularity.popularity(data, model.items),
-        "item_created": popularity.created(data, model.items, catalog.created),
+        "item_created": popularity.created(
+            data, model.items, catalog.created, catalog.earlier_created
+        ),
         **popularity.by_context(data, model.items, model.context_values),
     }
 

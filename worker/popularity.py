@@ -79,9 +79,15 @@ def created(
     data: Interactions,
     items: Sequence[str],
     creation_timestamps: Mapping[str, int | None] | None = None,
+    earlier: Mapping[str, int] | None = None,
 ) -> np.ndarray:
-    """Each item's creation time in seconds: CREATION_TIMESTAMP when the catalog has it, else
-    its first interaction, else UNKNOWN_TIME (int64, one per `items`)."""
+    """Each item's creation time in seconds, from the evidence there is: CREATION_TIMESTAMP
+    when the catalog has it, else its first interaction, else its time in the `earlier`
+    version (item_created of the version this run replaces), else, for an item that version
+    did not have, the newest interaction of `data`: the system first saw it (a PutItems)
+    since that version, and event time had reached that point. Without an earlier version
+    (a first FULL, after a catalogue import) such an item has no evidence: UNKNOWN_TIME, and
+    exploration leaves it out (docs/model.md, Exploration). int64, one per `items`."""
     first = np.full(len(data.items), np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, data.item, data.timestamp)
     rows = _rows_of(data, items)
@@ -89,10 +95,13 @@ def created(
     seen = rows >= 0
     result[seen] = first[rows[seen]]
     result[result == np.iinfo(np.int64).max] = UNKNOWN_TIME
+    now = int(data.timestamp.max()) if len(data) else UNKNOWN_TIME
     for index, item in enumerate(items):
         stamp = (creation_timestamps or {}).get(item)
         if stamp is not None:
             result[index] = int(stamp)
+        elif result[index] == UNKNOWN_TIME and earlier is not None:
+            result[index] = earlier.get(item, now)
     return result
 
 

@@ -38,14 +38,13 @@ from connector.registry.registry import RegisteredSchema, open_registry
 from connector.registry.rules import DatasetSchema
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
-from connector.serving.list_refresh import ListPolicy, ListRefresher
-from connector.serving.ranking import Exploration
+from connector.serving.list_refresh import ListRefresher
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList
 from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import SessionStore
-from connector.wiring import history_policy
+from connector.wiring import history_policy, history_reader, list_policy
 from worker.dataset_reader import MARKER_HEADER, SESSION_HEADER, TopicReader, TopicRecord
 
 log = logging.getLogger("streamrec.rebuild")
@@ -292,20 +291,12 @@ class Rebuilder:
     def _refresher(self, holder: ModelHolder) -> ListRefresher:
         """The connector's list refresher, without its background model follower."""
         settings, client, keys = self._settings, self._client, self._keys
-        policy = ListPolicy(
-            size=settings.lists_size,
-            history_events=settings.lists_history_events,
-            exploration=Exploration(
-                settings.lists_exploration_weight,
-                settings.lists_exploration_item_age_cut_off_days,
-            ),
-            filter_name=settings.lists_filter,
-        )
         filters = (
             StoredFilters(open_filters(settings), client, keys) if settings.lists_filter else None
         )
         lists = RecommendationLists(client, keys, settings.history_ttl_seconds)
-        return ListRefresher(client, keys, holder, lists, policy, filters)
+        policy, histories = list_policy(settings), history_reader(settings, client)
+        return ListRefresher(client, keys, holder, lists, policy, histories, filters)
 
     def _metadata(self, topic: str, dataset: str, id_field: str, key: Callable[[str], str]) -> int:
         """Hashes of the entities whose hash is missing, from the latest row of each."""

@@ -38,12 +38,12 @@ def run(
     say(f"reading the Interactions dataset of {settings.dataset_group!r}")
     data = load_training_data(settings)
     say(f"{len(data):,} interactions of {len(data.users):,} users and {len(data.items):,} items")
-    catalog = item_catalog(read_items(settings))
+    based_on = store.current_version()
+    catalog = item_catalog(read_items(settings), _item_ages(store, based_on))
     _check(should_stop)
     if mode == "full":
         model, arrays = full_model(data, settings, catalog, should_stop, say)
     else:
-        based_on = store.current_version()
         if based_on is None:
             raise ModelNotFoundError(
                 f"no model version in {settings.dataset_group!r} to update: run "
@@ -58,9 +58,21 @@ def run(
     return version
 
 
-def item_catalog(items: ItemCatalog) -> Catalog:
-    """The Items dataset as the pipeline needs it: ids, creation times, and the string
-    metadata new items are placed by."""
+def _item_ages(store: ModelStore, version: str | None) -> dict[str, int] | None:
+    """item_created of `version` (None when there is no version, or it is gone)."""
+    if version is None:
+        return None
+    try:
+        return {
+            item: int(value) for item, value in store.item_values(version, "item_created").items()
+        }
+    except ModelNotFoundError:
+        return None
+
+
+def item_catalog(items: ItemCatalog, earlier_created: dict[str, int] | None = None) -> Catalog:
+    """The Items dataset as the pipeline needs it: ids, creation times, the string
+    metadata new items are placed by, and the item ages of the version being replaced."""
     metadata = {
         item: {
             name: str(values[position])
@@ -70,7 +82,7 @@ def item_catalog(items: ItemCatalog) -> Catalog:
         for position, item in enumerate(items.ids)
     }
     created = dict(zip(items.ids, items.creation_timestamp, strict=True))
-    return Catalog(items=list(items.ids), created=created, metadata=metadata)
+    return Catalog(list(items.ids), created, metadata, earlier_created)
 
 
 def _check(should_stop: Callable[[], bool]) -> None:

@@ -38,12 +38,12 @@ from connector.api import ApiRequestError
 from connector.api.settings import ApiSettings
 from connector.cli.status import topic_states
 from connector.keys import Keys, Subject
-from connector.model.history import parse_member
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.stores.counters import recent_buckets
+from connector.stores.histories import COMMANDS, HistoryReader, SubjectHistory
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 
@@ -141,6 +141,7 @@ class DashboardReader:
         # the same STREAMREC_* environment the connector reads.
         self._connector = ConnectorSettings(**common)
         self._lists = RecommendationLists(client, self._keys, 1)
+        self._histories = HistoryReader(client, self._keys, settings.history_length)
 
     def events(self, slots: int) -> dict[str, Any]:
         """Events per type and per attribution source in the last `slots` buckets of event
@@ -217,14 +218,16 @@ class DashboardReader:
         event made; None when there is neither history nor list."""
         subject, stitched = self._resolve(who)
         pipe = self._client.pipeline(transaction=False)
-        pipe.zrange(self._keys.history(subject), -self._connector.lists_history_events, -1)
+        self._histories.queue(pipe, subject)
         pipe.zcard(self._keys.history(subject))
-        members, length = cast(tuple[list[bytes], int], tuple(pipe.execute()))
+        replies = pipe.execute()
+        history, length = self._histories.parse(replies[:COMMANDS]), int(replies[COMMANDS])
+        members = history.members
         stored = self._lists.read(subject)
         if not members and stored is None:
             return None
         events = [_event(member) for member in members[-HISTORY:]][::-1]
-        change = self._change(members)
+        change = self._change(history)
         stored_items = stored.items[:LIST] if stored is not None else []
         ids = [e["itemId"] for e in events] + [item for item, _ in stored_items]
         ids += [e["itemId"] for side in ("before", "after") for e in change.get(side, [])]
@@ -254,17 +257,22 @@ class DashboardReader:
             return who, None
         return Subject("u", cast(bytes, linked).decode()), who.id
 
-    def _change(self, members: list[bytes]) -> dict[str, Any]:
+    def _change(self, history: SubjectHistory) -> dict[str, Any]:
         """The top LIST items without the last event and with it, with the current model,
         no exploration and no filter, and what entered, left or moved."""
         served = self._holder.current
-        if served is None or not members:
+        if served is None or not history.members:
             return {}
-        history = [parse_member(member) for member in members]
+        events, seen = history.events, history.interacted_items
         before, after = (
             _ranked(served, ranking.columns, ranking.scores)
             for ranking in recommend_many(
-                served, [history[:-1], history], LIST, Exploration(0.0), np.random.default_rng(0)
+                served,
+                [events[:-1], events],
+                LIST,
+                Exploration(0.0),
+                np.random.default_rng(0),
+                interacted=[seen, seen],
             )
         )
         earlier = {entry["itemId"]: rank for rank, entry in enumerate(before, start=1)}
@@ -274,7 +282,7 @@ class DashboardReader:
             entry["rank"] = rank
         return {
             "modelVersion": served.version,
-            "lastEvent": _event(members[-1]),
+            "lastEvent": _event(history.members[-1]),
             "before": before,
             "after": after,
             "entered": [e["itemId"] for e in after if e["previousRank"] is None],

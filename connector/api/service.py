@@ -34,13 +34,14 @@ from connector.api.settings import ApiSettings
 from connector.exceptions import ModelNotFoundError
 from connector.ingest.records import ServedList
 from connector.keys import Keys, Subject
-from connector.model.history import HistoryEntry, history_digest, parse_member
+from connector.model.history import HistoryEntry, Interacted, ItemEvent
 from connector.serving import from_list, ranking
 from connector.serving.candidates import known_columns
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration, Ranked
 from connector.serving.recommend import rank_items, recommend_many
+from connector.stores.histories import COMMANDS, EMPTY, HistoryReader, SubjectHistory
 from connector.stores.lists import StoredList
 from connector.stores.served import RedisServedLists
 
@@ -55,7 +56,7 @@ class NoFilters:
         self,
         name: str,
         values: Mapping[str, str],
-        history: Sequence[HistoryEntry],
+        history: Sequence[ItemEvent],
         user: Mapping[str, str],
         model: ServingModel,
     ) -> np.ndarray | None:
@@ -84,11 +85,12 @@ class Served:
 
 @dataclass(frozen=True)
 class _Read:
-    """What Redis holds for a request's subject: its recent events, the user's metadata (for
-    filters), and its precomputed list when that list was computed from exactly these events
-    (None otherwise, or when the request cannot be answered from a list)."""
+    """What Redis holds for a request's subject: its history (recent events and interacted
+    items), the user's metadata (for filters), and its precomputed list when that list was
+    computed from exactly these events (None otherwise, or when the request cannot be
+    answered from a list)."""
 
-    history: list[HistoryEntry]
+    subject: SubjectHistory
     user: dict[str, str]
     listed: StoredList | None = None
 
@@ -105,7 +107,13 @@ class _Job:
 
     @property
     def history(self) -> list[HistoryEntry]:
-        return self.read.history
+        """The recent events the model ranks from."""
+        return self.read.subject.events
+
+    @property
+    def interacted(self) -> list[Interacted]:
+        """Every remembered (item, event type): seen-item exclusion and filters."""
+        return self.read.subject.interacted
 
     @property
     def user(self) -> dict[str, str]:
@@ -128,6 +136,7 @@ class RecommendationService:
         self._keys = Keys(settings.dataset_group)
         self._filters = filters or NoFilters()
         self._served = RedisServedLists(client, self._keys)
+        self._histories = HistoryReader(client, self._keys, settings.history_length)
         self._exploration = Exploration(
             settings.exploration_weight, settings.exploration_item_age_cut_off
         )
@@ -156,6 +165,7 @@ class RecommendationService:
             request.num_results - len(promoted),
             self._exploration,
             job.rng,
+            interacted=[job.read.subject.interacted_items],
             context=job.context,
             allowed_for=lambda _: allowed,
         )
@@ -195,23 +205,26 @@ class RecommendationService:
         subjects += [Subject("s", who.session_id)] if who.session_id else []
         pipe = self._client.pipeline(transaction=False)
         for subject in subjects:
-            pipe.zrange(self._keys.history(subject), -self._settings.api_history_events, -1)
+            self._histories.queue(pipe, subject)
             if with_list:
                 pipe.get(self._keys.recommendations(subject))
         if with_user and user_id:
             pipe.hgetall(self._keys.user(user_id))
         replies = pipe.execute()
-        per_subject = 2 if with_list else 1
+        per_subject = COMMANDS + 1 if with_list else COMMANDS
         read = [
-            (replies[n * per_subject], replies[n * per_subject + 1] if with_list else None)
+            (
+                self._histories.parse(replies[n * per_subject : n * per_subject + COMMANDS]),
+                replies[n * per_subject + COMMANDS] if with_list else None,
+            )
             for n in range(len(subjects))
         ]
         user = replies[-1] if with_user and user_id else {}
-        members, listed = next(((m, raw) for m, raw in read if m), ([], None))
+        history, listed = next(((h, raw) for h, raw in read if h.members), (EMPTY, None))
         return _Read(
-            [parse_member(m) for m in members],
+            history,
             {_text(k): _text(v) for k, v in user.items()},
-            _made_from(listed, members),
+            _made_from(listed, history),
         )
 
     def _stitched(self, session_id: str | None) -> str | None:
@@ -269,7 +282,7 @@ class RecommendationService:
         if ref is None:
             return None
         try:
-            mask = self._filters.mask(ref.name, ref.values, job.history, job.user, job.model)
+            mask = self._filters.mask(ref.name, ref.values, job.interacted, job.user, job.model)
         except ApiRequestError:
             raise
         except (ValueError, LookupError) as exc:  # the resolver's unknown name or bad values
@@ -286,7 +299,8 @@ class RecommendationService:
         if promotion is None:
             return []
         wanted = max(1, round(count * promotion.percent / 100))
-        mask = _minus(job.model, self._mask(job, promotion.filter), (e.item for e in job.history))
+        seen = job.read.subject.interacted_items
+        mask = _minus(job.model, self._mask(job, promotion.filter), seen)
         columns = np.arange(len(job.model.model.items)) if mask is None else np.flatnonzero(mask)
         ranked = ranking.rank_columns(job.model, job.history, job.context, columns)
         return [
@@ -319,7 +333,7 @@ def _rest_share(job: _Job, mask: np.ndarray, listed: np.ndarray) -> float:
     """The share of the items a list could have held but does not (every item but the
     subject's seen ones and the listed ones) that the filter `mask` allows."""
     model = job.model
-    seen = known_columns(model, [entry.item for entry in job.history])
+    seen = known_columns(model, job.read.subject.interacted_items)
     others = len(model.model.items) - len(seen) - len(listed)
     if others <= 0:
         return 0.0
@@ -328,12 +342,12 @@ def _rest_share(job: _Job, mask: np.ndarray, listed: np.ndarray) -> float:
     return max(allowed, 0) / others
 
 
-def _made_from(raw: bytes | None, members: Sequence[bytes]) -> StoredList | None:
-    """The stored list `raw` if it was computed from exactly the history `members`."""
-    if raw is None or not members:
+def _made_from(raw: bytes | None, history: SubjectHistory) -> StoredList | None:
+    """The stored list `raw` if it was computed from exactly the events of `history`."""
+    if raw is None or not history.members:
         return None
     listed = StoredList.from_json(raw)
-    if listed.terms is None or listed.terms.basis != history_digest(members):
+    if listed.terms is None or listed.terms.basis != history.basis:
         return None
     return listed
 

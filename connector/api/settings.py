@@ -46,9 +46,6 @@ class ApiSettings(CommonSettings):
         "filtered requests at 500/s swung between keeping up and falling behind. Give a few "
         "when Redis is across a network, so that their round trips overlap.",
     )
-    api_history_events: int = Field(
-        200, ge=1, description="Most recent history events read per request to rank from."
-    )
     api_served_ttl_seconds: int = Field(
         7 * 24 * 3600,
         ge=1,

@@ -9,9 +9,10 @@ Semantics follow Amazon Personalize:
 - an INCLUDE expression needs a value for each of its $PARAMETERS (FilterValueError without);
   an EXCLUDE expression missing one is skipped whole, as Personalize "doesn't use that
   portion of the expression";
-- `Interactions.EVENT_TYPE IN (...)` matches the items of the user's history events of those
-  types (case-insensitively, as Personalize matches event types; "*" is any type), and
-  NOT IN the items of events of the other types;
+- `Interactions.EVENT_TYPE IN (...)` matches the items the user interacted with in events of
+  those types (the connector's interacted-items set, docs/redis-keys.md), case-insensitively
+  as Personalize matches event types ("*" is any type), and NOT IN the items of events of
+  the other types;
 - `IN` matches when any of the item's `|`-separated values equals any listed value; NOT IN is
   exactly its complement, so an item without the field is NOT IN every list; comparisons
   are numeric, and an item without a number for the field fails every comparison.
@@ -45,7 +46,7 @@ from connector.filters import (
     Values,
 )
 from connector.filters.grammar import WILDCARD, tokenize
-from connector.model.history import HistoryEntry
+from connector.model.history import ItemEvent
 from connector.serving.catalog import ItemTable, as_number, values_of
 
 _COMPARE: dict[Operator, Callable[[Any, Any], Any]] = {
@@ -63,7 +64,7 @@ class _Request:
 
     items: ItemTable
     user: Mapping[str, str]
-    history: Sequence[HistoryEntry]
+    history: Sequence[ItemEvent]
     values: Mapping[str, tuple[str, ...]]
 
 
@@ -71,12 +72,13 @@ def item_mask(
     parsed: Filter,
     items: ItemTable,
     user: Mapping[str, str],
-    history: Sequence[HistoryEntry],
+    history: Sequence[ItemEvent],
     filter_values: Mapping[str, str] | None = None,
 ) -> np.ndarray:
     """True where an item may be recommended. `user` is the current user's metadata (field
-    -> text), `history` their recent events, `filter_values` Personalize's filterValues
-    (parameter name -> `"\\"a\\",\\"b\\""`)."""
+    -> text), `history` the items they interacted with and the event types of those
+    interactions, `filter_values` Personalize's filterValues (parameter name ->
+    `"\\"a\\",\\"b\\""`)."""
     values = {
         name: parse_filter_values(text)
         for name, text in (filter_values or {}).items()
@@ -151,7 +153,7 @@ def _item_condition(condition: Condition, request: _Request) -> np.ndarray:
 
 
 def _interacted(condition: Condition, request: _Request) -> list[str]:
-    """Items of the history events whose type is (IN) or is not (NOT IN) one listed."""
+    """Items of the user's events whose type is (IN) or is not (NOT IN) one listed."""
     wanted = {text.casefold() for text in _texts(condition, request)}
     negate = condition.operator is Operator.NOT_IN
     return [

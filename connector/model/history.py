@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -29,6 +29,40 @@ class HistoryEntry:
     timestamp: int = 0
     context: Mapping[str, str] = field(default_factory=dict)
     impression: tuple[str, ...] = ()
+
+
+class ItemEvent(Protocol):
+    """What seen-item exclusion and `Interactions` filters read of an event."""
+
+    @property
+    def item(self) -> str: ...
+
+    @property
+    def event_type(self) -> str | None: ...
+
+
+class Interacted(NamedTuple):
+    """An item a user interacted with and the event type of that interaction: one member of
+    the connector's interacted-items set, which reaches much further back than the history
+    the model reads (docs/redis-keys.md)."""
+
+    item: str
+    event_type: str | None
+
+
+def interacted_member(item: str, event_type: str | None) -> bytes:
+    """The interacted-items member of an event: the same for every event of that item and
+    type, so the set holds each pair once whatever the replays."""
+    return orjson.dumps([item, event_type])
+
+
+def parse_interacted(members: Sequence[bytes | str]) -> list[Interacted]:
+    """The members of an interacted-items set, parsed in one call."""
+    if not members:
+        return []
+    raw = [m.encode() if isinstance(m, str) else m for m in members]
+    pairs: list[list[Any]] = orjson.loads(b"[" + b",".join(raw) + b"]")
+    return [Interacted(str(item), kind) for item, kind in pairs]
 
 
 def parse_member(member: bytes | str) -> HistoryEntry:

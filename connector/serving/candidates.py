@@ -84,7 +84,7 @@ def recommend_indexed(
     exploration: Exploration,
     rng: np.random.Generator,
     *,
-    exclude_seen: bool,
+    seen: Sequence[Sequence[str]],
     context: Mapping[str, str] | None,
     allowed_for: Callable[[int], np.ndarray | None] | None,
 ) -> list[Ranked]:
@@ -92,7 +92,7 @@ def recommend_indexed(
     index = served.index
     if index is None:
         raise ValueError(f"model version {served.version} is served without an item index")
-    users = _users(served, index, histories, exclude_seen, context, allowed_for)
+    users = _users(served, index, histories, seen, context, allowed_for)
     k = count + CANDIDATE_MARGIN + max(len(u.seen) + len(u.shown) for u in users)
     queries = {n: u.query for n, u in enumerate(users) if u.query is not None}
     queried = list(queries)
@@ -212,7 +212,7 @@ def _users(
     served: ServingModel,
     index: ItemIndex,
     histories: Sequence[Sequence[HistoryEntry]],
-    exclude_seen: bool,
+    seen: Sequence[Sequence[str]],
     context: Mapping[str, str] | None,
     allowed_for: Callable[[int], np.ndarray | None] | None,
 ) -> list[_User]:
@@ -225,11 +225,6 @@ def _users(
     users = []
     for n, history in enumerate(histories):
         query = query_of.get(n)
-        seen = (
-            known_columns(served, [e.item for e in history])
-            if exclude_seen
-            else np.zeros(0, np.int64)
-        )
         shown = ranking.ignored_shown(served, history)
         shown_columns = np.array(sorted(shown), np.int64)
         popular, order = (
@@ -240,7 +235,7 @@ def _users(
                 query=query,
                 popular=popular,
                 order=order,
-                seen=seen,
+                seen=known_columns(served, seen[n]),
                 shown=shown_columns,
                 times=np.array([shown[c] for c in shown_columns], np.float32),
                 allowed=allowed_for(n) if allowed_for else None,

@@ -107,6 +107,7 @@ class ModelHolder:
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[ServingModel], object]] = []
         self._preparers: list[Callable[[ServingModel], object]] = []
+        self._following = False  # set once start() has loaded what it found
 
     @property
     def current(self) -> ServingModel | None:
@@ -114,9 +115,11 @@ class ModelHolder:
         return self._current
 
     def on_change(self, listener: Callable[[ServingModel], object]) -> None:
-        """Call `listener` (in the reloading thread) after each swap from one version to a
-        newer one; not for the first version a process loads (a restarting connector must
-        not recompute every stored list before it consumes anything)."""
+        """Call `listener` (in the reloading thread) after each swap to a newer version,
+        and when the first version is published while the process follows (the users
+        active before it get lists); not for the version a process finds when it starts
+        (a restarting connector must not recompute every stored list before it consumes
+        anything)."""
         self._listeners.append(listener)
 
     def before_serving(self, prepare: Callable[[ServingModel], object]) -> None:
@@ -147,7 +150,7 @@ class ModelHolder:
             len(loaded.model.items),
             "indexed" if loaded.index is not None else "brute force",
         )
-        if previous is not None:
+        if previous is not None or self._following:
             for listener in self._listeners:
                 listener(loaded)
             previous = None  # what only the old version used can now be handed back
@@ -164,6 +167,7 @@ class ModelHolder:
     def start(self) -> None:
         """Load now, then follow announcements (and poll) in a daemon thread."""
         self.reload()
+        self._following = True
         self._thread = threading.Thread(target=self._follow, name="model-reload", daemon=True)
         self._thread.start()
 

@@ -19,7 +19,7 @@ import redis
 from connector.filters.evaluate import item_mask
 from connector.filters.store import FilterStore
 from connector.keys import Keys
-from connector.model.history import HistoryEntry
+from connector.model.history import ItemEvent
 from connector.serving.catalog import ItemTable, load_item_table
 from connector.serving.current_model import ServingModel
 
@@ -33,7 +33,7 @@ class FilterResolver(Protocol):
         self,
         name: str,
         values: Mapping[str, str],
-        history: Sequence[HistoryEntry],
+        history: Sequence[ItemEvent],
         user: Mapping[str, str],
         model: ServingModel,
     ) -> np.ndarray | None:
@@ -53,7 +53,7 @@ class StoredFilters:
         self,
         name: str,
         values: Mapping[str, str],
-        history: Sequence[HistoryEntry],
+        history: Sequence[ItemEvent],
         user: Mapping[str, str],
         model: ServingModel,
     ) -> np.ndarray | None:

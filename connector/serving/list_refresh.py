@@ -21,11 +21,11 @@ import redis
 
 from connector.exceptions import FilterError
 from connector.keys import Keys, Subject
-from connector.model.history import HistoryEntry, history_digest, parse_member
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration, Ranked
 from connector.serving.recommend import recommend_many
+from connector.stores.histories import HistoryReader, SubjectHistory
 from connector.stores.lists import ListEncoder, ListTerms, RecommendationLists
 
 log = logging.getLogger("streamrec.serving")
@@ -45,10 +45,11 @@ class ListPolicy:
     """How long the lists are, what they are computed from, how much they explore."""
 
     size: int = 100
-    history_events: int = 50
     exploration: Exploration = Exploration()
     chunk: int = 500  # users scored together when refreshing everyone
     filter_name: str | None = None  # a named filter every list goes through
+    active_max: int = 100_000  # most recently active subjects refreshed at a new version
+    active_rate: float = 2_000.0  # subjects per second at most then (0: no limit)
 
 
 class ListRefresher:
@@ -61,57 +62,65 @@ class ListRefresher:
         holder: ModelHolder,
         lists: RecommendationLists,
         policy: ListPolicy,
+        histories: HistoryReader,
         filters: FilterResolver | None = None,
     ) -> None:
         self._client, self._keys, self._holder = client, keys, holder
         self._lists, self._policy, self._filters = lists, policy, filters
+        self._histories = histories
         self._rng = np.random.default_rng()
 
     def refresh(self, subjects: Iterable[Subject]) -> int:
         """Recompute the lists of `subjects` with the current model; how many were written."""
         served = self._holder.current
         unique = list(dict.fromkeys(subjects))
-        if served is None or not unique:
+        if served is None:
+            self._lists.mark_active(unique)  # the first version will make their lists
             return 0
-        members = self._members(unique)
-        histories = [[parse_member(m) for m in read] for read in members]
+        if not unique:
+            return 0
+        read = self._histories.read(unique)
         try:
-            masks = self._masks(served, unique, histories)
+            masks = self._masks(served, unique, read)
         except (FilterError, LookupError) as exc:
             log.error("lists not refreshed: filter %r fails: %s", self._policy.filter_name, exc)
             return 0  # the previous lists stay; better stale than unfiltered
         ranked = recommend_many(
             served,
-            histories,
+            [history.events for history in read],
             self._policy.size,
             self._policy.exploration,
             self._rng,
+            interacted=[history.interacted_items for history in read],
             allowed_for=masks.__getitem__ if masks else None,
         )
         self._lists.write(
             [
-                (subject, _encoded(served, ranking, self._terms(read)))
-                for subject, ranking, read in zip(unique, ranked, members, strict=True)
+                (subject, _encoded(served, ranking, self._terms(history)))
+                for subject, ranking, history in zip(unique, ranked, read, strict=True)
             ]
         )
         return len(unique)
 
     def refresh_active(self, stop: threading.Event | None = None) -> int:
-        """Refresh every recently active subject, most recent first (after a new version);
-        returns how many lists were rewritten."""
-        tags = self._lists.active()  # a snapshot: refreshing reorders the set
-        done = 0
-        for start in range(0, len(tags), self._policy.chunk):
+        """Refresh the most recently active subjects (at most ListPolicy.active_max, most
+        recent first, at most active_rate a second so that the batches' own refreshes keep
+        their pace) after a new version; returns how many lists were rewritten."""
+        policy = self._policy
+        tags = self._lists.active(policy.active_max)  # a snapshot: refreshing reorders it
+        started, done = time.monotonic(), 0
+        for start in range(0, len(tags), policy.chunk):
             if stop is not None and stop.is_set():
                 break
-            done += self.refresh(
-                Subject.from_tag(t) for t in tags[start : start + self._policy.chunk]
-            )
-        log.info("refreshed %d precomputed lists", done)
+            done += self.refresh(Subject.from_tag(t) for t in tags[start : start + policy.chunk])
+            if policy.active_rate > 0:
+                ahead = done / policy.active_rate - (time.monotonic() - started)
+                time.sleep(max(0.0, ahead))
+        log.info("refreshed %d precomputed lists in %.1f s", done, time.monotonic() - started)
         return done
 
     def _masks(
-        self, served: ServingModel, subjects: Sequence[Subject], histories: list[list[HistoryEntry]]
+        self, served: ServingModel, subjects: Sequence[Subject], histories: list[SubjectHistory]
     ) -> list[np.ndarray | None]:
         """Per subject, the items the lists filter allows (none when no filter is set)."""
         name = self._policy.filter_name
@@ -127,21 +136,14 @@ class ListRefresher:
             for subject in subjects
         ]
         return [
-            self._filters.mask(name, {}, history, user, served)
+            self._filters.mask(name, {}, history.interacted, user, served)
             for history, user in zip(histories, users, strict=True)
         ]
 
-    def _members(self, subjects: Sequence[Subject]) -> list[list[bytes]]:
-        """Each subject's latest history members, as stored."""
-        pipe = self._client.pipeline(transaction=False)
-        for subject in subjects:
-            pipe.zrange(self._keys.history(subject), -self._policy.history_events, -1)
-        return [list(members) for members in pipe.execute()]
-
-    def _terms(self, members: Sequence[bytes]) -> ListTerms:
+    def _terms(self, history: SubjectHistory) -> ListTerms:
         exploration = self._policy.exploration
         return ListTerms(
-            history_digest(members),
+            history.basis,
             self._policy.filter_name,
             exploration.weight,
             exploration.item_age_cut_off_days,

@@ -33,10 +33,14 @@ def recommend_many(
     rng: np.random.Generator,
     *,
     exclude_seen: bool = True,
+    interacted: Sequence[Sequence[str]] | None = None,
     context: Mapping[str, str] | None = None,
     allowed_for: AllowedFor | None = None,
 ) -> list[Ranked]:
-    """The top `count` items for each history."""
+    """The top `count` items for each history. With `exclude_seen`, the items each user
+    interacted with are left out: `interacted[n]` for user n (the connector's
+    interacted-items set reaches further back than the history), else the history's items."""
+    seen = _seen(histories, interacted) if exclude_seen else [[] for _ in histories]
     if served.index is not None:
         return recommend_indexed(
             served,
@@ -44,7 +48,7 @@ def recommend_many(
             count,
             exploration,
             rng,
-            exclude_seen=exclude_seen,
+            seen=seen,
             context=context,
             allowed_for=allowed_for,
         )
@@ -53,9 +57,7 @@ def recommend_many(
     unproven = ranking.unproven_items(served)
     lists = []
     for index, history in enumerate(histories):
-        allowed = _allowed(
-            served, history, exclude_seen, allowed_for(index) if allowed_for else None
-        )
+        allowed = _allowed(served, seen[index], allowed_for(index) if allowed_for else None)
         adjusted = scores[index] - ranking.IGNORED_IMPRESSION_PENALTY * ranking.ignored_impressions(
             served, history
         )
@@ -80,14 +82,17 @@ def rank_items(
     return ranking.rank_columns(served, history, context, columns), unknown
 
 
-def _allowed(
-    served: ServingModel,
-    history: Sequence[HistoryEntry],
-    exclude_seen: bool,
-    allowed: np.ndarray | None,
-) -> np.ndarray:
+def _seen(
+    histories: Sequence[Sequence[HistoryEntry]], interacted: Sequence[Sequence[str]] | None
+) -> Sequence[Sequence[str]]:
+    if interacted is None:
+        return [[entry.item for entry in history] for history in histories]
+    if len(interacted) != len(histories):
+        raise ValueError(f"{len(interacted)} interacted-item lists for {len(histories)} users")
+    return interacted
+
+
+def _allowed(served: ServingModel, seen: Sequence[str], allowed: np.ndarray | None) -> np.ndarray:
     mask = np.ones(len(served.model.items), dtype=bool) if allowed is None else allowed.copy()
-    if exclude_seen:
-        seen = [served.columns[e.item] for e in history if e.item in served.columns]
-        mask[seen] = False
+    mask[[served.columns[item] for item in seen if item in served.columns]] = False
     return mask

@@ -1,5 +1,5 @@
 -- Apply one batch of accepted events atomically: dedup markers, session histories,
--- stitches of anonymous sessions into users, event-type and attribution counters.
+-- interacted items, stitches of anonymous sessions into users, event-type and attribution counters.
 -- Every effect is keyed by the event's markers, so applying a batch twice changes nothing.
 -- ARGV[1]: JSON {settings..., events: [...], stitches: [...]}; see connector/stores/sessions.py.
 -- Returns {admitted, duplicates, stitched, flags}: flags has '1' per event applied and '0' per
@@ -7,17 +7,15 @@
 local batch = cjson.decode(ARGV[1])
 local admitted, duplicates, stitched = 0, 0, 0
 local flags = {}
-local touched = {}      -- history key -> {seen key, newest timestamp}
+local touched = {}      -- key prefix of a subject (prefix .. tag) -> its newest event time
 local type_counts = {}  -- bucket -> event type -> count
 local source_counts = {}
 local known_sources = {}
 
-local function touch(history, seen, ts)
-  local entry = touched[history]
-  if entry == nil then
-    touched[history] = {seen, ts}
-  elseif ts > entry[2] then
-    entry[2] = ts
+local function touch(subject, ts)
+  local newest = touched[subject]
+  if newest == nil or ts > newest then
+    touched[subject] = ts
   end
 end
 
@@ -50,21 +48,23 @@ local function is_known(seen, markers)
 end
 
 local function event(op)
-  local seen = batch.prefix .. op.tag .. batch.seen_suffix
+  local subject = batch.prefix .. op.tag
+  local seen = subject .. batch.seen_suffix
   if is_known(seen, op.markers) then
     duplicates = duplicates + 1
     table.insert(flags, '0')
     return
   end
-  local history = batch.prefix .. op.tag .. batch.history_suffix
   local scored = {}
   for _, marker in ipairs(op.markers) do
     table.insert(scored, op.ts)
     table.insert(scored, marker)
   end
   redis.call('ZADD', seen, unpack(scored))
-  redis.call('ZADD', history, op.ts, op.member)
-  touch(history, seen, op.ts)
+  redis.call('ZADD', subject .. batch.history_suffix, op.ts, op.member)
+  -- GT: the pair's score is its latest event time, whatever order events arrive in.
+  redis.call('ZADD', subject .. batch.interacted_suffix, 'GT', op.ts, op.interacted)
+  touch(subject, op.ts)
   add(type_counts, op.bucket, op.type)
   add(source_counts, op.bucket, source_of(op.source))
   admitted = admitted + 1
@@ -74,26 +74,31 @@ end
 local function stitch(op)
   local link = batch.prefix .. op.session_tag .. batch.user_suffix
   if redis.call('SET', link, op.user, 'NX', 'EX', batch.history_ttl) then
-    local user_history = batch.prefix .. op.user_tag .. batch.history_suffix
-    local user_seen = batch.prefix .. op.user_tag .. batch.seen_suffix
-    redis.call('ZUNIONSTORE', user_history, 2, user_history,
-               batch.prefix .. op.session_tag .. batch.history_suffix, 'AGGREGATE', 'MAX')
-    redis.call('ZUNIONSTORE', user_seen, 2, user_seen,
-               batch.prefix .. op.session_tag .. batch.seen_suffix, 'AGGREGATE', 'MAX')
+    local user = batch.prefix .. op.user_tag
+    local session = batch.prefix .. op.session_tag
+    for _, suffix in ipairs({batch.history_suffix, batch.seen_suffix, batch.interacted_suffix}) do
+      redis.call('ZUNIONSTORE', user .. suffix, 2, user .. suffix, session .. suffix,
+                 'AGGREGATE', 'MAX')
+    end
     -- The user's window counts back from the user's own newest marker (the session's and
     -- the user's merged), not from another subject's event that shares the batch.
-    local newest = redis.call('ZRANGE', user_seen, -1, -1, 'WITHSCORES')[2]
-    touch(user_history, user_seen, tonumber(newest) or batch.newest)
+    local newest = redis.call('ZRANGE', user .. batch.seen_suffix, -1, -1, 'WITHSCORES')[2]
+    touch(user, tonumber(newest) or batch.newest)
     stitched = stitched + 1
   end
 end
 
-local function bound(history, seen, newest)
+local function bound(subject, newest)
+  local history = subject .. batch.history_suffix
+  local seen = subject .. batch.seen_suffix
+  local interacted = subject .. batch.interacted_suffix
   redis.call('ZREMRANGEBYRANK', history, 0, -(batch.history_length + 1))
   redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. (newest - batch.dedup_window))
   redis.call('ZREMRANGEBYRANK', seen, 0, -(batch.dedup_max_markers + 1))
+  redis.call('ZREMRANGEBYRANK', interacted, 0, -(batch.interacted_max + 1))
   redis.call('EXPIRE', history, batch.history_ttl)
   redis.call('EXPIRE', seen, math.max(batch.history_ttl, batch.dedup_window))
+  redis.call('EXPIRE', interacted, batch.interacted_ttl)
 end
 
 local function flush(counts, prefix)
@@ -109,7 +114,7 @@ end
 
 for _, op in ipairs(batch.events) do event(op) end
 for _, op in ipairs(batch.stitches) do stitch(op) end
-for history, entry in pairs(touched) do bound(history, entry[1], entry[2]) end
+for subject, newest in pairs(touched) do bound(subject, newest) end
 flush(type_counts, batch.type_prefix)
 flush(source_counts, batch.source_prefix)
 return {admitted, duplicates, stitched, table.concat(flags)}

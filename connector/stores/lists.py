@@ -148,12 +148,28 @@ class RecommendationLists:
         pipe.zremrangebyscore(self._keys.active_subjects, "-inf", now_ms - self._ttl * 1000)
         pipe.execute()
 
+    def mark_active(self, subjects: Sequence[Subject]) -> None:
+        """Count `subjects` as recently active without writing their lists (events recorded
+        before any model version exists), so the first version gives them lists."""
+        if not subjects:
+            return
+        now_ms = int(time.time() * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zadd(self._keys.active_subjects, {subject.tag: now_ms for subject in subjects})
+        pipe.zremrangebyscore(self._keys.active_subjects, "-inf", now_ms - self._ttl * 1000)
+        pipe.execute()
+
     def read(self, subject: Subject) -> StoredList | None:
         """The subject's list, or None when it has none."""
         raw = self._client.get(self._keys.recommendations(subject))
         return StoredList.from_json(raw) if raw is not None else None
 
-    def active(self) -> list[str]:
-        """Every active subject's tag, most recently refreshed first."""
-        tags = self._client.zrevrange(self._keys.active_subjects, 0, -1)
+    def active(self, limit: int | None = None) -> list[str]:
+        """The tags of the `limit` (default all) most recently active subjects, most recent
+        first."""
+        if limit is not None and limit <= 0:
+            return []
+        tags = self._client.zrevrange(
+            self._keys.active_subjects, 0, -1 if limit is None else limit - 1
+        )
         return [tag.decode() if isinstance(tag, bytes) else str(tag) for tag in tags]

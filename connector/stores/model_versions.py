@@ -275,6 +275,18 @@ class ModelStore:
         }
         return ModelArtifacts(items, arrays, meta)
 
+    def item_values(self, version: str, name: str) -> dict[str, Any]:
+        """One per-item array of a version by item id, without loading the rest (the
+        worker keeps item ages across versions); an empty dict when it has no such array."""
+        manifest = self.manifest(version)
+        layout = manifest.arrays.get(name)
+        if not manifest.complete or layout is None:
+            return {}
+        id_keys = [self._keys.model_ids(version, i) for i in range(manifest.id_chunks)]
+        items = [item for part in self._read(id_keys, version) for item in orjson.loads(part)]
+        values = self._load_array(version, name, layout).tolist()
+        return dict(zip(items, values, strict=True))
+
     def _load_array(self, version: str, name: str, layout: ArrayLayout) -> np.ndarray:
         keys = [self._keys.model_chunk(version, name, i) for i in range(layout.chunks)]
         where = f"array {name!r} of model version {version!r}"

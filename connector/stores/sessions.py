@@ -18,6 +18,7 @@ import redis
 
 from connector.ingest.records import AcceptedEvent, Stitch
 from connector.keys import Keys, Subject
+from connector.model.history import interacted_member
 
 MAX_ATTRIBUTION_SOURCES = 100  # as in Personalize
 _ADMIT_TYPES = """
@@ -45,6 +46,8 @@ class HistoryPolicy:
     dedup_window_seconds: int
     dedup_max_markers: int
     bucket_seconds: int
+    interacted_max: int = 10_000
+    interacted_ttl_seconds: int = 365 * 24 * 3600
     metrics_ttl_seconds: int = 35 * 24 * 3600
 
 
@@ -115,6 +118,8 @@ class SessionStore:
             **self._layout,
             "history_length": policy.length,
             "history_ttl": policy.ttl_seconds,
+            "interacted_max": policy.interacted_max,
+            "interacted_ttl": policy.interacted_ttl_seconds,
             "dedup_window": policy.dedup_window_seconds,
             "dedup_max_markers": policy.dedup_max_markers,
             "metrics_ttl": policy.metrics_ttl_seconds,
@@ -130,6 +135,9 @@ class SessionStore:
                     "markers": event.markers,
                     "ts": event.row["TIMESTAMP"],
                     "member": event.history_member,
+                    "interacted": interacted_member(
+                        event.row["ITEM_ID"], event.row.get("EVENT_TYPE")
+                    ).decode(),
                     "type": event.event_type,
                     "source": event.attribution,
                     "bucket": event.row["TIMESTAMP"] - event.row["TIMESTAMP"] % bucket,
@@ -155,6 +163,7 @@ def _layout(keys: Keys) -> dict[str, str]:
         "prefix": keys.base,
         "history_suffix": keys.history(probe)[start:],
         "seen_suffix": keys.seen(probe)[start:],
+        "interacted_suffix": keys.interacted(probe)[start:],
         "user_suffix": keys.session_user("x")[start:],
     }
 

@@ -78,11 +78,13 @@ def trained() -> tuple[Model, Interactions]:
 
 
 def artifacts(trained: tuple[Model, Interactions], new_items: Sequence[str] = ()) -> ModelArtifacts:
-    """The trained model, with `new_items` added as items without interactions."""
+    """The trained model, with `new_items` added as items without interactions, created
+    at the newest interaction (new: exploration may pick them)."""
     model, data = trained
     if new_items:
         model, _ = add_items(model, data, list(new_items))
-    return model.to_artifacts(item_arrays(model, data, Catalog(list(new_items), {}, {})))
+    created: dict[str, int | None] = dict.fromkeys(new_items, int(data.timestamp.max()))
+    return model.to_artifacts(item_arrays(model, data, Catalog(list(new_items), created, {})))
 
 
 def publish(settings: CommonSettings, version: ModelArtifacts) -> str:
@@ -580,3 +582,82 @@ def test_streamrec_api_serves_and_stops_on_sigterm(service_env: dict[str, str]) 
     finally:
         if server.poll() is None:
             server.kill()
+
+
+# --- a user's whole history, not only the model's window ------------------------------------
+
+WIDE = 400  # catalogue of the heavy-user tests: more items than any history window
+
+
+@pytest.fixture(scope="module")
+def wide() -> tuple[Model, Interactions]:
+    """A small model over WIDE items (80 users walking a chain of them)."""
+    rows = [
+        {"USER_ID": f"w{u}", "ITEM_ID": f"i{(5 * u + s) % WIDE}", "TIMESTAMP": T0 + 100 * u + s}
+        for u in range(80)
+        for s in range(12)
+    ]
+    data = from_rows(rows)
+    return train(data, Hyperparameters(hidden_dimension=32, bptt=4, epochs=1), seed=5), data
+
+
+def send_many(events: Events, user: str, items: list[str]) -> None:
+    """The user's events on `items`, in PutEvents calls of at most 10 (Personalize's limit)."""
+    for start in range(0, len(items), 10):
+        events.send(f"s-{user}", items[start : start + 10], user=user)
+
+
+@INDEXED
+def test_a_user_with_300_rated_items_never_gets_one_of_them_back(
+    settings: ConnectorSettings,
+    redis_db: redis.Redis,
+    wide: tuple[Model, Interactions],
+    index_min_items: int,
+) -> None:
+    publish(settings, artifacts(wide))
+    tuned = settings.model_copy(update={"serving_index_min_items": index_min_items})
+    events = Events(tuned)
+    rated = [f"i{n}" for n in range(300)]
+    send_many(events, "heavy", rated)
+    open_filters(settings).create(
+        "no-clicked", 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")'
+    )
+    stored = RecommendationLists(redis_db, Keys(settings.dataset_group), 3600).read(
+        Subject("u", "heavy")
+    )
+    with serving(tuned, exploration_weight=0.3) as api:
+        answer = api.ids({"userId": "heavy", "numResults": 100})
+        ranking = api.ok(
+            "/personalize-ranking",
+            {
+                "userId": "heavy",
+                "inputList": [f"i{n}" for n in range(280, 320)],
+                "filterName": "no-clicked",
+            },
+        )["personalizedRanking"]
+    assert stored is not None and len(answer) == 100
+    assert not set(rated) & set(answer)  # every unrated item, none of the 300
+    assert not set(rated) & {item for item, _ in stored.items}
+    assert sorted(e["itemId"] for e in ranking) == sorted(f"i{n}" for n in range(300, 320))
+
+
+def test_the_list_in_redis_and_the_api_answer_agree_for_a_user_with_120_events(
+    settings: ConnectorSettings, redis_db: redis.Redis, wide: tuple[Model, Interactions]
+) -> None:
+    publish(settings, artifacts(wide))
+    events = Events(settings)  # lists explore, at the connector's default weight
+    send_many(events, "busy", [f"i{(7 * n) % WIDE}" for n in range(120)])
+    stored = RecommendationLists(redis_db, Keys(settings.dataset_group), 3600).read(
+        Subject("u", "busy")
+    )
+    same_terms = {
+        "exploration_weight": settings.lists_exploration_weight,
+        "exploration_item_age_cut_off": settings.lists_exploration_item_age_cut_off_days,
+    }
+    with serving(settings, **same_terms) as api:
+        first = api.ids({"userId": "busy", "numResults": 10})
+        second = api.ids({"userId": "busy", "numResults": 10})
+        _, text = api.call("/metrics")
+    assert stored is not None
+    assert first == second == [item for item, _ in stored.items[:10]]
+    assert 'streamrec_api_recommendations_total{source="precomputed"} 2.0' in text

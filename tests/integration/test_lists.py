@@ -141,6 +141,46 @@ def test_a_new_model_version_refreshes_active_users_lists(
     assert (np.diff(scores) <= 0).all()
 
 
+def test_users_whose_events_came_before_any_model_get_lists_from_the_first_version(
+    settings: ConnectorSettings, lists: RecommendationLists
+) -> None:
+    """After an import and the first FULL, active users have lists without a new event."""
+    tracking_id = prepare_group(settings)
+    processor = event_processor(settings.model_copy(update={"lists_exploration_weight": 0.0}))
+    for n, user in enumerate(["early", "earlier"]):
+        event = {"eventType": "click", "itemId": f"i{3 + n}", "sentAt": 4000 + n}
+        value = put_events(tracking_id, f"s-{user}", [event], user)
+        record = SourceRecord(settings.topics.events, 0, next(_offsets), b"k", value)
+        report = processor.process([record])
+        assert (report.appended, report.lists_refreshed) == (1, 0)  # no model yet
+    assert lists.read(Subject("u", "early")) is None
+    version = chain_model_version(settings)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and lists.read(Subject("u", "earlier")) is None:
+        time.sleep(0.2)
+    early, earlier = lists.read(Subject("u", "early")), lists.read(Subject("u", "earlier"))
+    assert early is not None and earlier is not None
+    assert early.version == earlier.version == version
+    assert "i4" in top(early) and "i5" in top(earlier)  # personal: the chain's next items
+
+
+def test_a_new_version_refreshes_only_the_most_recently_active_users(
+    quiet: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
+) -> None:
+    from connector import wiring
+
+    users = [Subject("u", f"a{n}") for n in range(5)]
+    for user in users:
+        give_history(redis_db, quiet, user, "i3")
+    bounded = quiet.model_copy(update={"lists_new_version_users": 3})
+    refresher = wiring.list_refresher(bounded, redis_db, refresh_on_new_version=False)
+    lists.mark_active(users[:2])
+    time.sleep(0.01)
+    lists.mark_active(users[2:])  # a2, a3, a4 most recent
+    assert refresher.refresh_active() == 3
+    assert [lists.read(user) is not None for user in users] == [False, False, True, True, True]
+
+
 def test_lists_go_through_the_configured_filter(
     settings: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
 ) -> None:

@@ -31,6 +31,21 @@ def test_created_prefers_the_catalog_then_the_first_interaction() -> None:
     assert stamps.tolist() == [3 * DAY, 123, UNKNOWN_TIME]
 
 
+def test_an_item_without_evidence_keeps_its_earlier_age_or_is_first_seen_now() -> None:
+    """Without a creation time or an interaction, an item's age comes from the version
+    being replaced; one that version lacked was first seen since (the newest event time);
+    with no earlier version (a first FULL after a catalogue import) its age is unknown."""
+    items = ["a", "kept", "unknown", "put-since"]
+    earlier = {"a": 1, "kept": 5 * DAY, "unknown": UNKNOWN_TIME}
+    assert created(data(), items, {}, earlier).tolist() == [
+        3 * DAY,
+        5 * DAY,
+        UNKNOWN_TIME,
+        10 * DAY,
+    ]
+    assert created(data(), items, {}, None).tolist() == [3 * DAY] + [UNKNOWN_TIME] * 3
+
+
 @pytest.mark.parametrize("half_life", [DAY, 30 * DAY])
 def test_popularity_never_exceeds_the_raw_count(half_life: float) -> None:
     weights = popularity(data(), ["a", "b"], half_life)

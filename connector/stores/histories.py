@@ -1,0 +1,90 @@
+"""Reading what a user or session did, for everything that ranks from it.
+
+One reader for the precomputed lists, the API, the dashboard and `rebuild`, so that they
+all rank from the same events: the latest STREAMREC_HISTORY_LENGTH events of the history
+(what the model reads, and what a precomputed list records as its basis) and the
+interacted-items set (every item the subject interacted with, up to
+STREAMREC_INTERACTED_ITEMS_MAX), which seen-item exclusion and `Interactions` filters use.
+Both are written by the ingest script (apply_batch.lua); their layout is in
+docs/redis-keys.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from connector.keys import Keys, Subject
+from connector.model.history import (
+    HistoryEntry,
+    Interacted,
+    history_digest,
+    parse_interacted,
+    parse_member,
+)
+
+COMMANDS = 2  # pipeline replies one subject's read takes
+
+
+@dataclass(frozen=True)
+class SubjectHistory:
+    """A subject's events as ranking needs them."""
+
+    members: list[bytes]  # the latest history members as stored, oldest first
+    events: list[HistoryEntry]  # the same, parsed: what the model reads
+    interacted: list[Interacted]  # every remembered (item, event type), the latest too
+
+    @property
+    def basis(self) -> str:
+        """The digest a precomputed list made from these events records."""
+        return history_digest(self.members)
+
+    @property
+    def interacted_items(self) -> list[str]:
+        """The items interacted with, each once."""
+        return list(dict.fromkeys(pair.item for pair in self.interacted))
+
+
+EMPTY = SubjectHistory([], [], [])
+
+
+class HistoryReader:
+    """Reads subjects' histories from Redis, alone or inside a caller's pipeline."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, length: int) -> None:
+        self._client, self._keys, self._length = client, keys, length
+
+    @property
+    def length(self) -> int:
+        """How many of the latest events are read."""
+        return self._length
+
+    def read(self, subjects: Sequence[Subject]) -> list[SubjectHistory]:
+        """Each subject's history, in one round trip."""
+        if not subjects:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for subject in subjects:
+            self.queue(pipe, subject)
+        replies = pipe.execute()
+        return [
+            self.parse(replies[n * COMMANDS : (n + 1) * COMMANDS]) for n in range(len(subjects))
+        ]
+
+    def queue(self, pipe: Any, subject: Subject) -> None:
+        """Add the reads of one subject (COMMANDS replies) to `pipe`."""
+        pipe.zrange(self._keys.history(subject), -self._length, -1)
+        pipe.zrange(self._keys.interacted(subject), 0, -1)
+
+    def parse(self, replies: Sequence[Any]) -> SubjectHistory:
+        """The SubjectHistory of one subject's COMMANDS replies. The interacted items
+        include the history's own, so a subject recorded before the set existed (or whose
+        set expired first) still has its recent items excluded."""
+        members, interacted = list(replies[0]), parse_interacted(replies[1])
+        events = [parse_member(member) for member in members]
+        known = set(interacted)
+        extra = [Interacted(e.item, e.event_type) for e in events]
+        return SubjectHistory(members, events, interacted + [p for p in extra if p not in known])

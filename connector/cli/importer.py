@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from confluent_kafka import KafkaException
 
 from connector.bulk_import import ImportSummary, input_topic, publish_rows
@@ -50,6 +51,9 @@ def import_csv(dataset: str, file: Path, wait: bool, timeout: float) -> None:
       streamrec import interactions ratings.csv
       streamrec import items items.csv --wait --timeout 300
     """
+    given = click.get_current_context().get_parameter_source("timeout")
+    if given is ParameterSource.COMMANDLINE and not wait:
+        raise click.UsageError("--timeout applies to --wait only: add --wait")
     settings = ConnectorSettings()
     ensure_group_topics(settings)
     tracking_id = _tracking_id(settings) if dataset == "interactions" else ""

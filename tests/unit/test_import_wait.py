@@ -3,12 +3,15 @@ consumer group to commit past them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.bulk_import import ImportSummary
-from connector.cli import importer
+from connector.cli import cli, importer
 from connector.cli.status import uncommitted_between
 
 
@@ -53,3 +56,12 @@ def test_gives_up_after_the_timeout_with_what_is_left(monkeypatch: pytest.Monkey
         "timed out after 0.05 s: 4 of the 10 records published are not processed yet. They "
         "are in Kafka and will be stored once `streamrec connector` catches up"
     )
+
+
+def test_timeout_without_wait_is_refused(tmp_path: Path) -> None:
+    rows = tmp_path / "items.csv"
+    rows.write_text("ITEM_ID\ni1\n")
+    cli.add_command(importer.import_csv, "import")
+    result = CliRunner().invoke(cli, ["import", "items", str(rows), "--timeout", "5"])
+    assert result.exit_code == 2
+    assert "--timeout applies to --wait only: add --wait" in result.stderr

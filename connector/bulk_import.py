@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from connector.exceptions import InvalidEventError, KafkaUnavailableError, SchemaNotFoundError
 from connector.ingest import limits
@@ -40,15 +40,28 @@ PLACEHOLDER_EVENT_TYPE = "interaction"  # eventType is required in PutEvents, no
 
 @dataclass
 class ImportSummary:
-    """Rows seen, accepted by the local checks, and rejected with their reasons."""
+    """Rows seen, accepted by the local checks, and rejected with their reasons; and where
+    the records went: the topic and, per partition, the offsets [first, end) written."""
 
     rows: int = 0
     accepted: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    topic: str = ""
+    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def reject(self, reason: str) -> None:
         """Count one rejected row under `reason`."""
         self.reasons[reason] += 1
+
+    def delivered(self, partition: int, offset: int) -> None:
+        """Note one record written at `offset` of `partition`."""
+        first, end = self.offsets.get(partition, (offset, offset + 1))
+        self.offsets[partition] = (min(first, offset), max(end, offset + 1))
+
+    @property
+    def records(self) -> int:
+        """Records published (an items or users record holds up to ten rows)."""
+        return sum(end - first for first, end in self.offsets.values())
 
 
 def property_key(name: str) -> str:
@@ -168,12 +181,22 @@ def publish_rows(
 ) -> ImportSummary:
     """Publish Personalize-format rows of `dataset` to the group's topics (events, items,
     users), checking each the way the connector will; the connector validates them like
-    live events. Used by `streamrec import` and the demo."""
+    live events. The summary also holds the offsets written, so a caller can wait for the
+    connector to commit past them. Used by `streamrec import` and the demo."""
     schema = open_registry(settings).get(settings.dataset_group, dataset).spec
     if schema is None:
         raise SchemaNotFoundError(f"{dataset} is not a dataset schema")
-    summary = ImportSummary()
     topic = input_topic(settings, dataset)
+    summary = ImportSummary(topic=topic)
+    failed: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        partition, offset = message.partition(), message.offset()
+        if error is not None:
+            failed.append(error)
+        elif partition is not None and offset is not None:
+            summary.delivered(partition, offset)
+
     records: Iterator[tuple[str, dict[str, Any]]]
     if dataset == "interactions":
         records = event_records(rows, schema, tracking_id, summary)
@@ -181,9 +204,13 @@ def publish_rows(
         records = metadata_records(rows, schema, summary)
     producer = Producer({**settings.kafka_config(), "enable.idempotence": True, "linger.ms": 20})
     for key, record in records:
-        produce(producer, topic, json.dumps(record).encode(), key.encode())
+        produce(producer, topic, json.dumps(record).encode(), key.encode(), on_delivery=on_delivery)
     if producer.flush(60):
         raise KafkaUnavailableError(f"some records to {topic} were not acknowledged")
+    if failed:
+        raise KafkaUnavailableError(
+            f"{len(failed)} records to {topic} could not be written: {failed[0].str()}"
+        )
     return summary
 
 

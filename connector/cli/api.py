@@ -10,6 +10,7 @@ from aiohttp import web
 
 from connector.api.app import create_app
 from connector.api.settings import ApiSettings
+from connector.cli.listen import Listen
 from connector.cli.options import group_option
 
 
@@ -22,7 +23,8 @@ def api(group: str | None, host: str | None, port: int | None) -> None:
     POST /recommendations, POST /personalize-ranking, and /healthz, /readyz, /metrics.
 
     Follows the dataset group's published model versions without a restart; answers 503
-    until the first one is published. Stops cleanly on SIGTERM or Ctrl-C.
+    until the first one is published. Stops cleanly on SIGTERM or Ctrl-C. Exits with
+    status 1 and one line on stderr when it cannot listen (the port in use, say).
 
     \b
     Example:
@@ -31,12 +33,23 @@ def api(group: str | None, host: str | None, port: int | None) -> None:
     """
     overrides: dict[str, Any] = {"dataset_group": group, "api_host": host, "api_port": port}
     settings = ApiSettings(**{k: v for k, v in overrides.items() if v is not None})
-    quiet = not logging.getLogger().isEnabledFor(logging.INFO)
-    web.run_app(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        access_log=None if quiet else logging.getLogger("streamrec.api.access"),
-        print=None if quiet else click.echo,
-        shutdown_timeout=settings.api_request_timeout_seconds,
+    listen = Listen(
+        settings.api_host,
+        settings.api_port,
+        port_choice="--port or STREAMREC_API_PORT",
+        host_choice="--host or STREAMREC_API_HOST",
     )
+    listen.check()  # at once, not after connecting to Kafka and Redis
+    app = create_app(settings)
+    quiet = not logging.getLogger().isEnabledFor(logging.INFO)
+    try:
+        web.run_app(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            access_log=None if quiet else logging.getLogger("streamrec.api.access"),
+            print=None if quiet else click.echo,
+            shutdown_timeout=settings.api_request_timeout_seconds,
+        )
+    except OSError as exc:  # the port taken since the check above
+        raise listen.failed(exc) from exc

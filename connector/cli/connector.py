@@ -9,6 +9,7 @@ import faust
 
 from connector import logs
 from connector.app import create_app
+from connector.cli.listen import Listen
 from connector.settings import ConnectorSettings
 from connector.wiring import ensure_group_topics, processors
 
@@ -29,6 +30,9 @@ def connector(verbose_faust: bool) -> None:
     settings = ConnectorSettings()
     ensure_group_topics(settings)
     app = create_app(settings, processors(settings))
+    # faust would log a bind error as one JSON line holding a 40-frame traceback
+    if app.conf.web_enabled:
+        Listen(app.conf.web_host, app.conf.web_port, "STREAMREC_CONNECTOR_WEB_PORT").check()
     level = logging.INFO if verbose_faust else logging.WARNING
     worker = faust.Worker(
         app,

@@ -73,15 +73,37 @@ def _state(consumer: Consumer, name: str, listed: dict[str, Any], is_input: bool
         return TopicState(name, True, records, None)
     committed = consumer.committed(partitions, timeout=_TIMEOUT)
     lag = sum(
-        high - (tp.offset if tp.offset >= 0 else low)
+        uncommitted_between(tp.offset, low, high)
         for tp, (low, high) in zip(committed, marks, strict=True)
     )
     return TopicState(name, True, records, lag)
 
 
+def uncommitted_between(committed: int, first: int, end: int) -> int:
+    """Records at offsets [first, end) of a partition that a consumer group whose committed
+    offset (the next one it will read; negative when it has none) is `committed` has not
+    processed yet."""
+    return max(0, end - max(committed, first))
+
+
 def connector_lag(settings: ConnectorSettings) -> int:
     """Records of the input topics the connector has not committed yet (0: all processed)."""
     return sum(state.lag or 0 for state in topic_states(settings) if state.lag is not None)
+
+
+def connector_behind(
+    settings: ConnectorSettings, topic: str, offsets: dict[int, tuple[int, int]]
+) -> int:
+    """Records of `topic` at the given offsets (partition -> [first, end)) that the connector's
+    consumer group has not committed yet: 0 once it has committed past all of them. Unlike
+    `connector_lag`, records published after them (live events, say) do not count."""
+    consumer = _consumer(settings, settings.consumer_group)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(offsets)]
+        committed = consumer.committed(partitions, timeout=_TIMEOUT) if partitions else []
+        return sum(uncommitted_between(tp.offset, *offsets[tp.partition]) for tp in committed)
+    finally:
+        consumer.close()
 
 
 def topic_records(settings: ConnectorSettings, topic: str) -> int:

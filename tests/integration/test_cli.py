@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from connector.settings import ConnectorSettings
 from tests.conftest import EXAMPLES
+from tests.integration.helpers import prepare_group
 
 STREAMREC = ["streamrec"]
 
@@ -80,6 +86,39 @@ def test_file_that_is_not_json_is_refused(service_env: dict[str, str], tmp_path:
     broken.write_text("{ not json")
     result = run(["schemas", "register", "users", str(broken)], service_env)
     assert result.returncode != 0 and "is not valid JSON" in result.stderr
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another process's socket listens on, on every address, during the test."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - the servers listen on 0.0.0.0 by default
+        taken.listen()
+        yield int(taken.getsockname()[1])
+
+
+def test_api_on_a_busy_port_says_so_in_one_line(
+    service_env: dict[str, str], busy_port: int
+) -> None:
+    result = run(["api", "--port", str(busy_port)], service_env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: port {busy_port} is in use (0.0.0.0:{busy_port}: address already in use): "
+        "stop what listens there, or choose another port with --port or STREAMREC_API_PORT"
+    ]
+
+
+def test_connector_on_a_busy_web_port_says_so_in_one_line(
+    settings: ConnectorSettings, service_env: dict[str, str], busy_port: int
+) -> None:
+    prepare_group(settings)
+    env = {**service_env, "STREAMREC_CONNECTOR_WEB_PORT": str(busy_port)}
+    result = run(["connector"], env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: port {busy_port} is in use (0.0.0.0:{busy_port}: address already in use): "
+        "stop what listens there, or choose another port with STREAMREC_CONNECTOR_WEB_PORT"
+    ]
 
 
 # The whole demo is tests/integration/test_demo.py's; here only its first steps matter.

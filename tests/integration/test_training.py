@@ -137,6 +137,8 @@ def test_cli_trains_lists_and_updates_with_a_new_item(
     )
     assert trained.returncode == 0, trained.stderr
     assert "epoch 3/3" in trained.stderr and "publishing" in trained.stderr  # progress shown
+    assert "FULL on 1,200 interactions of 40 users" in trained.stdout
+    assert "held-out metrics: ndcg@10=" in trained.stdout  # the new version's, as stored
     first = trained.stdout.split()[-1]
 
     publish_walks(processor, settings, extra_item="brand-new")

@@ -68,11 +68,16 @@ def evaluate(
     else:
         click.echo(f"reading the Interactions dataset of {settings.dataset_group!r}", err=True)
         report = group_report(settings, load_training_data(settings))
-    command = "streamrec evaluate " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else ""
-    paths = write(report, out, command.strip() or "streamrec evaluate")
+    paths = write(report, out, command_line(sys.argv))
     for model in report.models:
         figures = "  ".join(f"{n}={model.metrics[n]:.4f}" for n in ("ndcg@10", "hr@10"))
         click.echo(f"{model.name:<10} {figures}  coverage={model.metrics['coverage']:.4f}")
     for note in report.notes:
         click.echo(f"note: {note}")
     click.echo(f"wrote {', '.join(str(path) for path in paths)}")
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as it was run, for the report's header: `streamrec` and every argument
+    after the program's path, the options before the subcommand (such as -v) included."""
+    return shlex.join(["streamrec", *argv[1:]])

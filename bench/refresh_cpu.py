@@ -14,13 +14,17 @@ users get --events (5-50) history events each (skewed toward popular items, ever
 with an impression of --shown (10) items, so the ignored-impression penalty has work). Then
 --runs passes over all users in batches of --batch, each batch one `refresh` call; per pass,
 CPU seconds (process time) per user. Prints each pass and the median; with --profile, one more pass
-under cProfile, saved for `python3 -m pstats`.
+under cProfile, saved for `python3 -m pstats`. With --new-version, also the wall time of
+refreshing every user's list as a new model version does (ListRefresher.refresh_active),
+at the default rate limit (STREAMREC_LISTS_NEW_VERSION_RATE) and without one; the last line
+is then one JSON object of those figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import random
 import statistics
 import time
@@ -35,6 +39,8 @@ from connector.keys import Keys, Subject
 from connector.serving.current_model import ModelHolder
 from connector.serving.item_index import single_threaded_numerics
 from connector.serving.list_refresh import ListPolicy, ListRefresher
+from connector.settings import ConnectorSettings
+from connector.stores.histories import HistoryReader
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 
@@ -74,6 +80,27 @@ def one_pass(refresher: ListRefresher, users: int, batch: int) -> float:
     return (time.process_time() - started) / users
 
 
+def new_version(
+    client: redis.Redis,
+    keys: Keys,
+    holder: ModelHolder,
+    lists: RecommendationLists,
+    histories: HistoryReader,
+    users: int,
+) -> None:
+    """Wall time of refresh_active over every user, rate-limited as by default and not."""
+    figures: dict[str, float] = {"users": users}
+    for name, rate in (("default_rate", ListPolicy().active_rate), ("unlimited", 0.0)):
+        policy = ListPolicy(active_max=users, active_rate=rate)
+        refresher = ListRefresher(client, keys, holder, lists, policy, histories)
+        started = time.perf_counter()
+        done = refresher.refresh_active()
+        seconds = time.perf_counter() - started
+        figures[f"{name}_seconds"] = round(seconds, 1)
+        print(f"new version, {name} ({rate:g}/s): {done:,} lists in {seconds:.1f} s", flush=True)
+    print(json.dumps(figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
@@ -83,6 +110,7 @@ def main() -> None:
     parser.add_argument("--events", default="5,50", help="history length range, inclusive")
     parser.add_argument("--shown", type=int, default=10, help="impression size, every 5th event")
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--new-version", action="store_true", help="time refresh_active too")
     args = parser.parse_args()
     single_threaded_numerics()
     with redis_service() as url:
@@ -94,7 +122,8 @@ def main() -> None:
         holder = ModelHolder(ModelStore(client, keys))
         holder.reload()
         lists = RecommendationLists(client, keys, 86_400)
-        refresher = ListRefresher(client, keys, holder, lists, ListPolicy())
+        histories = HistoryReader(client, keys, ConnectorSettings().history_length)
+        refresher = ListRefresher(client, keys, holder, lists, ListPolicy(), histories)
         one_pass(refresher, min(args.users, 2 * args.batch), args.batch)  # warm the caches
         runs = []
         for run in range(args.runs):
@@ -105,6 +134,8 @@ def main() -> None:
             f"({args.items:,} items, {args.users:,} users, batches of {args.batch}, "
             f"{args.events} events, impressions of {args.shown})"
         )
+        if args.new_version:
+            new_version(client, keys, holder, lists, histories, args.users)
         if args.profile:
             profiler = cProfile.Profile(time.process_time)  # CPU, not wall: a shared machine
             profiler.runcall(one_pass, refresher, args.users, args.batch)

@@ -36,7 +36,7 @@ from connector.exceptions import (
     ListRefreshUnavailableError,
     RedisUnavailableError,
 )
-from connector.ingest.metadata import MetadataReport
+from connector.ingest.metadata import MetadataProcessor
 from connector.ingest.processor import BatchReport, EventProcessor, PreparedBatch
 from connector.ingest.records import SourceRecord
 from connector.readiness import Readiness, redis_ping
@@ -52,7 +52,6 @@ TRANSIENT = (
     redis.TimeoutError,
 )
 _MAX_BACKOFF = 30.0
-Process = Callable[[list[SourceRecord]], BatchReport | MetadataReport]
 T = TypeVar("T")
 
 
@@ -77,8 +76,8 @@ def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App
     )
     topics = settings.topics
     app.batch_topic(topics.events, _events_handler(topics.events, processors.events))
-    app.batch_topic(topics.items, _handler(topics.items, processors.items.process))
-    app.batch_topic(topics.users, _handler(topics.users, processors.users.process))
+    app.batch_topic(topics.items, _metadata_handler(topics.items, processors.items))
+    app.batch_topic(topics.users, _metadata_handler(topics.users, processors.users))
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -140,7 +139,11 @@ def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
         return _EventBatch(prepared, seconds)
 
     async def finish(batch: _EventBatch) -> None:
-        batch.report, batch.recording = await _retrying(processor.record, batch.prepared)
+        # Appended once, then applied: a Redis outage retries only the apply, so the
+        # dataset and the dead letters get one copy of the batch however long it lasts.
+        appending, _ = await _retrying(processor.append, batch.prepared)
+        batch.report, applying = await _retrying(processor.apply, batch.prepared, appending)
+        batch.recording = appending + applying
 
     async def complete(batch: _EventBatch) -> None:
         refreshed, seconds = await _retrying(processor.refresh_lists, batch.prepared)
@@ -152,15 +155,17 @@ def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
     return BatchHandler(prepare, finish, complete)
 
 
-def _handler(topic: str, process: Process) -> BatchHandler:
-    """Batches of `process`, which has nothing to prepare ahead (metadata upserts)."""
+def _metadata_handler(topic: str, processor: MetadataProcessor) -> BatchHandler:
+    """Batches of item or user records, which have nothing to prepare ahead: appended once,
+    then upserted in Redis (retried apart, as event batches are)."""
 
     async def prepare(records: list[SourceRecord], in_flight: Any) -> Any:
         return records
 
     async def finish(records: Any) -> None:
-        report, seconds = await _retrying(process, records)
-        observability.observe(topic, report, seconds)
+        appended, appending = await _retrying(processor.append, records)
+        report, upserting = await _retrying(processor.upsert, appended)
+        observability.observe(topic, report, appending + upserting)
 
     return BatchHandler(prepare, finish)
 

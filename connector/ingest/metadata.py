@@ -47,6 +47,14 @@ class MetadataReport:
     dead: int
 
 
+@dataclass(frozen=True)
+class AppendedRows:
+    """A batch appended to its dataset topic, waiting for its Redis upsert."""
+
+    rows: list[tuple[str, dict[str, Any]]]  # (entity id, row)
+    report: MetadataReport
+
+
 class MetadataProcessor:
     """Processes batches of one dataset group's item or user records."""
 
@@ -67,12 +75,20 @@ class MetadataProcessor:
 
     def process(self, records: list[SourceRecord]) -> MetadataReport:
         """Validate, append to the dataset topic, then upsert the Redis hashes."""
+        appended = self.append(records)
+        self.upsert(appended)
+        return appended.report
+
+    def append(self, records: list[SourceRecord]) -> AppendedRows:
+        """Validate `records` and append their rows and dead letters to the dataset and
+        dead-letter topics; what `upsert` then writes to Redis. The connector retries the
+        two steps apart, so a Redis outage does not append a batch again on every retry."""
         try:
             schema = self._registry.current(self._group, self._entity.dataset)
         except SchemaNotFoundError as exc:  # nothing to validate against: keep them aside
             unplaced = [DeadLetter(record, str(exc)) for record in records]
             self._writer.write_rows([], unplaced, 0, {})
-            return MetadataReport(len(records), 0, len(unplaced))
+            return AppendedRows([], MetadataReport(len(records), 0, len(unplaced)))
         if schema.spec is None:
             raise SchemaNotFoundError(f"schema {schema.id} is not a dataset schema")
         rows: list[dict[str, Any]] = []
@@ -81,8 +97,12 @@ class MetadataProcessor:
             self._collect(record, schema.spec, rows, dead)
         keyed = [(str(row[self._entity.row_id]), row) for row in rows]
         self._writer.write_rows(keyed, dead, schema.id, schema.parsed)
-        self._upsert(keyed)
-        return MetadataReport(len(records), len(rows), len(dead))
+        return AppendedRows(keyed, MetadataReport(len(records), len(rows), len(dead)))
+
+    def upsert(self, appended: AppendedRows) -> MetadataReport:
+        """Replace each appended entity's Redis hash; the batch's report."""
+        self._upsert(appended.rows)
+        return appended.report
 
     def _collect(
         self, record: SourceRecord, spec: Any, rows: list[dict[str, Any]], dead: list[DeadLetter]

@@ -120,12 +120,23 @@ class EventProcessor:
     def record(self, prepared: PreparedBatch) -> BatchReport:
         """Steps 3-4: the dataset append and the Redis apply (the connector then refreshes
         the lists with `refresh_lists`, overlapping the next batch's `record`)."""
-        plan, schema, fresh = prepared.plan, prepared.schema, prepared.fresh
+        return self.apply(prepared, self.append(prepared))
+
+    def append(self, prepared: PreparedBatch) -> float:
+        """Step 3: the batch's valid events to the Interactions dataset and its invalid ones
+        to the dead-letter topic; seconds taken. The connector retries this step and `apply`
+        apart, so a batch whose Redis apply fails is not appended again on every retry."""
+        plan, schema = prepared.plan, prepared.schema
         started = time.perf_counter()
-        self._writer.write(fresh, plan.dead, schema.id, schema.parsed)
-        appended = time.perf_counter()
+        self._writer.write(prepared.fresh, plan.dead, schema.id, schema.parsed)
+        return time.perf_counter() - started
+
+    def apply(self, prepared: PreparedBatch, append_seconds: float = 0.0) -> BatchReport:
+        """Step 4: the Redis apply of an appended batch; its report."""
+        plan, fresh = prepared.plan, prepared.fresh
+        started = time.perf_counter()
         applied = self._store.apply(fresh, plan.stitches)
-        stages = {"append": appended - started, "apply": time.perf_counter() - appended}
+        stages = {"append": append_seconds, "apply": time.perf_counter() - started}
         return BatchReport(
             records=len(prepared.records),
             appended=len(fresh),

@@ -171,6 +171,24 @@ def most_copies(settings: ConnectorSettings) -> int:
     return max(copies.values(), default=0)
 
 
+def most_dead_letter_copies(settings: ConnectorSettings) -> int:
+    """The most dead letters of one origin (topic, partition, offset, event index)."""
+    letters = read_topic(settings, settings.topics.deadletter)
+    copies = Counter(
+        tuple(
+            m.headers.get(name)
+            for name in (
+                "streamrec.topic",
+                "streamrec.partition",
+                "streamrec.offset",
+                "streamrec.event_index",
+            )
+        )
+        for m in letters
+    )
+    return max(copies.values(), default=0)
+
+
 def reconcile_order(settings: ConnectorSettings, stream: Stream) -> None:
     """Per record key of the Interactions dataset (the subject's id), the first copy of each
     event (by its `streamrec.marker` header; a crash or a retry may append another later)

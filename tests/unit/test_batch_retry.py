@@ -15,6 +15,7 @@ import pytest
 
 from connector import app
 from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
+from connector.ingest.metadata import MetadataReport
 from connector.ingest.processor import BatchReport
 from connector.ingest.records import SourceRecord
 
@@ -37,13 +38,8 @@ def failing(
 
 
 def handle(process: Callable[[list[SourceRecord]], BatchReport]) -> None:
-    """Run the connector's batch handler over one batch to its end."""
-
-    async def run() -> None:
-        handler = app._handler("g.events", process)
-        await handler.finish(await handler.prepare(RECORDS, None))
-
-    asyncio.run(run())
+    """Run one batch step through the connector's retry policy to its end."""
+    asyncio.run(app._retrying(process, RECORDS))
 
 
 @pytest.fixture
@@ -80,11 +76,11 @@ def test_any_other_error_is_not_retried(waits: list[float]) -> None:
 
 
 class FlakyEvents:
-    """An event processor whose prepare, record and list refresh each fail transiently,
-    then succeed."""
+    """An event processor whose prepare, append, apply and list refresh each fail
+    transiently, then succeed."""
 
-    def __init__(self, prepare: int, record: int, lists: int) -> None:
-        self.failures = {"prepare": prepare, "record": record, "lists": lists}
+    def __init__(self, prepare: int = 0, append: int = 0, apply: int = 0, lists: int = 0) -> None:
+        self.failures = {"prepare": prepare, "append": append, "apply": apply, "lists": lists}
         self.calls: list[tuple[str, object]] = []
 
     def _attempt(self, step: str, argument: object) -> None:
@@ -97,8 +93,12 @@ class FlakyEvents:
         self._attempt("prepare", in_flight)
         return f"prepared {len(records)}"
 
-    def record(self, prepared: str) -> BatchReport:
-        self._attempt("record", prepared)
+    def append(self, prepared: str) -> float:
+        self._attempt("append", prepared)
+        return 0.0
+
+    def apply(self, prepared: str, appending: float) -> BatchReport:
+        self._attempt("apply", prepared)
         return BatchReport(records=1, appended=1, dead=0, duplicates=0, stitched=0)
 
     def refresh_lists(self, prepared: str) -> int:
@@ -112,7 +112,7 @@ def test_the_events_handler_retries_each_step_with_the_batch_as_prepared(
     """The pipelined handler retries preparing, recording and refreshing lists alike; each
     is retried with the batch as prepared, and the next batch is prepared given the one
     before it."""
-    events = FlakyEvents(prepare=2, record=3, lists=1)
+    events = FlakyEvents(prepare=2, append=1, apply=2, lists=1)
     handler = app._events_handler("g.events", events)  # type: ignore[arg-type]
     assert handler.complete is not None
 
@@ -123,10 +123,54 @@ def test_the_events_handler_retries_each_step_with_the_batch_as_prepared(
         await handler.prepare(RECORDS, first)
 
     asyncio.run(run())
-    assert waits == [0.5, 1.0, 0.5, 1.0, 2.0, 0.5]
+    assert waits == [0.5, 1.0, 0.5, 0.5, 1.0, 0.5]
     assert events.calls == [
         *[("prepare", None)] * 3,
-        *[("record", "prepared 1")] * 4,
+        *[("append", "prepared 1")] * 2,
+        *[("apply", "prepared 1")] * 3,
         *[("lists", "prepared 1")] * 2,
         ("prepare", "prepared 1"),
     ]
+
+
+def test_a_batch_whose_redis_apply_fails_is_appended_once(waits: list[float]) -> None:
+    """Issue 17: a Redis outage retried the whole batch, appending it to the Interactions
+    dataset (and its dead letters) again on every retry."""
+    events = FlakyEvents(apply=6)
+    handler = app._events_handler("g.events", events)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await handler.finish(await handler.prepare(RECORDS, None))
+
+    asyncio.run(run())
+    steps = [step for step, _ in events.calls]
+    assert (steps.count("append"), steps.count("apply")) == (1, 7)
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+class FlakyMetadata:
+    """An item or user processor whose Redis upsert fails `times` times."""
+
+    def __init__(self, times: int) -> None:
+        self.times, self.steps = times, []  # type: list[str]
+
+    def append(self, records: list[SourceRecord]) -> str:
+        self.steps.append("append")
+        return "appended"
+
+    def upsert(self, appended: str) -> MetadataReport:
+        self.steps.append("upsert")
+        if self.steps.count("upsert") <= self.times:
+            raise RedisUnavailableError("Redis does not answer")
+        return MetadataReport(records=1, upserted=1, dead=0)
+
+
+def test_a_metadata_batch_whose_redis_upsert_fails_is_appended_once(waits: list[float]) -> None:
+    processor = FlakyMetadata(times=3)
+    handler = app._metadata_handler("g.items", processor)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await handler.finish(await handler.prepare(RECORDS, None))
+
+    asyncio.run(run())
+    assert processor.steps == ["append"] + ["upsert"] * 4

@@ -6,17 +6,21 @@ Measures Redis `INFO memory` used_memory (less mem_clients_normal, the connectio
 with the writers' connections closed) before and after writing each of these, through the
 product's own store code, into one dataset group:
 - histories: --history-users users, each with a full history (STREAMREC_HISTORY_LENGTH
-  events, 200 by default) of events shaped as bench/ingest.py synthesises them (a 10-item
-  impression, an event value, device and location, an attribution source on every third), ten
-  to a PutEvents record, through the connector's planner (connector.ingest.plan: decode,
-  limits, the dataset row, markers and the history member) and SessionStore.apply (the apply
-  script: history, dedup markers, the session's link to its user, counters). Every event of a
-  user falls inside the dedup window, so all its markers are kept: the most a history costs;
+  events, 50 by default, and as many interacted items) of events shaped as bench/ingest.py
+  synthesises them (a 10-item impression, an event value, device and location, an
+  attribution source on every third), ten to a PutEvents record, through the connector's
+  planner (connector.ingest.plan: decode, limits, the dataset row, markers and the history
+  member) and SessionStore.apply (the apply script: history, dedup markers, the session's
+  link to its user, counters). Every event of a user falls inside the dedup window, so all
+  its markers are kept: the most a history costs;
 - model: a version of --items items with random weights of the shapes a trained model has
   (Hyperparameters() defaults, hidden dimension 64), published with ModelStore.publish;
 - lists: --list-users users' precomputed lists of STREAMREC_LISTS_SIZE (100) catalogue items
   with scores rounded as ListRefresher stores them, written with RecommendationLists.write in
-  chunks of 500 users (the refresher's chunk), which also marks each user active.
+  chunks of 500 users (the refresher's chunk), which also marks each user active;
+- served: --served-requests API answers of 500 items, each by a user of its own (the most a
+  request can leave: a subject's list of recommendationIds besides the served list), stored
+  with RedisServedLists.put as the API stores them.
 Each per-unit figure is the used_memory difference divided by the count; the per-million
 figure is that per-unit figure times one million (an extrapolation: per-key costs are
 constant, so memory grows linearly). A breakdown by key comes from MEMORY USAGE of a sample.
@@ -50,8 +54,9 @@ from bench.ingest import synthetic_events
 from bench.serve import item_id, random_version
 from bench.serve_load import user_id
 from bench.services import redis_service
+from connector.api.settings import ApiSettings
 from connector.ingest import plan as planner
-from connector.ingest.records import BatchPlan, SourceRecord
+from connector.ingest.records import BatchPlan, ServedList, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters
@@ -59,6 +64,7 @@ from connector.registry.rules import check_schema
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList
 from connector.stores.model_versions import ModelStore
+from connector.stores.served import RedisServedLists
 from connector.stores.sessions import SessionStore
 from connector.wiring import history_policy
 
@@ -156,6 +162,7 @@ def history_breakdown(client: redis.Redis, keys: Keys, users: int) -> dict[str, 
         "history": key_bytes(client, [keys.history(Subject("u", u)) for u in sample]),
         "markers": key_bytes(client, [keys.seen(Subject("u", u)) for u in sample]),
         "link": key_bytes(client, [keys.session_user(f"s-{u}") for u in sample]),
+        "interacted": key_bytes(client, [keys.interacted(Subject("u", u)) for u in sample]),
     }
 
 
@@ -191,12 +198,27 @@ def write_lists(
         )
 
 
+def write_served(client: redis.Redis, settings: ApiSettings, requests: int) -> None:
+    """`requests` answers of 500 items, each to a user of its own, as the API stores them."""
+    served = RedisServedLists(client, Keys(settings.dataset_group))
+    items = [item_id(n) for n in range(500)]
+    for n in range(requests):
+        served.put(
+            uuid.uuid4().hex,
+            ServedList(items, settings.api_attribution_source),
+            settings.api_served_ttl_seconds,
+            Subject("u", user_id(n)),
+            settings.api_served_per_subject,
+        )
+
+
 # Report
 
 PHASES = {  # phase: (what one unit is, the figure's name)
     "histories": ("user", "history_bytes_per_user"),
     "model": ("item", "model_bytes_per_item"),
     "lists": ("user", "list_bytes_per_user"),
+    "served": ("request", "served_bytes_per_request"),
 }
 
 
@@ -259,7 +281,10 @@ def run(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
     found["lists"] = measured(
         client, lambda: write_lists(client, settings, version[0], args.list_users, args.items)
     )
+    api = ApiSettings(redis_url=redis_url, dataset_group=settings.dataset_group)
+    found["served"] = measured(client, lambda: write_served(client, api, args.served_requests))
     counts = {"histories": args.history_users, "model": args.items, "lists": args.list_users}
+    counts["served"] = args.served_requests
     result = figures(found, counts)
     print_table(found, counts, result, breakdown)
     forget(client, keys)
@@ -280,6 +305,7 @@ def main() -> None:
     parser.add_argument("--history-users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--list-users", type=int, default=100_000)
+    parser.add_argument("--served-requests", type=int, default=100_000)
     args = parser.parse_args()
     with redis_service() as redis_url:
         result = run(redis_url, args)

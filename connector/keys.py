@@ -96,6 +96,11 @@ class Keys:
         first when a new model version arrives."""
         return f"{self.base}active"
 
+    def served_by(self, subject: Subject) -> str:
+        """List of the recommendationIds last served to the subject, newest first: the
+        lists beyond STREAMREC_API_SERVED_PER_SUBJECT are deleted."""
+        return f"{self.base}{subject.tag}:served"
+
     def served(self, recommendation_id: str) -> str:
         """The item ids served under a recommendationId (for implicit impressions)."""
         return f"{self.base}served:{escape_once(recommendation_id)}"

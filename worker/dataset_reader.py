@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 MARKER_HEADER = "streamrec.marker"
 SESSION_HEADER = "streamrec.session_id"
+EVENT_MARKER_HEADER = "streamrec.event_marker"  # the eventId's dedup marker, if it had one
+ATTRIBUTION_HEADER = "streamrec.attribution"  # the attribution source ingest counted
+SUBJECT_HEADER = "streamrec.subject"  # "u" (a user's event) or "s" (an anonymous session's)
 NO_MARKER = np.uint64(0)  # dedup hash of a record without a marker: never a duplicate
 _FETCH_BATCH = 5000
 _FETCH_WAIT = 0.1  # seconds

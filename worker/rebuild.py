@@ -45,7 +45,15 @@ from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import SessionStore
 from connector.wiring import history_policy, history_reader, list_policy
-from worker.dataset_reader import MARKER_HEADER, SESSION_HEADER, TopicReader, TopicRecord
+from worker.dataset_reader import (
+    ATTRIBUTION_HEADER,
+    EVENT_MARKER_HEADER,
+    MARKER_HEADER,
+    SESSION_HEADER,
+    SUBJECT_HEADER,
+    TopicReader,
+    TopicRecord,
+)
 
 log = logging.getLogger("streamrec.rebuild")
 BATCH = 2_000  # events per apply script: the connector's batches are of this order
@@ -193,9 +201,7 @@ class Rebuilder:
         spec = _spec(registered)
         row = as_written(wire.decode(record.value, registered.parsed), spec)
         session = record.headers.get(SESSION_HEADER, "")
-        user = str(row["USER_ID"])
-        subject = Subject("s", user) if session and session == user else Subject("u", user)
-        return _Row(record, row, spec, subject, session, marker)
+        return _Row(record, row, spec, _subject(record, str(row["USER_ID"])), session, marker)
 
     def _schema(self, schema_id: int) -> RegisteredSchema:
         found = self._schemas.get(schema_id)
@@ -341,8 +347,10 @@ def _event(entry: _Row, served: dict[str, Any]) -> AcceptedEvent:
     row, headers = entry.row, entry.record.headers
     impression = row.get("IMPRESSION")
     served_list = served.get(str(row.get("RECOMMENDATION_ID") or ""))
-    attribution = row.get("EVENT_ATTRIBUTION_SOURCE") or (
-        served_list.source if served_list is not None else UNDEFINED_SOURCE
+    attribution = (
+        headers.get(ATTRIBUTION_HEADER)  # what ingest counted (written since issue 17)
+        or row.get("EVENT_ATTRIBUTION_SOURCE")
+        or (served_list.source if served_list is not None else UNDEFINED_SOURCE)
     )
     source = SourceRecord(
         headers.get("streamrec.topic", ""),
@@ -357,13 +365,33 @@ def _event(entry: _Row, served: dict[str, Any]) -> AcceptedEvent:
         subject=entry.subject,
         session_id=entry.session_id,
         row=row,
-        markers=(entry.marker,) if entry.marker else (),
+        markers=_markers(entry.marker, headers.get(EVENT_MARKER_HEADER, "")),
         history_member=_history_member(
             row, entry.schema, impression.split("|") if impression else None
         ),
         event_type=str(row.get("EVENT_TYPE") or ""),
         attribution=str(attribution),
     )
+
+
+def _markers(content: str, by_event_id: str) -> tuple[str, ...]:
+    """The dedup markers ingest recorded: the content marker, then the eventId's (in the
+    dataset since issue 17; older records carry the content marker only)."""
+    if not content:
+        return ()
+    return (content, by_event_id) if by_event_id else (content,)
+
+
+def _subject(record: TopicRecord, user: str) -> Subject:
+    """Whose keys the event went to at ingest: the kind the connector recorded with it. A
+    record appended before that header existed is a session's when its USER_ID is its
+    sessionId, which also takes a user's event whose sessionId equals its userId (as
+    `streamrec import` wrote them) for a session's: the header settles it."""
+    kind = record.headers.get(SUBJECT_HEADER, "")
+    if kind in ("u", "s"):
+        return Subject(kind, user)
+    session = record.headers.get(SESSION_HEADER, "")
+    return Subject("s", user) if session and session == user else Subject("u", user)
 
 
 def _spec(registered: RegisteredSchema) -> DatasetSchema:

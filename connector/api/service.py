@@ -156,7 +156,7 @@ class RecommendationService:
         listed = self._from_list(job, request, mask) if from_lists else None
         if listed is not None:
             self._on_answer(ANSWERED_FROM_LIST)
-            return self._store(self._with_metadata(listed, request.metadata_columns))
+            return self._store(self._with_metadata(listed, request.metadata_columns), request.who)
         promoted = self._promoted(job, request.promotion, request.num_results)
         allowed = _minus(job.model, mask, (e.item_id for e in promoted))
         (top,) = recommend_many(
@@ -172,7 +172,7 @@ class RecommendationService:
         ranked = _items(job.model, top)
         items = _interleave(ranked, promoted, job.rng)
         self._on_answer(RANKED)
-        return self._store(self._with_metadata(items, request.metadata_columns))
+        return self._store(self._with_metadata(items, request.metadata_columns), request.who)
 
     def rank(self, request: RankingRequest) -> Served:
         """GetPersonalizedRanking: the input items best first; items the model does not know
@@ -183,7 +183,7 @@ class RecommendationService:
             job.model, job.history, request.input_list, job.context, allowed
         )
         items = _items(job.model, ranked) + [ServedItem(i, 0.0) for i in dict.fromkeys(unknown)]
-        return self._store(self._with_metadata(items, request.metadata_columns))
+        return self._store(self._with_metadata(items, request.metadata_columns), request.who)
 
     def _job(
         self, who: Who, context: Mapping[str, str], with_user: bool, with_list: bool = False
@@ -321,11 +321,20 @@ class RecommendationService:
             for item, row in zip(items, rows, strict=True)
         ]
 
-    def _store(self, items: list[ServedItem]) -> Served:
-        """Keep the list under a new recommendationId for implicit impressions."""
+    def _store(self, items: list[ServedItem], who: Who) -> Served:
+        """Keep the list under a new recommendationId for implicit impressions, among the
+        newest STREAMREC_API_SERVED_PER_SUBJECT of the user (else the session) asking."""
         served = Served(str(uuid.uuid4()), items)
         listed = ServedList([item.item_id for item in items], self._settings.api_attribution_source)
-        self._served.put(served.recommendation_id, listed, self._settings.api_served_ttl_seconds)
+        owner = Subject("u", who.user_id) if who.user_id else Subject("s", who.session_id or "")
+        settings = self._settings
+        self._served.put(
+            served.recommendation_id,
+            listed,
+            settings.api_served_ttl_seconds,
+            owner,
+            settings.api_served_per_subject,
+        )
         return served
 
 

@@ -52,6 +52,13 @@ class ApiSettings(CommonSettings):
         description="How long a served list stays readable under its recommendationId, so "
         "later events naming it get its items as their implicit impression.",
     )
+    api_served_per_subject: int = Field(
+        20,
+        ge=1,
+        description="Most lists kept per user or session under their recommendationIds (the "
+        "newest; older ones are deleted), so requests cannot grow Redis without bound "
+        "(docs/redis-keys.md).",
+    )
     api_attribution_source: str = Field(
         "streamrec-api",
         description="Attribution source of events that name a recommendationId served here "

@@ -121,10 +121,16 @@ def _origin(letter_or_event: AcceptedEvent | DeadLetter) -> Headers:
 
 
 def _event_headers(event: AcceptedEvent) -> Headers:
+    by_id = [("streamrec.event_marker", marker.encode()) for marker in event.markers[1:2]]
     return [
+        *by_id,  # the eventId's dedup marker, for rebuild
         *_origin(event),
         ("streamrec.event_index", str(event.event_index).encode()),
         ("streamrec.session_id", event.session_id.encode()),
+        # whose keys, and the attribution counted (a served list's source lives in Redis
+        # only): rebuild restores the same state from these after Redis is lost
+        ("streamrec.subject", event.subject.kind.encode()),
+        ("streamrec.attribution", event.attribution.encode()),
         ("streamrec.marker", event.markers[0].encode()),
     ]
 

@@ -315,6 +315,29 @@ def test_served_lists_are_stored_and_give_implicit_impressions(
     assert list(entry.impression) == items  # the connector read the list served here
 
 
+def test_served_lists_are_bounded_per_request_and_per_subject(
+    settings: ConnectorSettings, redis_db: redis.Redis, wide: tuple[Model, Interactions]
+) -> None:
+    """Issue 17: every answer was stored whole for 7 days, however many a caller asked for."""
+    publish(settings, artifacts(wide))
+    keys = Keys(settings.dataset_group)
+    with serving(settings, api_served_per_subject=5) as api:
+        ids = [
+            api.ok("/recommendations", {"userId": "eve", "numResults": 300})["recommendationId"]
+            for _ in range(8)
+        ]
+        anonymous = api.ok("/recommendations", {"sessionId": "s-x", "numResults": 10})
+    found = RedisServedLists(redis_db, keys).get_many(set(ids))
+    assert sorted(found) == sorted(ids[-5:])  # the newest five of eve's; older ones deleted
+    assert all(len(served.items) == 25 for served in found.values())  # an impression's worth
+    assert [redis_db.exists(keys.served(rid)) for rid in ids[:3]] == [0, 0, 0]
+    assert redis_db.llen(keys.served_by(Subject("u", "eve"))) == 5
+    assert redis_db.llen(keys.served_by(Subject("s", "s-x"))) == 1
+    assert anonymous["recommendationId"] in RedisServedLists(redis_db, keys).get_many(
+        {anonymous["recommendationId"]}
+    )
+
+
 @INDEXED
 def test_exploration_weight_zero_and_one(
     settings: ConnectorSettings,

@@ -58,9 +58,12 @@ def pipelined(processor: EventProcessor, work: list[list[SourceRecord]]) -> list
 
 
 def redis_state(client: redis.Redis, group: str) -> dict[str, object]:
-    """Every key of the group, by name without the group, with its value."""
+    """Every key of the group, by name without the group, with its value (but the active
+    set, scored by wall-clock time)."""
     state: dict[str, object] = {}
     for key in client.scan_iter(match=f"streamrec:{group}:*"):
+        if key.endswith(b":active"):
+            continue
         kind = client.type(key)
         read = {
             b"zset": lambda k: client.zrange(k, 0, -1, withscores=True),

@@ -58,11 +58,15 @@ class UpResult:
 
 
 class LocalServices:
-    """The local services of one dev folder."""
+    """The local services of one dev folder; `scope` limits what `up` and `down` act on by
+    default (the demo stops only what it started, not a Redis `dev up` started before)."""
 
-    def __init__(self, dev: DevSettings, common: CommonSettings) -> None:
+    def __init__(
+        self, dev: DevSettings, common: CommonSettings, scope: frozenset[str] = SERVICES
+    ) -> None:
         self._dev = dev
         self._common = common
+        self._scope = scope
         self._state_file = dev.dev_dir / "services.json"
 
     def status(self) -> list[ServiceState]:
@@ -71,7 +75,7 @@ class LocalServices:
             return []
         return [ServiceState(**entry) for entry in json.loads(self._state_file.read_text())]
 
-    def up(self, names: frozenset[str] = SERVICES) -> UpResult:
+    def up(self, names: frozenset[str] | None = None) -> UpResult:
         """Start those of the `names` services (Kafka and Redis by default) that do not answer,
         on the configured local ports; never stop one that answers.
 
@@ -80,6 +84,7 @@ class LocalServices:
         broker of another folder) is used and left alone: it is not recorded, so `down` never
         stops it. Only a recorded process that runs but does not answer within the start
         timeout is stopped, and started again."""
+        names = self._scope if names is None else names
         recorded = {state.name: state for state in self.status() if state.running}
         kept = [state for state in recorded.values() if state.name not in names]
         result = UpResult()
@@ -121,11 +126,13 @@ class LocalServices:
         return redis.answers(self._common.redis_url)
 
     def down(self) -> list[ServiceState]:
-        """Stop every recorded service that still runs; return those that were stopped."""
-        stopped = [state for state in self.status() if state.running]
+        """Stop every recorded service of the scope that still runs; return those stopped.
+        Recorded services outside the scope stay running and recorded."""
+        running = [state for state in self.status() if state.running]
+        stopped = [state for state in running if state.name in self._scope]
         for state in stopped:
             process.stop(state.pid)
-        self._state_file.unlink(missing_ok=True)
+        self._write([state for state in running if state.name not in self._scope])
         return stopped
 
     def env_lines(self) -> list[str]:

@@ -116,6 +116,23 @@ def test_a_recorded_process_that_never_answers_is_replaced(
     assert (machine.stopped, machine.started) == ([CACHE.pid], ["redis"])
 
 
+def test_the_demo_stops_only_what_it_started(tmp_path: Path, machine: Machine) -> None:
+    """The demo starts the missing Kafka; at its end it must not stop the Redis that an
+    earlier `dev up` of the same folder started and that answered all along."""
+    machine.running |= {CACHE.pid}
+    machine.answering |= {CACHE.pid}
+    dev = DevSettings(dev_dir=tmp_path, dev_start_timeout=0.5)
+    common = CommonSettings(
+        kafka_bootstrap=f"127.0.0.1:{KAFKA}", redis_url=f"redis://127.0.0.1:{REDIS}/0"
+    )
+    services(tmp_path, [CACHE])  # recorded by that earlier `dev up`
+    demo = LocalServices(dev, common, scope=frozenset({"kafka"}))
+    demo.up()
+    assert [state.name for state in demo.down()] == ["kafka"]
+    assert machine.stopped == [machine.next_pid] and CACHE.pid in machine.running
+    assert [(s.name, s.pid) for s in demo.status()] == [("redis", CACHE.pid)]
+
+
 def test_a_port_held_by_something_else_is_refused(tmp_path: Path, machine: Machine) -> None:
     machine.listening.add(REDIS)  # not a Redis: it does not answer PING
     with pytest.raises(DevServiceError, match="port 16379 is already in use"):

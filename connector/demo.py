@@ -55,8 +55,8 @@ def ensure_services(common: CommonSettings, dev: DevSettings) -> LocalServices |
     missing = frozenset(name for name, ok in answering.items() if not ok)
     if not missing:
         return None
-    services = LocalServices(dev, common)
-    services.up(missing)
+    services = LocalServices(dev, common, scope=missing)  # its `down` stops only these
+    services.up()
     return services
 
 

@@ -1,7 +1,9 @@
 """The aiohttp application of `streamrec api`: routes, JSON errors, metrics, model reloading.
 
 Every failure becomes a JSON body `{"message": ...}` with a status that says whose fault it
-is: 400 for a request to fix, 404/405/413 for the wrong route, method or size, 503 while no
+is: 400 for a request to fix, 404/405/413/415 for the wrong route, method, size or
+Content-Type (size and type judged from the headers, at once, also for `Expect:
+100-continue`), 408 for a body that did not arrive within the timeout, 503 while no
 model is published, Redis is unreachable or the request outlived its timeout, 500 (logged
 here, never echoed) for our own bugs. A stack trace never reaches a client. The service's
 synchronous work (Redis reads, numpy) runs where STREAMREC_API_THREADS says: on the event
@@ -21,7 +23,9 @@ from typing import Any, TypeVar
 
 import orjson
 import redis
-from aiohttp import web
+from aiohttp import ClientPayloadError, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_urldispatcher import _default_expect_handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -30,7 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from connector import redis_client
+from connector import logs, redis_client
 from connector.api import ApiRequestError, ModelChangedError, dashboard
 from connector.api.auth import middlewares as api_key_middlewares
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
@@ -103,6 +107,7 @@ def create_app(
 ) -> web.Application:
     """The API of the settings' dataset group; its model holder starts with the app."""
     client = client or redis_client.connect(settings)
+    logs.quiet_malformed_http()
     store = ModelStore(client, Keys(settings.dataset_group))
     single_threaded_numerics()
     holder = ModelHolder(store, settings.api_model_poll_seconds, settings.serving_index_min_items)
@@ -122,7 +127,7 @@ def create_app(
     )
     app[HOLDER] = holder
     runner = _Runner(settings.api_threads)
-    _routes(app, service, runner, _limits(settings), metrics)
+    _routes(app, service, runner, _limits(settings), metrics, settings.api_max_body_bytes)
     dashboard.register(app, settings, client, holder)
     app.on_startup.append(_start_holder)
     app.on_cleanup.append(_stop_holder)
@@ -155,6 +160,7 @@ def _routes(
     runner: _Runner,
     limits: Limits,
     metrics: _Metrics,
+    max_body: int,
 ) -> None:
     async def recommendations(request: web.Request) -> web.Response:
         parsed = parse_recommendations(await _body(request), limits)
@@ -181,20 +187,67 @@ def _routes(
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_post("/recommendations", recommendations)
-    app.router.add_post("/personalize-ranking", ranking)
+    expect = _expect_handler(metrics, max_body)
+    app.router.add_post("/recommendations", recommendations, expect_handler=expect)
+    app.router.add_post("/personalize-ranking", ranking, expect_handler=expect)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
 
 
+READING_BODY = web.RequestKey("reading_body", bool)
+
+
 async def _body(request: web.Request) -> Any:
-    """The decoded JSON body; aiohttp refuses one over client_max_size with 413."""
-    raw = await request.read()
+    """The decoded JSON body of a POST whose Content-Type is application/json; aiohttp
+    refuses one over client_max_size with 413 (a declared one is refused before this)."""
+    _check_content_type(request)
+    request[READING_BODY] = True  # a deadline now means the body did not arrive: 408
+    try:
+        raw = await request.read()
+    except (ClientPayloadError, HttpProcessingError, ConnectionResetError) as exc:
+        # The client closed before its Content-Length: a client's fault, not ours (500).
+        raise ApiRequestError(f"the request body ended before its Content-Length: {exc}") from exc
+    request[READING_BODY] = False
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiRequestError(f"the request body is not valid JSON: {exc}") from exc
+
+
+def _check_content_type(request: web.BaseRequest) -> None:
+    """Only JSON: a browser's cross-site "simple" POST (text/plain, a form) cannot send it
+    without a CORS preflight, which this API never grants."""
+    if request.content_type != "application/json":
+        declared = request.headers.get(hdrs.CONTENT_TYPE, "none")
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Type must be application/json, got {declared[:80]}"
+        )
+
+
+def _declared_too_large(request: web.BaseRequest, max_body: int) -> bool:
+    return request.content_length is not None and request.content_length > max_body
+
+
+def _expect_handler(metrics: _Metrics, max_body: int) -> Any:
+    """`Expect: 100-continue`: refuse a declared oversized body or a wrong Content-Type at
+    once, so the client never sends it; otherwise aiohttp's own handler says 100 Continue.
+    It runs before the middlewares, so it answers and counts the request itself."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        try:
+            _check_content_type(request)
+            if _declared_too_large(request, max_body):
+                raise web.HTTPRequestEntityTooLarge(max_size=max_body, actual_size=0)
+        except web.HTTPException as exc:
+            response = _json({"message": _http_message(exc, request, max_body)}, exc.status)
+            response.force_close()
+            metrics.observe(_route(request), response.status, 0.0)
+            return response
+        await _default_expect_handler(request)
+        return None
+
+    return expect
 
 
 def _items(served: Served) -> list[dict[str, Any]]:
@@ -223,6 +276,11 @@ def _guard(metrics: _Metrics, settings: ApiSettings) -> Any:
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         try:
+            if _declared_too_large(request, settings.api_max_body_bytes):
+                # At once, not after reading (or waiting for) the body aiohttp would refuse.
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=settings.api_max_body_bytes, actual_size=request.content_length or 0
+                )
             async with asyncio.timeout(settings.api_request_timeout_seconds):
                 response = await handler(request)
             if time.perf_counter() - started > settings.api_request_timeout_seconds:
@@ -232,6 +290,8 @@ def _guard(metrics: _Metrics, settings: ApiSettings) -> Any:
             response = _json({"message": message}, status)
             if isinstance(exc, web.HTTPMethodNotAllowed):
                 response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+            if status in (408, 413):  # a body is left unread: do not reuse the connection
+                response.force_close()
         metrics.observe(_route(request), response.status, time.perf_counter() - started)
         return response
 
@@ -248,6 +308,12 @@ def _failure(exc: Exception, request: web.Request, settings: ApiSettings) -> tup
         return 503, str(exc)
     if isinstance(exc, TimeoutError):
         timeout = settings.api_request_timeout_seconds
+        if request.get(READING_BODY):
+            declared = request.content_length
+            return 408, (
+                f"the request body did not arrive within {timeout:g} s"
+                + (f" (Content-Length says {declared} bytes)" if declared is not None else "")
+            )
         return 503, f"the request did not complete within {timeout:g} s; retry"
     if isinstance(exc, redis.RedisError):
         log.warning("redis unavailable", extra={"error": str(exc), "path": request.path})
@@ -263,6 +329,8 @@ def _http_message(exc: web.HTTPException, request: web.Request, max_body: int) -
         return f"{request.method} is not allowed on {request.path}"
     if exc.status == 413:
         return f"the request body is larger than {max_body} bytes"
+    if exc.status == 415:
+        return exc.text or exc.reason
     return exc.reason
 
 

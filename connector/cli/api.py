@@ -12,6 +12,7 @@ from connector.api.app import create_app
 from connector.api.settings import ApiSettings
 from connector.cli.listen import Listen
 from connector.cli.options import group_option
+from connector.logs import RedactingAccessLogger
 
 
 @click.command()
@@ -29,7 +30,8 @@ def api(group: str | None, host: str | None, port: int | None) -> None:
     \b
     Example:
       streamrec api --port 8080
-      curl -s localhost:8080/recommendations -d '{"userId": "u1", "numResults": 5}'
+      curl -s localhost:8080/recommendations -H 'Content-Type: application/json' \
+        -d '{"userId": "u1", "numResults": 5}'
     """
     overrides: dict[str, Any] = {"dataset_group": group, "api_host": host, "api_port": port}
     settings = ApiSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -48,6 +50,7 @@ def api(group: str | None, host: str | None, port: int | None) -> None:
             host=settings.api_host,
             port=settings.api_port,
             access_log=None if quiet else logging.getLogger("streamrec.api.access"),
+            access_log_class=RedactingAccessLogger,
             print=None if quiet else click.echo,
             shutdown_timeout=settings.api_request_timeout_seconds,
         )

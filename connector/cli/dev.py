@@ -28,13 +28,21 @@ def up() -> None:
     """Start Kafka and Redis on the ports of STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL
     (127.0.0.1:9092 and 6379 by default) and wait until both answer.
 
+    Starts only what does not answer: a service that answers is never stopped, whether this
+    folder started it (it is kept) or not (it is used and left alone; `down` does not stop it).
+
     \b
     Example:
       STREAMREC_KAFKA_BOOTSTRAP=127.0.0.1:19092 streamrec dev up
     """
     services = _services()
-    for state in services.up():
-        click.echo(f"{state.name:<6} pid {state.pid:<8} {state.address}")
+    result = services.up()
+    for state in result.started:
+        click.echo(f"{state.name:<6} pid {state.pid:<8} {state.address:<28} started")
+    for state in result.kept:
+        click.echo(f"{state.name:<6} pid {state.pid:<8} {state.address:<28} already answering")
+    for name in result.elsewhere:
+        click.echo(f"{name:<6} answers at the configured address, not started here; left alone")
     click.echo("\n".join(services.env_lines()))
 
 

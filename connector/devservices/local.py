@@ -8,7 +8,7 @@ unrelated program is never killed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from urllib.parse import urlparse
 
 from connector.devservices import kafka, process, redis
@@ -47,12 +47,26 @@ class ServiceState:
         return check(self.address)
 
 
-class LocalServices:
-    """The local services of one dev folder."""
+@dataclass
+class UpResult:
+    """What `up` did with each service: started it, kept the one this folder runs, or found
+    one answering that it did not start (and left it alone)."""
 
-    def __init__(self, dev: DevSettings, common: CommonSettings) -> None:
+    started: list[ServiceState] = field(default_factory=list)
+    kept: list[ServiceState] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
+
+
+class LocalServices:
+    """The local services of one dev folder; `scope` limits what `up` and `down` act on by
+    default (the demo stops only what it started, not a Redis `dev up` started before)."""
+
+    def __init__(
+        self, dev: DevSettings, common: CommonSettings, scope: frozenset[str] = SERVICES
+    ) -> None:
         self._dev = dev
         self._common = common
+        self._scope = scope
         self._state_file = dev.dev_dir / "services.json"
 
     def status(self) -> list[ServiceState]:
@@ -61,33 +75,64 @@ class LocalServices:
             return []
         return [ServiceState(**entry) for entry in json.loads(self._state_file.read_text())]
 
-    def up(self, names: frozenset[str] = SERVICES) -> list[ServiceState]:
-        """Start the `names` services (Kafka and Redis by default) on the configured local
-        ports, unless they already run from this dev folder."""
-        current = [state for state in self.status() if state.running]
-        if {state.name for state in current} >= names:
-            return current
-        self.down()
-        kafka_port, redis_port = self._ports(names)
-        started: list[ServiceState] = []
-        try:
-            if "kafka" in names:
-                started.append(self._start_kafka(kafka_port))
-            if "redis" in names:
-                started.append(self._start_redis(redis_port))
-        except Exception:
-            for state in started:
-                process.stop(state.pid)
-            raise
-        self._write(started)
-        return started
+    def up(self, names: frozenset[str] | None = None) -> UpResult:
+        """Start those of the `names` services (Kafka and Redis by default) that do not answer,
+        on the configured local ports; never stop one that answers.
+
+        A service this dev folder started and that still answers is kept as it is; one that
+        answers at the configured address but was started elsewhere (the machine's Redis, a
+        broker of another folder) is used and left alone: it is not recorded, so `down` never
+        stops it. Only a recorded process that runs but does not answer within the start
+        timeout is stopped, and started again."""
+        names = self._scope if names is None else names
+        recorded = {state.name: state for state in self.status() if state.running}
+        kept = [state for state in recorded.values() if state.name not in names]
+        result = UpResult()
+        to_start: set[str] = set()
+        for name in sorted(names):
+            own = recorded.get(name)
+            if own is not None and self._answers_soon(own):
+                result.kept.append(own)
+            elif own is None and self._answers_at_configured_address(name):
+                result.elsewhere.append(name)
+            else:
+                if own is not None:  # ours, running, silent past the start timeout
+                    process.stop(own.pid)
+                to_start.add(name)
+        if to_start:
+            kafka_port, redis_port = self._ports(frozenset(to_start))
+            try:
+                if "kafka" in to_start:
+                    result.started.append(self._start_kafka(kafka_port))
+                if "redis" in to_start:
+                    result.started.append(self._start_redis(redis_port))
+            except Exception:
+                for state in result.started:
+                    process.stop(state.pid)
+                raise
+        self._write([*kept, *result.kept, *result.started])
+        return result
+
+    def _answers_soon(self, state: ServiceState) -> bool:
+        """Whether a recorded, running service answers (waiting up to the start timeout, as
+        it may still be starting)."""
+        return process.wait_until(
+            lambda: state.answering, self._dev.dev_start_timeout, lambda: state.running
+        )
+
+    def _answers_at_configured_address(self, name: str) -> bool:
+        if name == "kafka":
+            return kafka.answers(self._common.kafka_bootstrap)
+        return redis.answers(self._common.redis_url)
 
     def down(self) -> list[ServiceState]:
-        """Stop every recorded service that still runs; return those that were stopped."""
-        stopped = [state for state in self.status() if state.running]
+        """Stop every recorded service of the scope that still runs; return those stopped.
+        Recorded services outside the scope stay running and recorded."""
+        running = [state for state in self.status() if state.running]
+        stopped = [state for state in running if state.name in self._scope]
         for state in stopped:
             process.stop(state.pid)
-        self._state_file.unlink(missing_ok=True)
+        self._write([state for state in running if state.name not in self._scope])
         return stopped
 
     def env_lines(self) -> list[str]:
@@ -116,7 +161,8 @@ class LocalServices:
         to start must be local and free."""
         kafka_host, _, kafka_port = self._common.kafka_bootstrap.split(",")[0].rpartition(":")
         redis_url = urlparse(self._common.redis_url)
-        if kafka_host not in _LOCAL_HOSTS or redis_url.hostname not in _LOCAL_HOSTS:
+        hosts = {"kafka": kafka_host, "redis": redis_url.hostname}
+        if any(hosts[name] not in _LOCAL_HOSTS for name in names):
             raise DevServiceError(
                 "dev up starts services on this machine only; STREAMREC_KAFKA_BOOTSTRAP and "
                 "STREAMREC_REDIS_URL must point at 127.0.0.1 or localhost"
@@ -125,11 +171,15 @@ class LocalServices:
         for name, port in zip(("kafka", "redis"), ports, strict=True):
             if name in names and process.port_in_use(port):
                 raise DevServiceError(
-                    f"port {port} is already in use; stop what listens there or set "
-                    "STREAMREC_KAFKA_BOOTSTRAP / STREAMREC_REDIS_URL to free ports"
+                    f"port {port} is already in use by something that does not answer as "
+                    f"{name}; stop what listens there or set STREAMREC_KAFKA_BOOTSTRAP / "
+                    "STREAMREC_REDIS_URL to free ports"
                 )
         return ports
 
     def _write(self, states: list[ServiceState]) -> None:
+        if not states:
+            self._state_file.unlink(missing_ok=True)
+            return
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
         self._state_file.write_text(json.dumps([asdict(state) for state in states], indent=2))

@@ -7,6 +7,7 @@ server, and the same batch always gives the same plan.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,11 +70,15 @@ def _open(record: SourceRecord, context: PlanContext) -> Envelope:
         raise InvalidEventError("record has no value (a tombstone is not an event)")
     envelope = context.decode(record.value)
     tracking_id = envelope.get("trackingId")
-    if not tracking_id:
+    if tracking_id is None or tracking_id == "":
         raise InvalidEventError("trackingId is missing")
+    if not isinstance(tracking_id, str):
+        raise InvalidEventError(
+            f"trackingId must be a string, got {type(tracking_id).__name__} "
+            f"{reprlib.repr(tracking_id):.80}"
+        )
     if tracking_id != context.tracking_id:
-        shown = tracking_id[:80] if isinstance(tracking_id, str) else type(tracking_id).__name__
-        raise InvalidEventError(f"unknown trackingId {shown!r} for this group")
+        raise InvalidEventError(f"unknown trackingId {tracking_id[:80]!r} for this group")
     events = limits.check_envelope(envelope)
     return Envelope(
         record, envelope.get("userId"), envelope["sessionId"], events, len(record.value)

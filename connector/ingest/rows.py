@@ -14,6 +14,7 @@ import functools
 import math
 import re
 import reprlib
+import struct
 from typing import Any
 
 import orjson
@@ -42,10 +43,22 @@ def decode_json(raw: bytes) -> dict[str, Any]:
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEventError(f"not valid JSON: {exc}") from exc
+        raise InvalidEventError(f"not valid JSON: {_json_error(raw, exc)}") from exc
     if not isinstance(record, dict):
         raise InvalidEventError("a record must be a JSON object")
     return record
+
+
+def _json_error(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """orjson's reason, except for bytes that are not UTF-8, which it reports as "str is not
+    valid UTF-8: surrogates not allowed" whatever the bytes are: say what is wrong instead."""
+    if "not valid UTF-8" in str(exc):
+        try:
+            raw.decode()
+        except UnicodeDecodeError as bad:
+            return f"the bytes are not valid UTF-8 (byte {bad.start} is 0x{raw[bad.start]:02x})"
+        return "the text is not valid UTF-8 (it encodes a lone surrogate)"
+    return str(exc)
 
 
 def interaction_row(
@@ -133,18 +146,23 @@ def _shown(value: Any) -> str:
 
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+# The largest finite 32-bit float: an Avro float holds the value rounded to 32 bits, and a
+# larger one (1e39, finite in JSON and in Python) would be stored as infinity.
+FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32 = struct.Struct("<f")
 _EXPECTED = {
     "string": "string",
     "int": "int",
     "long": "long",
     "boolean": "boolean",
-    "float": "a finite float",
+    "float": f"a finite float (an Avro float: 32 bits, at most {FLOAT32_MAX:.8g} in magnitude)",
     "double": "a finite double",
 }
 
 
 def _fits(value: Any, avro_type: str) -> bool:
-    """Whether `value` is a valid Avro `avro_type` (and finite, for floating point)."""
+    """Whether `value` is a valid Avro `avro_type` and stays finite once stored as one: a
+    float must not round to infinity in 32 bits, and no number may be NaN or infinite."""
     if isinstance(value, bool):
         return avro_type == "boolean"
     if avro_type == "string":
@@ -153,5 +171,16 @@ def _fits(value: Any, avro_type: str) -> bool:
         low, high = _INT_RANGE[avro_type]
         return isinstance(value, int) and low <= value <= high
     if avro_type in ("float", "double"):
-        return isinstance(value, int | float) and math.isfinite(value)
+        return isinstance(value, int | float) and _finite(value, avro_type)
     return False
+
+
+def _finite(value: int | float, avro_type: str) -> bool:
+    """Whether `value` is finite as an Avro float (32-bit) or double (64-bit)."""
+    try:
+        as_double = float(value)  # an int beyond 1.8e308 overflows here
+        if avro_type == "float":
+            _FLOAT32.pack(as_double)  # raises if it would round to infinity in 32 bits
+    except OverflowError:
+        return False
+    return math.isfinite(as_double)

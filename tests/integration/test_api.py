@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -143,7 +144,8 @@ class Server:
     def call(self, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         """Status and decoded body (JSON when it is JSON); POST when a body is given."""
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data)  # noqa: S310 - our server
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        request = urllib.request.Request(self.base + path, data=data, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
                 status, text = response.status, response.read().decode()
@@ -470,9 +472,98 @@ def test_malformed_oversized_and_slow_requests(
         status, answer = api.call("/recommendations", {"userId": "u" * 4000})
         assert (status, answer) == (413, {"message": "the request body is larger than 2048 bytes"})
     with serving(settings, api_request_timeout_seconds=1e-9, api_threads=threads) as api:
-        status, answer = api.call("/recommendations", {"userId": "u1"})
-        assert status == 503 and "did not complete within" in answer["message"]
+        # Head and body in one write, so the deadline passes in the service, not while the
+        # body is still on its way (that is a 408: test_sizes_are_refused_at_once_...).
+        body = b'{"userId": "u1"}'
+        _, raw = exchange(api.base, post_head(f"Content-Length: {len(body)}\r\n") + body)
+        answer = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        assert status_of(raw) == 503 and "did not complete within" in answer["message"]
         assert "Traceback" not in json.dumps(answer)
+
+
+def exchange(base: str, request: bytes, half_close: bool = False) -> tuple[float, bytes]:
+    """Send raw bytes to the server; the seconds until it answered (or closed) and all it
+    sent back until it closed the connection or 30 s passed."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received, answered = b"", None
+        try:
+            while chunk := sock.recv(65536):
+                answered = answered or time.monotonic()
+                received += chunk
+                if received.count(b"\r\n\r\n") >= 1 and received.rstrip().endswith(b"}"):
+                    break  # a whole JSON answer: the connection may linger for the body
+        except ConnectionResetError:
+            pass
+    return (answered or time.monotonic()) - started, received
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer else 0
+
+
+def post_head(extra: str, content_type: str = "application/json") -> bytes:
+    return (
+        f"POST /recommendations HTTP/1.1\r\nHost: api\r\nContent-Type: {content_type}\r\n"
+        f"{extra}\r\n"
+    ).encode()
+
+
+def test_sizes_are_refused_at_once_and_a_short_body_is_not_a_503(
+    settings: ConnectorSettings, redis_db: redis.Redis
+) -> None:
+    """Issue 17: a declared 10 GB body held the connection for the whole request timeout and
+    got 503; `Expect: 100-continue` with 50 MB got `100 Continue`; a body shorter than its
+    Content-Length got 503 after the timeout."""
+    with serving(settings, api_max_body_bytes=2048, api_request_timeout_seconds=2.0) as api:
+        seconds, answer = exchange(api.base, post_head("Content-Length: 10000000000\r\n"))
+        assert status_of(answer) == 413 and seconds < 1.0, answer
+        assert b"the request body is larger than 2048 bytes" in answer
+        expect = "Expect: 100-continue\r\nContent-Length: 50000000\r\n"
+        seconds, answer = exchange(api.base, post_head(expect))
+        assert b"100 Continue" not in answer and status_of(answer) == 413 and seconds < 1.0
+        seconds, answer = exchange(api.base, post_head(expect, "text/plain"))
+        assert b"100 Continue" not in answer and status_of(answer) == 415 and seconds < 1.0
+        short = post_head("Content-Length: 100\r\n") + b'{"userId": '
+        seconds, answer = exchange(api.base, short)
+        assert status_of(answer) == 408 and 1.5 < seconds < 5, (seconds, answer)
+        assert b"the request body did not arrive within 2 s (Content-Length says 100" in answer
+        exchange(api.base, short, half_close=True)  # closed early: nothing can be answered
+        fitting = "Expect: 100-continue\r\nContent-Length: 16\r\n"
+        seconds, answer = exchange(api.base, post_head(fitting))
+        assert answer.startswith(b"HTTP/1.1 100 Continue"), answer  # within limits: go on
+        _, metrics = api.call("/metrics")
+    assert 'status="500"' not in metrics and 'status="503"' not in metrics
+
+
+def test_a_post_must_be_json(settings: ConnectorSettings, redis_db: redis.Redis) -> None:
+    """A browser's cross-site "simple" POST (text/plain, a form) cannot set this type."""
+    body = b'{"userId": "u1"}'
+    with serving(settings) as api:
+        answers = {}
+        for content_type in ("", "text/plain", "application/x-www-form-urlencoded"):
+            head = f"Content-Type: {content_type}\r\n" if content_type else ""
+            request = (
+                f"POST /recommendations HTTP/1.1\r\nHost: api\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            _, answer = exchange(api.base, request + body)
+            message = json.loads(answer.split(b"\r\n\r\n", 1)[1])["message"]
+            answers[content_type] = (status_of(answer), message)
+        status, _ = api.call("/recommendations", {"userId": "u1"})  # JSON: past the check
+    assert answers == {
+        "": (415, "Content-Type must be application/json, got none"),
+        "text/plain": (415, "Content-Type must be application/json, got text/plain"),
+        "application/x-www-form-urlencoded": (
+            415,
+            "Content-Type must be application/json, got application/x-www-form-urlencoded",
+        ),
+    }
+    assert status == 503  # no model is published here: answered by the service, not refused
 
 
 @INDEXED

@@ -40,6 +40,8 @@ def call(
 ) -> tuple[int, Any, dict[str, str]]:
     """Status, decoded JSON body and headers of one request with `headers`."""
     data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers = {"Content-Type": "application/json", **headers}
     request = urllib.request.Request(server.base + path, data=data, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310

@@ -75,7 +75,9 @@ def demo(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]
 
 
 def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode())  # noqa: S310
+    request = urllib.request.Request(  # noqa: S310
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return dict(json.loads(response.read()))
 

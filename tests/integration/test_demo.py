@@ -96,7 +96,8 @@ def test_keep_running_leaves_the_api_up_until_stop(
     state = json.loads((tmp_path / "dev" / "demo.json").read_text())
     assert [child["name"] for child in state["children"]] == ["connector", "api", "worker"]
     url, body = f"{state['api']}/recommendations", json.dumps({"userId": "1"}).encode()
-    request = urllib.request.Request(url, data=body)  # noqa: S310 - the demo's own API
+    json_type = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=json_type)  # noqa: S310 - the demo's
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         assert len(json.loads(response.read())["itemList"]) == 25
     stopped = demo(["--stop"], demo_env)

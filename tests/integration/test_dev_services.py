@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from connector.devservices import kafka as local_kafka
 from connector.devservices.process import free_port, is_alive
 from tests.integration.helpers import mentioning
 
@@ -44,17 +48,73 @@ def test_up_status_down_twice(tmp_path: Path) -> None:
         assert stopped.returncode == 1 and "no local services" in stopped.stdout
 
 
-def test_up_refuses_a_port_in_use(tmp_path: Path, endpoints) -> None:
+def test_up_refuses_a_port_held_by_something_that_is_not_the_service(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as squatter:  # accepts, never answers PING
+        port = squatter.getsockname()[1]
+        env = {
+            **os.environ,
+            "STREAMREC_DEV_DIR": str(tmp_path / "dev"),
+            "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        }
+        result = _run(["up"], env)
+    assert result.returncode != 0
+    assert f"port {port} is already in use" in result.stderr
+    assert mentioning(str(tmp_path / "dev")) == []
+
+
+def test_up_uses_a_service_that_answers_and_starts_only_the_other(
+    tmp_path: Path, endpoints
+) -> None:
+    """The session's broker answers on the configured address: `dev up` starts Redis alone,
+    and `dev down` stops only that Redis."""
+    dev_dir = tmp_path / "dev"
+    redis_port = free_port()
     env = {
         **os.environ,
-        "STREAMREC_DEV_DIR": str(tmp_path / "dev"),
+        "STREAMREC_DEV_DIR": str(dev_dir),
         "STREAMREC_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
-        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
     }
-    result = _run(["up"], env)
-    assert result.returncode != 0
-    assert "is already in use" in result.stderr
-    assert mentioning(str(tmp_path / "dev")) == []
+    up = _run(["up"], env)
+    assert up.returncode == 0, up.stderr
+    assert "kafka  answers at the configured address, not started here" in up.stdout
+    [state] = json.loads((dev_dir / "services.json").read_text())
+    assert (state["name"], state["address"]) == ("redis", f"redis://127.0.0.1:{redis_port}/0")
+    down = _run(["down"], env)
+    assert down.stdout.strip() == f"stopped redis (pid {state['pid']})"
+    assert local_kafka.answers(endpoints.kafka_bootstrap)
+    assert mentioning(str(dev_dir)) == []
+
+
+@pytest.mark.slow
+def test_up_with_redis_down_restarts_redis_and_never_stops_the_broker(tmp_path: Path) -> None:
+    """Issue 17: `dev up` with only Redis down used to stop the healthy broker first."""
+    dev_dir = tmp_path / "dev"
+    kafka_port, redis_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "STREAMREC_DEV_DIR": str(dev_dir),
+        "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
+        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    }
+    try:
+        assert _run(["up"], env).returncode == 0
+        pids = {s["name"]: s["pid"] for s in json.loads((dev_dir / "services.json").read_text())}
+        os.killpg(pids["redis"], signal.SIGKILL)
+        while is_alive(pids["redis"]):
+            time.sleep(0.1)
+        up = _run(["up"], env)
+        assert up.returncode == 0, up.stderr
+        after = {s["name"]: s["pid"] for s in json.loads((dev_dir / "services.json").read_text())}
+        assert after["kafka"] == pids["kafka"] and is_alive(pids["kafka"])
+        assert after["redis"] != pids["redis"] and is_alive(after["redis"])
+        assert "already answering" in up.stdout and "started" in up.stdout
+        status = _run(["status"], env)
+        assert status.returncode == 0 and status.stdout.count("answering") == 2, status.stdout
+    finally:
+        _run(["down"], env)
+    assert mentioning(str(dev_dir)) == []
 
 
 @pytest.mark.slow

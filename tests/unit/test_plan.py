@@ -51,6 +51,12 @@ def test_login_stitches_the_session_and_later_anonymous_events_follow_the_user()
     assert result.accepted[2].row["USER_ID"] == "alice"
 
 
+def test_a_tracking_id_that_is_not_a_string_is_named_so() -> None:
+    raw = json.dumps({"trackingId": 123, "sessionId": "s", "eventList": [click("a", 1)]})
+    result = plan([SourceRecord("events", 0, 0, None, raw.encode())])
+    assert [dead.reason for dead in result.dead] == ["trackingId must be a string, got int 123"]
+
+
 def test_a_session_stitched_earlier_needs_no_new_stitch() -> None:
     result = plan([record(0, "s", [click("c", 3)])], links={"s": "alice"})
     assert result.accepted[0].subject == Subject("u", "alice") and result.stitches == []

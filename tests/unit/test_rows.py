@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 import schemas
 from connector.exceptions import InvalidEventError
 from connector.ingest.limits import check_envelope
-from connector.ingest.rows import decode_json, interaction_row, property_field
+from connector.ingest.rows import decode_json, interaction_row, metadata_row, property_field
 from connector.registry.rules import check_schema
 from tests.conftest import example
 
 INTERACTIONS = check_schema("interactions", schemas.load("interactions.avsc"))
+FLOAT = "a finite float (an Avro float: 32 bits, at most 3.4028235e+38 in magnitude)"
 
 
 def interaction_rows(record: dict, schema=INTERACTIONS) -> list[dict]:
@@ -84,9 +86,11 @@ def test_invalid_example_event_is_rejected_with_its_reason(file: str, reason: st
     [
         ({"sentAt": "yesterday"}, "TIMESTAMP must be long, got str 'yesterday'"),
         ({"eventType": ""}, "eventType is required on every event"),
-        ({"eventValue": "high"}, "EVENT_VALUE must be a finite float, got str 'high'"),
-        ({"eventValue": float("inf")}, "EVENT_VALUE must be a finite float, got float inf"),
-        ({"eventValue": True}, "EVENT_VALUE must be a finite float, got bool True"),
+        ({"eventValue": "high"}, f"EVENT_VALUE must be {FLOAT}, got str 'high'"),
+        ({"eventValue": float("inf")}, f"EVENT_VALUE must be {FLOAT}, got float inf"),
+        ({"eventValue": True}, f"EVENT_VALUE must be {FLOAT}, got bool True"),
+        ({"eventValue": 1e39}, f"EVENT_VALUE must be {FLOAT}, got float 1e+39"),
+        ({"eventValue": -(10**39)}, f"EVENT_VALUE must be {FLOAT}, got int {-(10**39)}"),
         ({"sentAt": 2**63}, "TIMESTAMP must be long, got int 9223372036854775808"),
     ],
 )
@@ -102,6 +106,40 @@ def test_wrong_value_names_the_field(change: dict[str, object], reason: str) -> 
 def test_undecodable_record_is_rejected(raw: bytes) -> None:
     with pytest.raises(InvalidEventError):
         decode_json(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "position"),
+    [(b"\xff\xfe{}", "byte 0 is 0xff"), (b'{"a": "\xed\xa0\x80"}', "byte 7 is 0xed")],
+)
+def test_bytes_that_are_not_utf8_are_named_so(raw: bytes, position: str) -> None:
+    """orjson says "surrogates not allowed" for any bad byte, surrogate or not."""
+    with pytest.raises(InvalidEventError) as rejected:
+        decode_json(raw)
+    assert str(rejected.value) == f"not valid JSON: the bytes are not valid UTF-8 ({position})"
+
+
+def test_a_value_is_finite_in_the_type_it_is_stored_as() -> None:
+    """A float field holds 32 bits: 1e39 is finite in JSON but infinite once stored; a
+    double field holds it. The largest 32-bit float itself passes."""
+    schema = check_schema(
+        "items",
+        {
+            "type": "record",
+            "name": "Items",
+            "fields": [
+                {"name": "ITEM_ID", "type": "string"},
+                {"name": "PRICE", "type": ["null", "float"]},
+                {"name": "WEIGHT", "type": ["null", "double"]},
+            ],
+        },
+    )
+    assert metadata_row("i", {"price": 3.4028235e38, "weight": 1e39}, schema)["WEIGHT"] == 1e39
+    for price in (1e39, -3.5e38, 2**128):
+        with pytest.raises(InvalidEventError, match=f"PRICE must be {re.escape(FLOAT)}"):
+            metadata_row("i", {"price": price}, schema)
+    with pytest.raises(InvalidEventError, match="WEIGHT must be a finite double"):
+        metadata_row("i", {"weight": 10**400}, schema)
 
 
 def test_empty_event_list_is_rejected() -> None:

@@ -347,7 +347,10 @@ def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]
     """One request on a new connection; (status, decoded body), (0, None) if refused."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        connection.request(method, path, body=None if body is None else orjson.dumps(body))
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        connection.request(
+            method, path, body=None if body is None else orjson.dumps(body), headers=headers
+        )
         response = connection.getresponse()
         return response.status, orjson.loads(response.read() or b"null")
     except (ConnectionError, OSError):

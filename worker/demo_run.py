@@ -268,7 +268,10 @@ class Demo:
         group = self.settings.dataset_group
         self.say("\n== still running (--keep-running)")
         self.say(f"the connector, the API and the worker of dataset group {group!r}:")
-        self.say(f'  curl -s {api}/recommendations -d \'{{"userId": "1", "numResults": 5}}\'')
+        self.say(
+            f"  curl -s {api}/recommendations -H 'Content-Type: application/json' "
+            f'-d \'{{"userId": "1", "numResults": 5}}\''
+        )
         self.say(f"  STREAMREC_DATASET_GROUP={group} streamrec status")
         self.say("stop them (and the local Kafka and Redis, if this demo started them):")
         self.say("  streamrec demo --stop")

@@ -42,7 +42,7 @@ BATCHES = settings(
     suppress_health_check=list(HealthCheck),
 )
 LAYOUT = re.compile(
-    r"\{[us]:[A-Za-z0-9%._~-]+\}:(history|seen|recs|user|meta)"
+    r"\{[us]:[A-Za-z0-9%._~-]+\}:(history|seen|interacted|served|recs|user|meta)"
     r"|active|event_types|attribution_sources|metrics:(types|sources):\d+|metrics:buckets"
 )
 GROUP_KEY = re.compile(r"streamrec:([a-z0-9][a-z0-9_-]{0,62}):")

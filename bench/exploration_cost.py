@@ -11,6 +11,7 @@ what ranking.interleave does) and all at the end of the list (8, 9, 10). NDCG@10
 of each, and how many slots went to exploration.
 
     python bench/exploration_cost.py [--dataset ml-100k|video] [--new-share 0.03] [--weight 0.3]
+                                     [--also-weights 0.1,0.2]
 
 Prints a table; the last line is one JSON object {"dataset", "new_share", "weight",
 "ndcg10": {layout: value}, "hr10": {...}, "explored_slots": share}.
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-share", type=float, default=0.03)
     parser.add_argument("--weight", type=float, default=Exploration().weight)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--also-weights", default="", help="more weights, laid out as chosen")
     args = parser.parse_args(argv)
     data = load(args.dataset)
     train_data, holdouts = split_last(data)
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     plain, _ = measure(served, holdouts, 0.0, args.seed)
     exploring, explored = measure(served, holdouts, args.weight, args.seed)
     results = {name: acc.result() for name, acc in {**plain, **exploring}.items()}
+    for weight in [float(w) for w in args.also_weights.split(",") if w.strip()]:
+        more, _ = measure(served, holdouts, weight, args.seed)
+        results[f"weight {weight:g}, end of stretches"] = more["end of stretches"].result()
     share = explored / (COUNT * len(holdouts))
     print(f"{new:,} of {len(model.items):,} items new; {share:.1%} of slots explored")
     print(f"{'layout':<22} {'NDCG@10':>8} {'HR@10':>8} {'vs weight 0':>12}")

@@ -74,11 +74,12 @@ from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters, Model
 from connector.serving.current_model import ModelHolder
 from connector.serving.list_refresh import ListRefresher
+from connector.serving.lists_setup import history_reader, list_policy
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 from connector.trackers import open_trackers
-from connector.wiring import event_processor, history_reader, list_policy, processors
+from connector.wiring import event_processor, processors
 
 TYPES = ("click", "watch", "purchase")
 GENRES = ("drama", "comedy", "action", "horror", "documentary", "kids", "romance", "sci-fi")
@@ -804,7 +805,7 @@ def measure(
     setup["histories_s"] = put_histories(settings, args.users, args.items)
     print(f"histories of {args.users:,} users in {setup['histories_s']:.1f} s", flush=True)
     # The connector starts before the lists exist: one that starts with N active lists first
-    # refreshes all of them (wiring.list_refresher), which is what "lists" below times.
+    # refreshes all of them (lists_setup.list_refresher), which is what "lists" below times.
     sender = Sender(settings)
     runs: list[tuple[int, dict[str, Any]]] = []
     for processes in args.refresh_processes:

@@ -39,12 +39,13 @@ from connector.registry.rules import DatasetSchema
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
 from connector.serving.list_refresh import ListRefresher
+from connector.serving.lists_setup import history_reader, list_policy
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList
 from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import SessionStore
-from connector.wiring import history_policy, history_reader, list_policy
+from connector.wiring import history_policy
 from worker.dataset_reader import (
     ATTRIBUTION_HEADER,
     EVENT_MARKER_HEADER,

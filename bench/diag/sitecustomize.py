@@ -9,7 +9,8 @@ request (and with STREAMREC_DIAG_PYMALLOC=1 prints CPython's sys._debugmallocsta
 connector's log after a line `diag-pymalloc <label>`). Being a separate thread, it never
 waits on the connector's event loop.
 
-With STREAMREC_DIAG_ONE_REFRESH_THREAD=1 it also replaces connector.wiring._in_background
+With STREAMREC_DIAG_ONE_REFRESH_THREAD=1 it also replaces
+connector.serving.lists_setup._in_background
 (a new thread per refresh of every active list) by one long-lived thread that runs them in
 turn: a variant to measure, not a product setting.
 """
@@ -79,8 +80,8 @@ def _count_refreshes() -> None:
 def _one_refresh_thread() -> None:
     import queue
 
-    from connector import wiring
     from connector.memory import return_freed_memory
+    from connector.serving import lists_setup
 
     work: queue.Queue[object] = queue.Queue()
 
@@ -91,7 +92,7 @@ def _one_refresh_thread() -> None:
             return_freed_memory()
 
     threading.Thread(target=run, name="lists-refresh", daemon=True).start()
-    wiring._in_background = work.put  # type: ignore[assignment]
+    lists_setup._in_background = work.put  # type: ignore[assignment]
 
 
 if _DIR:

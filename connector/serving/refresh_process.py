@@ -10,7 +10,7 @@ n+1.
 The batch still waits for its lists before it is acknowledged (`refresh` returns when the
 child has written them), so what the in-process refresh promised holds unchanged: a batch's
 lists reflect it once its offsets are committed, and a replayed batch refreshes them again.
-The child builds its own ListRefresher (wiring.list_refresher) and so follows model versions
+The child builds its own ListRefresher (lists_setup.list_refresher) and so follows model versions
 itself, refreshing every active list after a new one. If the child dies or stops answering,
 the batch fails with ListRefreshUnavailableError (transient: the connector retries it with
 backoff) and the next attempt starts a new child.
@@ -173,12 +173,13 @@ def _split(tags: list[str], parts: int) -> list[list[str]]:
 def _serve(settings: ConnectorSettings, connection: Connection, follows_versions: bool) -> None:
     """The child: refresh the lists of the tags each request names, until the parent's end
     of the pipe closes."""
-    from connector import logs, redis_client, wiring
+    from connector import logs, redis_client
+    from connector.serving import lists_setup
 
     logs.configure(verbose=False)
     try:
         client = redis_client.connect(settings)
-        refresher = wiring.list_refresher(settings, client, follows_versions)
+        refresher = lists_setup.list_refresher(settings, client, follows_versions)
     except Exception as exc:  # reported to the parent, which fails the batch with it
         answer: tuple[str, object] = ("error", f"{type(exc).__name__}: {exc}")
     else:

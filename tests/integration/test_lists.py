@@ -167,13 +167,13 @@ def test_users_whose_events_came_before_any_model_get_lists_from_the_first_versi
 def test_a_new_version_refreshes_only_the_most_recently_active_users(
     quiet: ConnectorSettings, redis_db: redis.Redis, lists: RecommendationLists
 ) -> None:
-    from connector import wiring
+    from connector.serving import lists_setup
 
     users = [Subject("u", f"a{n}") for n in range(5)]
     for user in users:
         give_history(redis_db, quiet, user, "i3")
     bounded = quiet.model_copy(update={"lists_new_version_users": 3})
-    refresher = wiring.list_refresher(bounded, redis_db, refresh_on_new_version=False)
+    refresher = lists_setup.list_refresher(bounded, redis_db, refresh_on_new_version=False)
     lists.mark_active(users[:2])
     time.sleep(0.01)
     lists.mark_active(users[2:])  # a2, a3, a4 most recent
@@ -278,7 +278,7 @@ def test_lists_refreshed_while_the_next_batch_is_recorded_end_as_after_each_batc
 REFRESHER_SETUP = """
 import redis
 from connector.settings import ConnectorSettings
-from connector.wiring import list_refresher
+from connector.serving.lists_setup import list_refresher
 settings = ConnectorSettings()
 list_refresher(settings, redis.Redis.from_url(settings.redis_url))
 """

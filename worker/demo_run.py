@@ -26,7 +26,6 @@ import click
 from connector import demo as steps
 from connector import redis_client
 from connector.bulk_import import publish_rows
-from connector.cli.status import connector_lag, topic_records
 from connector.devservices import process
 from connector.devservices.local import LocalServices
 from connector.devservices.settings import DevSettings
@@ -35,6 +34,7 @@ from connector.keys import Keys
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
+from connector.topic_state import connector_lag, topic_records
 from worker import demo_data, demo_view
 from worker.demo_processes import Children, save_state
 from worker.demo_replay import Row, Schedule, replay, shift_rows

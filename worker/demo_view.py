@@ -15,11 +15,11 @@ from typing import Any, cast
 
 import redis
 
-from connector.cli.status import connector_lag, topic_records
 from connector.keys import Keys, Subject
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
+from connector.topic_state import connector_lag, topic_records
 
 SHOWN = 5
 

@@ -36,7 +36,6 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from connector.api import ApiRequestError
 from connector.api.settings import ApiSettings
-from connector.cli.status import topic_states
 from connector.keys import Keys, Subject
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.ranking import Exploration
@@ -46,6 +45,7 @@ from connector.stores.counters import recent_buckets
 from connector.stores.histories import COMMANDS, HistoryReader, SubjectHistory
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
+from connector.topic_state import topic_states
 
 STATIC = Path(__file__).with_name("static")
 FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}

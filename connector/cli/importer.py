@@ -12,10 +12,10 @@ from click.core import ParameterSource
 from confluent_kafka import KafkaException
 
 from connector.bulk_import import ImportSummary, input_topic, publish_rows
-from connector.cli.status import connector_behind
 from connector.exceptions import TrackerError
 from connector.registry.rules import DATASET_TYPES
 from connector.settings import ConnectorSettings
+from connector.topic_state import connector_behind
 from connector.trackers import open_trackers
 from connector.wiring import ensure_group_topics
 

@@ -27,11 +27,11 @@ import redis
 from confluent_kafka import Producer
 from playwright.sync_api import Page, sync_playwright
 
-from connector.cli.status import connector_lag, topic_records
 from connector.keys import Keys, Subject
 from connector.settings import ConnectorSettings
 from connector.stores.counters import recent_buckets
 from connector.stores.model_versions import ModelStore
+from connector.topic_state import connector_lag, topic_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

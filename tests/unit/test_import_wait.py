@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from connector.bulk_import import ImportSummary
 from connector.cli import cli, importer
-from connector.cli.status import uncommitted_between
+from connector.topic_state import uncommitted_between
 
 
 def test_the_summary_keeps_the_offsets_written_per_partition() -> None:

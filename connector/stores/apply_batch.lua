@@ -61,7 +61,8 @@ local function event(op)
     table.insert(scored, marker)
   end
   redis.call('ZADD', seen, unpack(scored))
-  redis.call('ZADD', subject .. batch.history_suffix, op.ts, op.member)
+  -- scored by event time plus the event's place in its partition: ties in arrival order
+  redis.call('ZADD', subject .. batch.history_suffix, op.order, op.member)
   -- GT: the pair's score is its latest event time, whatever order events arrive in.
   redis.call('ZADD', subject .. batch.interacted_suffix, 'GT', op.ts, op.interacted)
   touch(subject, op.ts)

@@ -134,6 +134,7 @@ class SessionStore:
                     "tag": event.subject.tag,
                     "markers": event.markers,
                     "ts": event.row["TIMESTAMP"],
+                    "order": history_score(event),
                     "member": event.history_member,
                     "interacted": interacted_member(
                         event.row["ITEM_ID"], event.row.get("EVENT_TYPE")
@@ -153,6 +154,17 @@ class SessionStore:
                 for stitch in stitches
             ],
         }
+
+
+def history_score(event: AcceptedEvent) -> float:
+    """The event's score in its subject's history: its event time in seconds, plus a
+    fraction from its place in the events topic (offset, then index in its record), so that
+    events of the same second keep the order they arrived in instead of the order of their
+    JSON (a sorted set orders equal scores by member). Deterministic, so a replay or a
+    rebuild gives the same score; the fraction stays below a second, so the time order of
+    different seconds is kept, and wraps every 100,000 offsets of a partition."""
+    place = (event.source.offset % 100_000) * 10 + min(event.event_index, 9)
+    return int(event.row["TIMESTAMP"]) + place / 1_000_000
 
 
 def _layout(keys: Keys) -> dict[str, str]:

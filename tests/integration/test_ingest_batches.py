@@ -293,3 +293,21 @@ def test_avro_wire_format_records_are_accepted(
     }
     assert f"schema id {interactions.id} is the interactions schema of group" in reasons[values[1]]
     assert reasons[values[2]] == "unknown schema id 1000000"
+
+
+def test_events_of_the_same_second_stay_in_the_order_they_arrived(
+    processor: EventProcessor,
+    settings: ConnectorSettings,
+    tracking_id: str,
+    redis_db: redis.Redis,
+) -> None:
+    """A sorted set orders equal scores by member, which put same-second events in the
+    order of their JSON ("a" before "z"); the model reads them in the order they happened."""
+    values = [
+        put_events(tracking_id, "s-tie", [event("z", 1000), event("a", 1000)], "tie"),
+        put_events(tracking_id, "s-tie", [event("m", 1000)], "tie"),
+        put_events(tracking_id, "s-tie", [event("b", 999)], "tie"),
+    ]
+    assert processor.process(records(settings, values)).appended == 4
+    items = [entry["item"] for entry in history(redis_db, settings, Subject("u", "tie"))]
+    assert items == ["b", "z", "a", "m"]

@@ -308,6 +308,23 @@ def recommendations(
     return answers
 
 
+def answered_from_lists(port: int) -> int:
+    """GetRecommendations answered so far from a precomputed list, from the API's own
+    counter (streamrec_api_recommendations_total{source="precomputed"})."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        status, text = response.status, response.read().decode()
+    finally:
+        connection.close()
+    if status != 200:
+        raise ProductPathError(f"GET /metrics answered {status}")
+    pattern = r'^streamrec_api_recommendations_total\{source="precomputed"\} ([0-9.e+]+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return int(float(found[1])) if found else 0
+
+
 def _slug(args: Sequence[str]) -> str:
     """A log file name from a command line: its first two words that are not options."""
     words = [a for a in args if not a.startswith("-")][:2]

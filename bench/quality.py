@@ -63,7 +63,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import datasets
 from bench.baselines import ALS, ItemKNN, MarkovChain, MostPopular
 from bench.movielens import CACHE_DIR
-from bench.product_path import Answer, Product, ProductPathError, clean_environment
+from bench.product_path import (
+    Answer,
+    Product,
+    ProductPathError,
+    answered_from_lists,
+    clean_environment,
+)
 from bench.product_path import recommendations as ask
 from bench.services import services
 from connector.api.settings import ApiSettings
@@ -189,6 +195,7 @@ class Diagnostics:
     history_differs: int = 0  # the API's history is not the offline one's end, in order
     differ_offline: int = 0  # top ids differ from recommend_many on the offline history
     differ_stored: int = 0  # ... on the history the API reads from Redis
+    from_lists: int = 0  # answered from the precomputed list (the API's own counter)
 
     def line(self, name: str) -> str:
         slots = max(self.slots, 1)
@@ -196,7 +203,8 @@ class Diagnostics:
             f"{name:<26} {self.users:>6,} {self.short_lists:>6,} "
             f"{self.explored_slots:>6,} ({100 * self.explored_slots / slots:4.1f}%) "
             f"{self.seen_items:>6,} {self.users_with_seen:>6,} {self.long_history_users:>6,} "
-            f"{self.history_differs:>8,} {self.differ_offline:>8,} {self.differ_stored:>8,}"
+            f"{self.history_differs:>8,} {self.differ_offline:>8,} {self.differ_stored:>8,} "
+            f"{self.from_lists:>6,}"
         )
 
 
@@ -421,6 +429,7 @@ def product_path(
                     product.api(name, version, **api_env) as port,
                 ):
                     answers = ask(port, users, COUNT, clients)
+                    diagnostics[name].from_lists += answered_from_lists(port)
                 say(f"{name}: {len(answers):,} answers, {timer.elapsed():.0f} s with the start")
                 ids = {user: answer.items for user, answer in answers.items()}
                 results[name].add(metrics_of(ids, holdouts, catalog), train_seconds)
@@ -478,7 +487,8 @@ def table(results: list[Result]) -> str:
 def diagnostics_table(diagnostics: Mapping[str, Diagnostics], window: int) -> str:
     header = (
         f"{'API answers':<26} {'users':>6} {'short':>6} {'explored slots':>14} "
-        f"{'seen':>6} {'(users)':>6} {'long':>6} {'hist!=':>8} {'!=offline':>8} {'!=stored':>8}"
+        f"{'seen':>6} {'(users)':>6} {'long':>6} {'hist!=':>8} {'!=offline':>8} "
+        f"{'!=stored':>8} {'lists':>6}"
     )
     lines = [header, *(diagnostics[name].line(name) for name in diagnostics)]
     lines += [
@@ -487,7 +497,7 @@ def diagnostics_table(diagnostics: Mapping[str, Diagnostics], window: int) -> st
         "hist!=: users whose history in Redis, as the API reads it, is not the last "
         f"{window} offline events in order; !=offline / !=stored: answers that differ from "
         "recommend_many in-process at weight 0 on the offline history / on the history the "
-        "API reads",
+        "API reads; lists: answers served from the precomputed list in Redis",
     ]
     return "\n".join(lines)
 

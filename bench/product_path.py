@@ -239,12 +239,17 @@ class Product:
 
 # --- HTTP ----------------------------------------------------------------------------------
 
+JSON = {"Content-Type": "application/json"}  # the API answers 415 to any other body
+
 
 def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request on a new connection; (status, decoded body), (0, None) if refused."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        connection.request(method, path, body=None if body is None else orjson.dumps(body))
+        headers = {} if body is None else JSON
+        connection.request(
+            method, path, body=None if body is None else orjson.dumps(body), headers=headers
+        )
         response = connection.getresponse()
         return response.status, orjson.loads(response.read() or b"null")
     except (ConnectionError, OSError):
@@ -272,7 +277,7 @@ def recommendations(
         try:
             for user in chunk:
                 body = orjson.dumps({"userId": user, "numResults": count})
-                connection.request("POST", "/recommendations", body=body)
+                connection.request("POST", "/recommendations", body=body, headers=JSON)
                 response = connection.getresponse()
                 raw = response.read()
                 if response.status != 200:

@@ -30,9 +30,9 @@ from typing import Any
 
 import orjson
 
-from connector.cli.status import connector_lag, topic_records
 from connector.devservices.process import free_port
 from connector.settings import ConnectorSettings
+from connector.topic_state import connector_lag, topic_records
 
 ROOT = Path(__file__).resolve().parents[1]
 # `streamrec` itself: the console script's entry point, imported from this checkout.

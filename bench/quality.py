@@ -307,7 +307,7 @@ class References:
 def references(
     served: ServingModel, holdouts: Sequence[Holdout], client: redis.Redis, group: str
 ) -> References:
-    window = ApiSettings.model_fields["api_history_events"].default
+    window = ApiSettings.model_fields["history_length"].default
     offline = {h.user: h.history for h in holdouts}
     stored = stored_histories(client, group, list(offline), window)
     differs = {
@@ -368,7 +368,7 @@ def product_path(
     in_process = ("streamrec_in_process", "streamrec_serving_in_process")
     results = {name: Result(name) for name in (*names, *in_process)}
     diagnostics = {name: Diagnostics() for name in names}
-    window = ApiSettings.model_fields["api_history_events"].default
+    window = ApiSettings.model_fields["history_length"].default
     default_weight = ApiSettings.model_fields["exploration_weight"].default
     users = [h.user for h in holdouts]
     clock = Stopwatch(seconds)
@@ -633,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     if run is not None:
-        window = ApiSettings.model_fields["api_history_events"].default
+        window = ApiSettings.model_fields["history_length"].default
         print()
         print(diagnostics_table(run.diagnostics, window))
         print()

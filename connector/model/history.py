@@ -56,13 +56,15 @@ def interacted_member(item: str, event_type: str | None) -> bytes:
     return orjson.dumps([item, event_type])
 
 
-def parse_interacted(members: Sequence[bytes | str]) -> list[Interacted]:
-    """The members of an interacted-items set, parsed in one call."""
+def parse_pairs(members: Sequence[bytes | str]) -> list[list[Any]]:
+    """The [item, event type] pairs of an interacted-items set's members, parsed in one
+    call (a heavy user's set holds thousands)."""
     if not members:
         return []
-    raw = [m.encode() if isinstance(m, str) else m for m in members]
-    pairs: list[list[Any]] = orjson.loads(b"[" + b",".join(raw) + b"]")
-    return [Interacted(str(item), kind) for item, kind in pairs]
+    if isinstance(members[0], str):  # a client decoding replies (Redis gives bytes)
+        members = [m.encode() if isinstance(m, str) else m for m in members]
+    pairs: list[list[Any]] = orjson.loads(b"[" + b",".join(members) + b"]")  # type: ignore[arg-type]
+    return pairs
 
 
 def parse_member(member: bytes | str) -> HistoryEntry:

@@ -12,7 +12,7 @@ docs/redis-keys.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -22,30 +22,45 @@ from connector.model.history import (
     HistoryEntry,
     Interacted,
     history_digest,
-    parse_interacted,
     parse_member,
+    parse_pairs,
 )
 
 COMMANDS = 2  # pipeline replies one subject's read takes
 
 
-@dataclass(frozen=True)
 class SubjectHistory:
-    """A subject's events as ranking needs them."""
+    """A subject's events as ranking needs them. The interacted items are kept as read and
+    turned into ids or (item, event type) pairs only when asked for, once: a heavy user's
+    set holds thousands, and most reads only need the ids (docs/performance.md)."""
 
-    members: list[bytes]  # the latest history members as stored, oldest first
-    events: list[HistoryEntry]  # the same, parsed: what the model reads
-    interacted: list[Interacted]  # every remembered (item, event type), the latest too
+    def __init__(
+        self, members: list[bytes], events: list[HistoryEntry], pairs: list[list[Any]]
+    ) -> None:
+        self.members = members  # the latest history members as stored, oldest first
+        self.events = events  # the same, parsed: what the model reads
+        self._pairs = pairs  # [item, event type] of every remembered interaction
 
     @property
     def basis(self) -> str:
         """The digest a precomputed list made from these events records."""
         return history_digest(self.members)
 
-    @property
+    @cached_property
     def interacted_items(self) -> list[str]:
-        """The items interacted with, each once."""
-        return list(dict.fromkeys(pair.item for pair in self.interacted))
+        """The items interacted with, each once: the set's and the history's own (a subject
+        recorded before the set existed, or whose set expired first, still has its recent
+        items excluded)."""
+        items = [pair[0] for pair in self._pairs]
+        items += [event.item for event in self.events]
+        return list(dict.fromkeys(items))
+
+    @cached_property
+    def interacted(self) -> list[Interacted]:
+        """Every remembered (item, event type), the history's own included."""
+        pairs = [Interacted(str(item), kind) for item, kind in self._pairs]
+        pairs += [Interacted(event.item, event.event_type) for event in self.events]
+        return list(dict.fromkeys(pairs))
 
 
 EMPTY = SubjectHistory([], [], [])
@@ -80,11 +95,7 @@ class HistoryReader:
         pipe.zrange(self._keys.interacted(subject), 0, -1)
 
     def parse(self, replies: Sequence[Any]) -> SubjectHistory:
-        """The SubjectHistory of one subject's COMMANDS replies. The interacted items
-        include the history's own, so a subject recorded before the set existed (or whose
-        set expired first) still has its recent items excluded."""
-        members, interacted = list(replies[0]), parse_interacted(replies[1])
+        """The SubjectHistory of one subject's COMMANDS replies."""
+        members = list(replies[0])
         events = [parse_member(member) for member in members]
-        known = set(interacted)
-        extra = [Interacted(e.item, e.event_type) for e in events]
-        return SubjectHistory(members, events, interacted + [p for p in extra if p not in known])
+        return SubjectHistory(members, events, parse_pairs(replies[1]))

@@ -76,7 +76,14 @@ from bench import soak_report as report
 from bench.ingest import connector_env, counted, prepare
 from bench.services import services
 from bench.soak_events import Reconciliation, Traffic, reconcile_dataset, topic_size
-from bench.soak_faults import Faults, OwnRedis, rebuild_check, services_with_own_redis
+from bench.soak_faults import (
+    Faults,
+    OwnRedis,
+    committed_up_to,
+    end_offsets,
+    rebuild_check,
+    services_with_own_redis,
+)
 from bench.soak_procs import Child, api_version, get, prometheus, start, wait_until
 from connector import logs
 from connector.devservices.process import free_port
@@ -168,9 +175,8 @@ class Run:
         """The environment of process `name`."""
         env = connector_env(self.settings)
         # this checkout's packages, not those of the editable install the entry point names
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
-        )
+        paths = [str(ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         self.ports.setdefault("connector", int(env["STREAMREC_CONNECTOR_WEB_PORT"]))
         env["STREAMREC_CONNECTOR_WEB_PORT"] = str(self.ports["connector"])
         if name == "api":
@@ -414,7 +420,11 @@ def finish(run: Run, steady: dict[str, Any]) -> dict[str, Any]:
     """Drain, stop every process, reconcile and print; the figures."""
     total, started = run.publisher.sent, time.perf_counter()
     connector = run.children["connector"]
-    wait_until(lambda: run.counted() >= total, connector, run.args.drain_timeout, "the drain")
+    # Drained: every event counted in Redis and every offset committed (a count alone would
+    # pass early if events were counted twice).
+    ends = end_offsets(run.settings, run.settings.topics.events)
+    drained = lambda: run.counted() >= total and committed_up_to(run.settings, ends)  # noqa: E731
+    wait_until(drained, connector, run.args.drain_timeout, "the drain")
     drain_s = time.perf_counter() - started
     time.sleep(2)  # anything counted twice would show by now
     in_redis = run.counted()
@@ -543,6 +553,7 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "log_error_lines": {k: len(v) for k, v in checks["log_errors"].items()},
         "seed_s": run.figures.get("seed_s"),
         "first_full_s": run.figures.get("first_full_s"),
+        "uncommitted_at_kill": (checks["faults"] or {}).get("uncommitted_at_kill"),
         "fault_times_s": {
             k: v for k, v in (checks["faults"] or {}).items() if isinstance(v, float)
         },
@@ -668,6 +679,10 @@ def print_all(
                 f" {checks['histories']['sample']}",
             ),
             ("dead letters", figures["dead_letters"]),
+            (
+                "events not committed at the kill (read again)",
+                (checks["faults"] or {}).get("uncommitted_at_kill"),
+            ),
             (
                 "rebuild equals live state (keys differing)",
                 f"{figures['rebuild_equal']} ({checks['rebuild']['keys_differing']} of"

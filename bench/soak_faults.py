@@ -113,15 +113,21 @@ def end_offsets(settings: ConnectorSettings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def committed_up_to(settings: ConnectorSettings, ends: dict[int, int]) -> bool:
-    """Whether the connector's consumer group committed each events partition to `ends`."""
+def committed(settings: ConnectorSettings, partitions: list[int]) -> dict[int, int]:
+    """The connector's consumer group's committed offset of each events partition (-1001,
+    librdkafka's "none", before its first commit)."""
     topic = settings.topics.events
     consumer = Consumer({**settings.kafka_config(), "group.id": settings.consumer_group})
     try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=10)
-        return all(tp.offset >= ends[tp.partition] for tp in committed)
+        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in found}
     finally:
         consumer.close()
+
+
+def committed_up_to(settings: ConnectorSettings, ends: dict[int, int]) -> bool:
+    """Whether the connector's consumer group committed each events partition to `ends`."""
+    return all(offset >= ends[p] for p, offset in committed(settings, list(ends)).items())
 
 
 @dataclass
@@ -136,6 +142,9 @@ class FaultLog:
     connector_caught_up: float | None = None
     # Interactions end offsets per partition at the kill and once caught up again
     crash_window: dict[str, dict[int, int]] = field(default_factory=dict)
+    # events produced but not committed by the connector when it was killed: what the
+    # restarted connector reads again
+    uncommitted_at_kill: int | None = None
     notes: list[str] = field(default_factory=list)
 
     def in_crash_window(self, partition: int, offset: int) -> bool:
@@ -166,7 +175,12 @@ class FaultLog:
             )
             if getattr(self, name) is not None
         }
-        return {**times, "crash_window_offsets": self.crash_window, "notes": self.notes}
+        return {
+            **times,
+            "uncommitted_at_kill": self.uncommitted_at_kill,
+            "crash_window_offsets": self.crash_window,
+            "notes": self.notes,
+        }
 
 
 class Faults(threading.Thread):
@@ -221,6 +235,10 @@ class Faults(threading.Thread):
         events_end = end_offsets(self.settings, self.settings.topics.events)
         self.kill()
         self.log.connector_killed = time.time()
+        done = committed(self.settings, list(events_end))
+        self.log.uncommitted_at_kill = sum(
+            end - max(done.get(p, 0), 0) for p, end in events_end.items()
+        )
         self.log.crash_window["from"] = end_offsets(self.settings, interactions)
         print("  fault: connector SIGKILLed; restarting it", flush=True)
         self.restart()

@@ -6,7 +6,7 @@ reconciliation of every event produced.
                          [--items 5000] [--seed-events 20000] [--warm-up 60]
                          [--update-seconds 150] [--epochs 3]
                          [--no-faults] [--redis-down-at S] [--redis-down-seconds 60]
-                         [--kill-connector-at S]
+                         [--redis-grace 15] [--kill-connector-at S]
 
 Steps: a dataset group (schemas, topics, tracker); `streamrec connector` ingests
 --seed-events events; `streamrec train --mode full` publishes the first model; then
@@ -47,8 +47,12 @@ rebuilt state equal to the live one. The memory target is stated twice: raw, ove
 connector and the API (`mem_growth_pct_fixed_working_set`, `targets_met_fixed_working_set`),
 since the worker holds its training data, which grows by design: its growth is also given per
 100,000 rows added after the warm-up (`worker_mb_per_100k_rows`). Starts a local Kafka broker and
-redis-server unless STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL are set; logs of every
-process stay in the run folder it names. The last line printed is one JSON object of the figures.
+redis-server unless STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL are set; with the fault
+phase, Redis is always its own (it refuses STREAMREC_REDIS_URL: it would stop a shared
+Redis) and the broker is STREAMREC_KAFKA_BOOTSTRAP's when set. Logs of every process stay in
+the run folder it names (a killed connector's in connector.log, its successor's in
+connector-2.log, the rebuild's in rebuild.log). The last line printed is one JSON object of
+the figures.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ reconciliation of every event produced.
     python bench/soak.py [--minutes 10] [--rate 1000] [--qps 50] [--users 10000]
                          [--items 5000] [--seed-events 20000] [--warm-up 60]
                          [--update-seconds 150] [--epochs 3]
+                         [--no-faults] [--redis-down-at S] [--redis-down-seconds 60]
+                         [--redis-grace 15] [--kill-connector-at S]
 
 Steps: a dataset group (schemas, topics, tracker); `streamrec connector` ingests
 --seed-events events; `streamrec train --mode full` publishes the first model; then
@@ -16,18 +18,41 @@ Every 5 s it samples events sent and counted in Redis, the RSS of each process (
 child processes: the connector's list refresh processes) and the model version the API
 serves.
 
+The fault phase (on unless --no-faults; bench/soak_faults.py): Redis is stopped for
+--redis-down-seconds (60) from --redis-down-at seconds into the steady phase (default 30%
+of it) and started again with its data (its own redis-server with an append-only file), and
+the connector is SIGKILLed once at --kill-connector-at (default 70%) and restarted by the soak
+at once. The connector and the API must survive the outage: the API may answer 503 while
+Redis is away (and --redis-grace seconds after, 15 by default); those 503s are counted apart
+(`api_503_redis_down`), every other error response, 503s outside that window included, is
+in `errors`. The connector's crash window is the stretch of the Interactions dataset appended
+from the kill until the restarted connector has committed every event that existed at the
+kill (measured in offsets); only there may a second copy of an event legitimately appear.
+
 Prints throughput, API latency percentiles and RSS per minute; RSS of each process after
 --warm-up seconds and at the end; error responses; and the reconciliation once the connector
 has drained: each event in the Interactions dataset exactly once after dropping repeats of a
-(key, marker) (`lost`, `duplicated`), the Redis counters, each user's history length, the
-dead-letter topic. Targets: no process grows more than 10% after the warm-up, nothing lost or
-duplicated, no error response. The memory target is stated twice: raw, over every process
+(key, marker) (`lost`, `duplicated_distinct`), every row beyond one per event before
+that (`duplicated`, split into `duplicated_in_crash_window` and
+`duplicated_outside_crash_window`), the Redis counters, each user's history length, the
+dead-letter topic; then `rebuild_equal`: with every process stopped, the group's Redis state
+is read, every key of the group but model versions and served lists is deleted, `streamrec
+rebuild` runs, and the state is compared key by key, value by value (TTLs aside; precomputed
+lists, the active set, models and served lists are not compared: rebuild does not restore
+them as they were), the first differing keys printed. Targets: no process grows more than
+10% after the warm-up (a restarted connector: in each of its two lives), nothing lost,
+nothing duplicated outside the crash window, no error response but the outage's 503s, the
+rebuilt state equal to the live one. The memory target is stated twice: raw, over every process
 (`mem_growth_pct`, `targets_met`), and over the processes whose working set is fixed, the
 connector and the API (`mem_growth_pct_fixed_working_set`, `targets_met_fixed_working_set`),
 since the worker holds its training data, which grows by design: its growth is also given per
 100,000 rows added after the warm-up (`worker_mb_per_100k_rows`). Starts a local Kafka broker and
-redis-server unless STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL are set; logs of every
-process stay in the run folder it names. The last line printed is one JSON object of the figures.
+redis-server unless STREAMREC_KAFKA_BOOTSTRAP and STREAMREC_REDIS_URL are set; with the fault
+phase, Redis is always its own (it refuses STREAMREC_REDIS_URL: it would stop a shared
+Redis) and the broker is STREAMREC_KAFKA_BOOTSTRAP's when set. Logs of every process stay in
+the run folder it names (a killed connector's in connector.log, its successor's in
+connector-2.log, the rebuild's in rebuild.log). The last line printed is one JSON object of
+the figures.
 """
 
 from __future__ import annotations
@@ -35,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,7 +79,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import soak_report as report
 from bench.ingest import connector_env, counted, prepare
 from bench.services import services
-from bench.soak_events import Traffic, reconcile_dataset, topic_size
+from bench.soak_events import Reconciliation, Traffic, reconcile_dataset, topic_size
+from bench.soak_faults import (
+    Faults,
+    OwnRedis,
+    committed_up_to,
+    end_offsets,
+    rebuild_check,
+    services_with_own_redis,
+)
 from bench.soak_procs import Child, api_version, get, prometheus, start, wait_until
 from connector import logs
 from connector.devservices.process import free_port
@@ -63,6 +97,7 @@ from connector.trackers import open_trackers
 
 SAMPLE_SECONDS = 5.0
 MEMORY_TARGET_PCT = 10.0
+ROOT = Path(__file__).resolve().parents[1]  # the checkout whose code every process runs
 
 
 class Publisher:
@@ -114,11 +149,15 @@ class Run:
     traffic: Traffic
     publisher: Publisher
     workdir: Path
+    redis_server: OwnRedis | None = None  # the soak's own, when the fault phase stops it
     client: redis.Redis = field(init=False)
     keys: Keys = field(init=False)
     ports: dict[str, int] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
+    killed: list[Child] = field(default_factory=list)  # connectors SIGKILLed by the faults
+    faults: Faults | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    last_counted: int = 0
 
     def __post_init__(self) -> None:
         self.client = redis.Redis.from_url(self.settings.redis_url)
@@ -129,11 +168,19 @@ class Run:
         return float(self.args.minutes * 60)
 
     def counted(self) -> int:
-        return counted(self.client, self.keys)
+        """Events counted in Redis; the last known count while Redis does not answer."""
+        try:
+            self.last_counted = counted(self.client, self.keys)
+        except redis.RedisError:
+            pass
+        return self.last_counted
 
     def env(self, name: str) -> dict[str, str]:
         """The environment of process `name`."""
         env = connector_env(self.settings)
+        # this checkout's packages, not those of the editable install the entry point names
+        paths = [str(ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         self.ports.setdefault("connector", int(env["STREAMREC_CONNECTOR_WEB_PORT"]))
         env["STREAMREC_CONNECTOR_WEB_PORT"] = str(self.ports["connector"])
         if name == "api":
@@ -155,9 +202,14 @@ def main() -> None:
     args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="streamrec-soak-"))
     print(f"run folder (logs, samples): {workdir}", flush=True)
-    with services() as (kafka, redis_url):
-        base = ConnectorSettings(kafka_bootstrap=kafka, redis_url=redis_url)
-        figures = soak(base, args, workdir)
+    if args.faults:
+        with services_with_own_redis() as (kafka, server):
+            base = ConnectorSettings(kafka_bootstrap=kafka, redis_url=server.url)
+            figures = soak(base, args, workdir, server)
+    else:
+        with services() as (kafka, redis_url):
+            base = ConnectorSettings(kafka_bootstrap=kafka, redis_url=redis_url)
+            figures = soak(base, args, workdir, None)
     print(json.dumps(figures))
 
 
@@ -173,20 +225,41 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--update-seconds", type=float, help="default: a quarter of the run")
     parser.add_argument("--epochs", type=int, default=3, help="most epochs of a FULL run")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds")
+    parser.add_argument(
+        "--no-faults", dest="faults", action="store_false", help="no Redis outage, no SIGKILL"
+    )
+    parser.add_argument("--redis-down-at", type=float, help="seconds; default 30%% of the run")
+    parser.add_argument("--redis-down-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--redis-grace", type=float, default=15.0, help="seconds after Redis is back (503s)"
+    )
+    parser.add_argument("--kill-connector-at", type=float, help="seconds; default 70%% of run")
     args = parser.parse_args()
     seconds = args.minutes * 60
     args.warm_up = min(60.0, seconds * 0.2) if args.warm_up is None else args.warm_up
     args.update_seconds = args.update_seconds or seconds / 4
+    if args.redis_down_at is None:
+        args.redis_down_at = seconds * 0.3
+    if args.kill_connector_at is None:
+        args.kill_connector_at = seconds * 0.7
+    redis_back = args.redis_down_at + args.redis_down_seconds
+    if args.faults and (redis_back >= seconds or args.kill_connector_at >= seconds):
+        parser.error("the faults must happen within the run (--minutes)")
+    if args.faults and args.redis_down_at <= args.kill_connector_at <= redis_back:
+        parser.error("the connector is killed while Redis is down: the windows would overlap")
     return args
 
 
-def soak(base: ConnectorSettings, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def soak(
+    base: ConnectorSettings, args: argparse.Namespace, workdir: Path, server: OwnRedis | None
+) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:6]
     settings = prepare(base, f"soak-{run_id}")
     t0 = int(time.time()) - args.seed_events // args.rate
     traffic = Traffic(run_id, seed=7, users=args.users, items=args.items, rate=args.rate, t0=t0)
-    run = Run(args, settings, traffic, Publisher(settings, traffic), workdir)
+    run = Run(args, settings, traffic, Publisher(settings, traffic), workdir, server)
     run.ports |= {"api": free_port(), "worker": free_port()}
+    check_code(run)
     try:
         start_services(run)
         steady = run_steady(run)
@@ -196,9 +269,42 @@ def soak(base: ConnectorSettings, args: argparse.Namespace, workdir: Path) -> di
             child.stop()
 
 
+def check_code(run: Run) -> None:
+    """Fail unless the processes the soak starts import this checkout's packages."""
+    probe = "import bench, connector, worker; print(connector.__file__, worker.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=run.env("connector"),
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not all(Path(path).is_relative_to(ROOT) for path in out):
+        raise SystemExit(f"the soak's processes would not run {ROOT}'s code: {out}")
+    print(f"processes run the code of {ROOT} ({out[0]})", flush=True)
+
+
+def connector_command() -> list[str]:
+    return ["streamrec", "connector"]
+
+
+def kill_connector(run: Run) -> None:
+    """SIGKILL the connector (its list refresh process exits with it)."""
+    connector = run.children["connector"]
+    connector.process.kill()
+    connector.process.wait(30)
+    run.killed.append(connector)
+
+
+def restart_connector(run: Run) -> None:
+    env, log = run.env("connector"), f"connector-{len(run.killed) + 1}"
+    run.children["connector"] = start("connector", connector_command(), env, run.workdir, log)
+
+
 def start_services(run: Run) -> None:
     """Connector, seed events, the first FULL, then the API and the worker, each ready."""
-    connector = start("connector", ["streamrec", "connector"], run.env("connector"), run.workdir)
+    connector = start("connector", connector_command(), run.env("connector"), run.workdir)
     run.children["connector"] = connector
     started, events = time.perf_counter(), run.args.seed_events
     for n in range(events):
@@ -237,6 +343,16 @@ def run_steady(run: Run) -> dict[str, Any]:
     sampler.take()
     sampler.start()
     print(f"steady: {rate:,} events/s, {run.args.qps:g} requests/s, {seconds:.0f} s", flush=True)
+    if run.redis_server is not None:
+        args = run.args
+        run.faults = Faults(
+            run.settings,
+            run.redis_server,
+            (lambda: kill_connector(run), lambda: restart_connector(run)),
+            lambda: run.children["connector"].alive(),
+            (start_at, args.redis_down_at, args.redis_down_seconds, args.kill_connector_at),
+        )
+        run.faults.start()
     first, burst = publisher.sent, max(1, rate // 100)  # bursts every 10 ms
     for i in range(int(rate * seconds)):
         if i % burst == 0:
@@ -248,6 +364,10 @@ def run_steady(run: Run) -> dict[str, Any]:
     sampler.join()
     sampler.take()
     publisher.flush()
+    if run.faults is not None:
+        run.faults.join()  # the restarted connector has caught up (or timed out)
+        if run.faults.error is not None:
+            raise RuntimeError("the fault phase failed") from run.faults.error
     run.children["load"].process.wait(seconds + 120)
     results = json.loads(load_out.read_text()) if load_out.exists() else None
     samples = [vars(s) for s in sampler.samples]
@@ -304,7 +424,11 @@ def finish(run: Run, steady: dict[str, Any]) -> dict[str, Any]:
     """Drain, stop every process, reconcile and print; the figures."""
     total, started = run.publisher.sent, time.perf_counter()
     connector = run.children["connector"]
-    wait_until(lambda: run.counted() >= total, connector, run.args.drain_timeout, "the drain")
+    # Drained: every event counted in Redis and every offset committed (a count alone would
+    # pass early if events were counted twice).
+    ends = end_offsets(run.settings, run.settings.topics.events)
+    drained = lambda: run.counted() >= total and committed_up_to(run.settings, ends)  # noqa: E731
+    wait_until(drained, connector, run.args.drain_timeout, "the drain")
     drain_s = time.perf_counter() - started
     time.sleep(2)  # anything counted twice would show by now
     in_redis = run.counted()
@@ -314,9 +438,15 @@ def finish(run: Run, steady: dict[str, Any]) -> dict[str, Any]:
     crashed = [name for name in report.PROCESSES if not run.children[name].alive()]
     exits = {name: child.stop() for name, child in reversed(run.children.items())}
     print("reconciling the Interactions dataset and Redis", flush=True)
-    dataset = reconcile_dataset(run.settings, run.traffic, total)
+    window = run.faults.log.in_crash_window if run.faults else lambda _p, _o: False
+    dataset = reconcile_dataset(run.settings, run.traffic, total, window)
     histories = history_mismatches(run, total)
     dead = topic_size(run.settings, run.settings.topics.deadletter)
+    print("rebuilding Redis from the datasets and comparing it with the live state", flush=True)
+    rebuilt = rebuild_check(run.client, run.settings.dataset_group, run.env("rebuild"), run.workdir)
+    log_errors = {name: child.log_errors() for name, child in run.children.items()}
+    for n, child in enumerate(run.killed, 1):
+        log_errors[f"connector (killed {n})"] = child.log_errors()
     checks = {
         "counted_in_redis": in_redis,
         "drain_s": round(drain_s, 1),
@@ -327,7 +457,9 @@ def finish(run: Run, steady: dict[str, Any]) -> dict[str, Any]:
         "connector_counters": ingest,
         "crashed": crashed,
         "exits": exits,
-        "log_errors": {name: child.log_errors() for name, child in run.children.items()},
+        "log_errors": log_errors,
+        "rebuild": rebuilt,
+        "faults": run.faults.log.relative(steady["start_at"]) if run.faults else None,
     }
     return summarise(run, steady, checks)
 
@@ -353,12 +485,17 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
     load = steady["load"]
     requests = load["requests"]
     rows = report.per_minute(samples, requests, steady["start_at"], run.seconds)
-    mem = report.memory(samples, run.args.warm_up)
+    restarts = _restarts(run, steady["start_at"])
+    mem = report.memory(samples, run.args.warm_up, restarts=restarts)
     explained = report.data_following(samples, mem, run.args.warm_up)
     latencies = [r[1] for r in requests if r[2] in report.OK_STATUSES]
-    errors = sum(1 for r in requests if r[2] not in report.OK_STATUSES)
+    outage = run.faults.log.redis_window(run.args.redis_grace) if run.faults else None
+    during = [r for r in requests if outage and outage[0] <= r[0] <= outage[1]]
+    unavailable = sum(1 for r in during if r[2] == 503)  # allowed while Redis is away
+    errors = sum(1 for r in requests if r[2] not in report.OK_STATUSES) - unavailable
     versions = list(dict.fromkeys(s.version for s in samples if s.version))
-    dataset = checks["dataset"]
+    dataset: Reconciliation = checks["dataset"]
+    rebuilt = checks["rebuild"]
     growth = [m["growth_pct"] for m in mem.values() if m["growth_pct"] is not None]
     first, last = samples[0], max(samples, key=lambda s: s.t)
     figures: dict[str, Any] = {
@@ -379,11 +516,23 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "api_max_lag_ms": load.get("max_lag_ms"),
         "errors": errors + run.publisher.failed,
         "api_errors": errors,
+        "api_503_redis_down": unavailable,
+        "api_errors_in_redis_window": sum(
+            1 for r in during if r[2] not in (*report.OK_STATUSES, 503)
+        ),
         "produce_failures": run.publisher.failed,
         "empty_lists": sum(1 for r in requests if r[2] == 299),
         "load_generator_ok": bool(requests) or run.args.qps * run.seconds < 1,
+        "faults": run.faults is not None,
         "lost": dataset.lost,
         "duplicated": dataset.duplicated,
+        "duplicated_in_crash_window": dataset.duplicated_in_crash_window,
+        "duplicated_outside_crash_window": dataset.duplicated_outside_crash_window,
+        "duplicated_distinct": dataset.duplicated_distinct,
+        "most_copies": dataset.most_copies,
+        "rebuild_equal": rebuilt["rebuild_equal"],
+        "rebuild_keys_differing": rebuilt["keys_differing"],
+        "rebuild_s": rebuilt["rebuild_s"],
         "unexpected_rows": dataset.unexpected,
         "dataset_records": dataset.records,
         "dataset_repeats": dataset.repeats,
@@ -396,7 +545,7 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "mem_growth_pct_by_process": {k: m["growth_pct"] for k, m in mem.items()},
         "mem_parts_mb": {  # own process and descendants apart: [start, end, growth %]
             k: [m["start_mb"], m["end_mb"], m["growth_pct"]]
-            for k, m in report.memory(samples, run.args.warm_up, parts=True).items()
+            for k, m in report.memory(samples, run.args.warm_up, True, restarts).items()
         },
         "mem_growth_pct": max(growth) if growth else None,  # raw: every process
         "mem_growth_pct_fixed_working_set": explained["fixed_growth_pct"],  # connector, API
@@ -408,6 +557,10 @@ def summarise(run: Run, steady: dict[str, Any], checks: dict[str, Any]) -> dict[
         "log_error_lines": {k: len(v) for k, v in checks["log_errors"].items()},
         "seed_s": run.figures.get("seed_s"),
         "first_full_s": run.figures.get("first_full_s"),
+        "uncommitted_at_kill": (checks["faults"] or {}).get("uncommitted_at_kill"),
+        "fault_times_s": {
+            k: v for k, v in (checks["faults"] or {}).items() if isinstance(v, float)
+        },
     }
     figures["targets_met"] = _targets_met(figures, figures["mem_growth_pct"])
     # the same targets, memory read for the processes whose working set is fixed (the
@@ -429,10 +582,20 @@ def _runs(metrics: dict[str, float]) -> dict[str, int]:
     return runs
 
 
+def _restarts(run: Run, start_at: float) -> dict[str, tuple[float, float]]:
+    """{"connector": (killed, restarted)} in seconds of the steady phase, if it was killed."""
+    log = run.faults.log if run.faults else None
+    if log is None or log.connector_killed is None or log.connector_restarted is None:
+        return {}
+    return {"connector": (log.connector_killed - start_at, log.connector_restarted - start_at)}
+
+
 def _targets_met(figures: dict[str, Any], growth: float | None) -> bool:
     return bool(
         figures["lost"] == 0
-        and figures["duplicated"] == 0
+        and figures["duplicated_outside_crash_window"] == 0
+        and figures["duplicated_distinct"] == 0
+        and figures["rebuild_equal"]
         and figures["unexpected_rows"] == 0
         and figures["errors"] == 0
         and figures["history_mismatches"] == 0
@@ -459,6 +622,8 @@ def print_all(
         f" {args.users:,} users, {args.items:,} items, {os.cpu_count()} cores;"
         f" logs in {run.workdir}"
     )
+    if checks["faults"]:
+        print(f"faults (seconds into the steady phase): {checks['faults']}")
     report.print_minutes(rows)
     report.print_memory(memory[0], args.warm_up, memory[1])
     for part, (first, end, growth) in figures["mem_parts_mb"].items():
@@ -484,6 +649,10 @@ def print_all(
                 "  error responses; empty lists",
                 f"{figures['api_errors']}; {figures['empty_lists']} {load['error_samples'][:3]}",
             ),
+            (
+                "  503 while Redis was down (not errors); other errors then",
+                f"{figures['api_503_redis_down']}; {figures['api_errors_in_redis_window']}",
+            ),
             ("model versions served (API /readyz)", f"{len(versions)}: {', '.join(versions)}"),
             ("worker runs", figures["worker_runs"]),
             ("first FULL before the run", f"{figures['first_full_s']} s"),
@@ -500,6 +669,13 @@ def print_all(
                 "lost / duplicated / unexpected rows",
                 f"{figures['lost']} / {figures['duplicated']} / {figures['unexpected_rows']}",
             ),
+            (
+                "  duplicated: in the crash window / outside / distinct markers",
+                f"{figures['duplicated_in_crash_window']} /"
+                f" {figures['duplicated_outside_crash_window']} /"
+                f" {figures['duplicated_distinct']} (most copies of an event:"
+                f" {figures['most_copies']})",
+            ),
             ("Redis counters minus produced", figures["redis_counted_minus_produced"]),
             (
                 "users whose history length is wrong",
@@ -507,6 +683,18 @@ def print_all(
                 f" {checks['histories']['sample']}",
             ),
             ("dead letters", figures["dead_letters"]),
+            (
+                "events not committed at the kill (read again)",
+                (checks["faults"] or {}).get("uncommitted_at_kill"),
+            ),
+            (
+                "rebuild equals live state (keys differing)",
+                f"{figures['rebuild_equal']} ({checks['rebuild']['keys_differing']} of"
+                f" {checks['rebuild']['keys_live']:,} live, {checks['rebuild']['keys_rebuilt']:,}"
+                f" rebuilt; rebuild {checks['rebuild']['rebuild_s']} s,"
+                f" exit {checks['rebuild']['rebuild_exit']})",
+            ),
+            *[("  differs", d) for d in checks["rebuild"]["first_differing"]],
             ("connector counters", checks["connector_counters"]),
             ("processes that died during the run", checks["crashed"] or "none"),
             ("exit statuses after SIGTERM", checks["exits"]),

@@ -12,7 +12,7 @@ never merges two of them: every event produced is distinct and must be recorded 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -113,40 +113,68 @@ class Reconciliation:
     records: int = 0  # records in the topic
     repeats: int = 0  # records repeating an earlier (key, marker): at-least-once, dropped
     lost: int = 0  # produced events with no row
-    duplicated: int = 0  # produced events with more than one distinct row
+    duplicated: int = 0  # rows beyond one per produced event, repeats of a marker included
+    duplicated_in_crash_window: int = 0  # of those, rows appended in the connector's crash window
+    duplicated_distinct: int = 0  # produced events with more than one distinct (key, marker)
     unexpected: int = 0  # rows that are no produced event, or differ from it
+    most_copies: int = 0  # the most rows of one produced event
+
+    @property
+    def duplicated_outside_crash_window(self) -> int:
+        return self.duplicated - self.duplicated_in_crash_window
 
     @property
     def exact(self) -> bool:
-        return not (self.lost or self.duplicated or self.unexpected)
+        return not (self.lost or self.duplicated_distinct or self.unexpected)
 
 
-def reconcile_dataset(settings: ConnectorSettings, traffic: Traffic, total: int) -> Reconciliation:
-    """Every event n < total must be in the Interactions dataset exactly once after dropping
-    records that repeat a (key, marker) already read, as every reader of the dataset does."""
+def reconcile_dataset(
+    settings: ConnectorSettings,
+    traffic: Traffic,
+    total: int,
+    in_crash_window: Callable[[int, int], bool] = lambda _partition, _offset: False,
+) -> Reconciliation:
+    """Every event n < total must be in the Interactions dataset: once after dropping records
+    that repeat a (key, marker) already read, as every reader of the dataset does (`lost`,
+    `duplicated_distinct`, `unexpected`), and once before (`duplicated`: every row beyond the
+    first of an event, split by `in_crash_window(partition, offset)` of the extra row)."""
     result = Reconciliation(produced=total)
-    seen = bytearray(total)
-    markers: set[tuple[bytes, bytes]] = set()
-    for key, marker, row in _rows(settings, settings.topics.interactions):
+    seen = bytearray(total)  # distinct markers per event
+    rows = bytearray(total)  # rows per event
+    markers: dict[tuple[bytes, bytes], int] = {}  # (key, marker) -> n, -1 if unexpected
+    for partition, offset, key, marker, row in _rows(settings, settings.topics.interactions):
         result.records += 1
-        if (key, marker) in markers:
+        n = markers.get((key, marker))
+        if n is not None:
             result.repeats += 1
+        else:
+            fields = (row["USER_ID"], row["ITEM_ID"], row["TIMESTAMP"], row["EVENT_TYPE"])
+            value = row["EVENT_VALUE"]
+            found = None if value is None else traffic.number(row["TIMESTAMP"], value)
+            known = found is not None and found < total and traffic.fields(found)[:4] == fields
+            n = found if known and found is not None else -1
+            markers[(key, marker)] = n
+            if n < 0:
+                result.unexpected += 1
+                continue
+            seen[n] = min(seen[n] + 1, 255)
+        if n < 0:
             continue
-        markers.add((key, marker))
-        fields = (row["USER_ID"], row["ITEM_ID"], row["TIMESTAMP"], row["EVENT_TYPE"])
-        value = row["EVENT_VALUE"]
-        n = None if value is None else traffic.number(row["TIMESTAMP"], value)
-        if n is None or n >= total or traffic.fields(n)[:4] != fields:
-            result.unexpected += 1
-            continue
-        seen[n] = min(seen[n] + 1, 255)
+        if rows[n]:
+            result.duplicated += 1
+            result.duplicated_in_crash_window += in_crash_window(partition, offset)
+        rows[n] = min(rows[n] + 1, 255)
     result.lost = seen.count(0)
-    result.duplicated = sum(count - 1 for count in seen if count > 1)
+    result.duplicated_distinct = sum(1 for count in seen if count > 1)
+    result.most_copies = max(rows, default=0)
     return result
 
 
-def _rows(settings: ConnectorSettings, topic: str) -> Iterator[tuple[bytes, bytes, dict[str, Any]]]:
-    """(key, marker, decoded row) of every record of `topic` up to its end offsets now."""
+def _rows(
+    settings: ConnectorSettings, topic: str
+) -> Iterator[tuple[int, int, bytes, bytes, dict[str, Any]]]:
+    """(partition, offset, key, marker, decoded row) of every record of `topic` up to its end
+    offsets now."""
     registry = open_registry(settings)
     parsed: dict[int, Any] = {}
     consumer = Consumer({**settings.kafka_config(), "group.id": "soak-reader"})
@@ -167,7 +195,7 @@ def _rows(settings: ConnectorSettings, topic: str) -> Iterator[tuple[bytes, byte
                     if message.error() is not None:
                         raise RuntimeError(f"reading {topic}: {message.error()}")
                     position = (message.offset() or 0) + 1
-                    yield _decoded(message, registry, parsed)
+                    yield partition, position - 1, *_decoded(message, registry, parsed)
     finally:
         consumer.close()
 

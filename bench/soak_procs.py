@@ -71,9 +71,11 @@ class Child:
         return [line[:300] for line in lines if any(mark in line for mark in marks)]
 
 
-def start(name: str, command: list[str], env: dict[str, str], logs: Path) -> Child:
-    """Start `command` with `env`, stdout and stderr to `logs/<name>.log`."""
-    log = logs / f"{name}.log"
+def start(
+    name: str, command: list[str], env: dict[str, str], logs: Path, log_name: str | None = None
+) -> Child:
+    """Start `command` with `env`, stdout and stderr to `logs/<log_name or name>.log`."""
+    log = logs / f"{log_name or name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     return Child(name, process, log)

@@ -68,7 +68,8 @@ def per_minute(
                 "api_p95_ms": percentile(latencies, 95),
                 "api_p99_ms": percentile(latencies, 99),
                 "api_max_ms": round(max(latencies), 1) if latencies else None,
-                "api_errors": sum(1 for r in window if r[2] not in OK_STATUSES),
+                "api_errors": sum(1 for r in window if r[2] not in (*OK_STATUSES, 503)),
+                "api_503": sum(1 for r in window if r[2] == 503),
                 "rss_mb": {name: last.rss_mb.get(name) for name in PROCESSES},
                 "version": last.version,
             }
@@ -77,24 +78,43 @@ def per_minute(
 
 
 def memory(
-    samples: Sequence[Sample], warm_up: float, parts: bool = False
+    samples: Sequence[Sample],
+    warm_up: float,
+    parts: bool = False,
+    restarts: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Per process: RSS (MiB) at the end of the warm-up, at the end, its peak, growth %;
-    with `parts`, per part (a process alone, its descendants) of `Sample.parts_mb` instead."""
+    with `parts`, per part (a process alone, its descendants) of `Sample.parts_mb` instead.
+    A process in `restarts` ({name: (killed at, restarted at)}, seconds of the run) is read
+    in two lives: from the warm-up to its kill, and from `warm_up` after its restart to the
+    end; the life with the larger growth is reported (a fresh process is no baseline)."""
     after = [s for s in samples if s.t >= warm_up] or list(samples[-1:])
     result: dict[str, dict[str, float | None]] = {}
     names = list(dict.fromkeys(k for s in after for k in s.parts_mb)) if parts else PROCESSES
     for name in names:
-        values = [(s.parts_mb if parts else s.rss_mb).get(name) for s in after]
-        known = [v for v in values if v is not None]
-        start, end = (known[0], known[-1]) if known else (None, None)
-        growth = round((end - start) / start * 100, 1) if start and end else None
-        result[name] = {
-            "start_mb": _round(start),
-            "end_mb": _round(end),
-            "peak_mb": _round(max(known, default=None)),
-            "growth_pct": growth,
-        }
+        lives = [after]
+        restart = (restarts or {}).get(name.split()[0])
+        if restart is not None:
+            killed, restarted = restart
+            lives = [
+                [s for s in after if s.t < killed],
+                [s for s in samples if s.t >= restarted + warm_up],
+            ]
+        chosen: dict[str, float | None] | None = None
+        peak: float | None = None
+        for life in lives:
+            values = [(s.parts_mb if parts else s.rss_mb).get(name) for s in life]
+            known = [v for v in values if v is not None]
+            if not known:
+                continue
+            peak = max(known + ([peak] if peak is not None else []))
+            start, end = known[0], known[-1]
+            growth = round((end - start) / start * 100, 1) if start and end else None
+            figures = {"start_mb": _round(start), "end_mb": _round(end), "growth_pct": growth}
+            if chosen is None or (growth or 0.0) > (chosen["growth_pct"] or 0.0):
+                chosen = figures
+        chosen = chosen or {"start_mb": None, "end_mb": None, "growth_pct": None}
+        result[name] = {**chosen, "peak_mb": _round(peak)}
     return result
 
 
@@ -127,10 +147,13 @@ def _round(value: float | None) -> float | None:
 def print_minutes(rows: Sequence[dict[str, Any]]) -> None:
     header = (
         f"  {'min':>3} {'sent/s':>7} {'ingest/s':>8} {'backlog':>8} {'reqs':>6} {'p50':>7}"
-        f" {'p95':>7} {'p99':>7} {'max':>8} {'errs':>5} {'conn MB':>8} {'api MB':>7}"
+        f" {'p95':>7} {'p99':>7} {'max':>8} {'errs':>5} {'503':>5} {'conn MB':>8} {'api MB':>7}"
         f" {'wrk MB':>7}  model"
     )
-    print("\nper minute (latencies of GetRecommendations in ms; RSS at the minute's end)")
+    print(
+        "\nper minute (latencies of GetRecommendations in ms; errs: error responses but 503,"
+        " counted apart; RSS at the minute's end)"
+    )
     print(header)
     for r in rows:
         rss = r["rss_mb"]
@@ -138,7 +161,8 @@ def print_minutes(rows: Sequence[dict[str, Any]]) -> None:
             f"  {r['minute']:>3} {r['produced_per_s']:>7} {r['ingested_per_s']:>8}"
             f" {r['max_backlog']:>8} {r['api_requests']:>6} {_cell(r['api_p50_ms'])}"
             f" {_cell(r['api_p95_ms'])} {_cell(r['api_p99_ms'])} {_cell(r['api_max_ms'], 8)}"
-            f" {r['api_errors']:>5} {_cell(rss['connector'], 8)} {_cell(rss['api'])}"
+            f" {r['api_errors']:>5} {r['api_503']:>5} {_cell(rss['connector'], 8)}"
+            f" {_cell(rss['api'])}"
             f" {_cell(rss['worker'])}  {(r['version'] or '-')[:19]}"
         )
 

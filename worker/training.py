@@ -57,7 +57,7 @@ def train(
     hyper = params or Hyperparameters()
     data = data.compact()
     rng = np.random.default_rng(seed)
-    weights = initial_params(data, hyper.hidden_dimension, rng)
+    weights = initial_params(data, hyper.hidden_dimension, rng, hyper.recent_items)
     optimiser = Adam(weights, hyper.learning_rate, hyper.item_weight_decay)
     epochs = epoch_count(data, hyper)
     for epoch in range(epochs):
@@ -88,9 +88,12 @@ def rate_factor(schedule: str, epoch: int, epochs: int) -> float:
     return 1.0 - epoch / epochs if schedule == "linear" else 1.0
 
 
-def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) -> network.Params:
+def initial_params(
+    data: Interactions, hidden: int, rng: np.random.Generator, recent_items: int = 0
+) -> network.Params:
     """Small random weights; item biases start at log popularity so early steps learn
-    what is specific to a user rather than what is popular."""
+    what is specific to a user rather than what is popular. The recent-items weights (when
+    `recent_items`) start at zero: training starts from the plain GRU's query."""
     items = len(data.items) + 1
     counts = np.bincount(data.item + 1, minlength=items).astype(np.float64)
     bias = np.log1p(counts)
@@ -115,6 +118,8 @@ def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) ->
     }
     for name, values in data.context_values.items():
         params[f"context_{name}"] = rng.normal(0.0, 0.01, (len(values), hidden)).astype(np.float32)
+    if recent_items:
+        params["recent_w"] = np.zeros((recent_items, hidden), np.float32)
     params["item_embeddings"][0] = 0.0
     return params
 
@@ -186,7 +191,9 @@ def _epoch(
     for start in range(0, len(order), hyper.batch_size):
         batch = windows.batch(order[start : start + hyper.batch_size])
         candidates = _candidates(batch, len(data.items), hyper.sampled_candidates, rng)
-        loss, grads = gru.loss_and_gradients(params, batch, candidates, hyper.dropout, rng)
+        loss, grads = gru.loss_and_gradients(
+            params, batch, candidates, hyper.dropout, rng, hyper.mask_seen
+        )
         touched = None if candidates is None else np.union1d(candidates, batch.items.ravel())
         optimiser.step(loss, grads, touched)
         total, count = total + loss, count + 1

@@ -29,11 +29,16 @@ def loss_and_gradients(
     dropout: float = 0.0,
     rng: np.random.Generator | None = None,
     mask_seen: bool = False,
+    log_expected: np.ndarray | None = None,
 ) -> tuple[float, Params]:
     """Weighted softmax cross-entropy of each target against `candidates` (all items when
     None; the targets must be among the candidates), and its gradient for every parameter.
-    With `mask_seen`, the items a window has already shown up to each step (other than that
-    step's target) are left out of its softmax, as they are left out of the ranking."""
+    With `mask_seen`, the items a user has already shown up to each step (the window's, and
+    batch.seen_before), other than the step's target, are left out of its softmax, as they
+    are left out of the ranking.
+    `log_expected` (one per candidate) is subtracted from the sampled logits: the log of how
+    many times each candidate is expected among the samples (the sampled softmax's
+    correction, so a sampled softmax estimates the full one)."""
     x = embed(params, batch.items, batch.types, batch.contexts)
     keep_in = _dropout_mask(x.shape, dropout, rng, x.dtype)
     cache = run(params, x * keep_in if keep_in is not None else x)
@@ -55,6 +60,7 @@ def loss_and_gradients(
         candidates,
         None if recent_all is None else recent_all[valid],
         _seen(batch, valid) if mask_seen else None,
+        log_expected,
     )
     d_h = np.zeros_like(cache.h[:, 1:])
     d_h[valid] = d_query @ params["out_w"].T
@@ -107,6 +113,7 @@ def _softmax_loss(
     candidates: np.ndarray | None,
     recent_term: np.ndarray | None = None,
     seen: np.ndarray | None = None,
+    log_expected: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, Params]:
     """(loss, its gradient with respect to the queries (N, H), the parameters' gradients so
     far: item embeddings and biases as targets and negatives, out_w, out_b)."""
@@ -114,6 +121,8 @@ def _softmax_loss(
     table = params["item_embeddings"][columns]  # (C, H)
     query = output(params, states, recent_term)  # (N, H)
     logits = query @ table.T + params["item_bias"][columns]
+    if log_expected is not None:
+        logits -= log_expected
     if seen is not None:
         logits[_seen_cells(seen, targets, columns, candidates is None)] = -np.inf
     logits -= logits.max(axis=1, keepdims=True)
@@ -135,11 +144,14 @@ def _softmax_loss(
 
 
 def _seen(batch: Batch, valid: np.ndarray) -> np.ndarray:
-    """For each valid step (N of them), the items of its window up to and including it
-    (N, T), 0 after it."""
+    """For each valid step (N of them), the items its user has shown up to and including
+    it: the window's `seen_before`, then the window's items up to the step (0 after it)."""
     steps = batch.items.shape[1]
     upto = np.tril(np.ones((steps, steps), dtype=bool))  # [t, k]: k <= t
     past: np.ndarray = np.where(upto[None], batch.items[:, None, :], 0)[valid]
+    if batch.seen_before is not None:
+        windows = np.broadcast_to(np.arange(len(batch.items))[:, None], valid.shape)[valid]
+        past = np.concatenate([batch.seen_before[windows], past], axis=1)
     return past
 
 

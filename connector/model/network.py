@@ -28,6 +28,7 @@ class Batch:
     contexts: dict[str, np.ndarray]  # field -> (B, T) int context value codes
     targets: np.ndarray  # (B, T) int next item, 0 = no target
     weights: np.ndarray  # (B, T) float loss weight per target (0 where no target)
+    seen_before: np.ndarray | None = None  # (B, P) items seen before the window (training)
 
 
 @dataclass

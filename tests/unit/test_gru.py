@@ -6,6 +6,8 @@ sampled candidate set), so a wrong sign or a missing term in any parameter's gra
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,8 @@ def test_every_gradient_matches_finite_differences(
     if not recent:  # a model without the recent-items term (recent_items = 0)
         del params["recent_w"]
     batch = tiny_batch()
+    if mask_seen:  # items of the users' histories before the windows too
+        batch = dataclasses.replace(batch, seen_before=np.array([[0, 7], [2, 5]]))
 
     def loss() -> float:
         return gru.loss_and_gradients(params, batch, candidates, mask_seen=mask_seen)[0]
@@ -162,3 +166,22 @@ def test_mask_seen_leaves_out_the_window_items_before_each_target(
     kept = ~np.isin(columns, [1, 2])  # seen 1, 3 and 2; 3 is the target, so it stays
     expected = -logits[columns == target][0] + np.log(np.exp(logits[kept]).sum())
     assert loss == pytest.approx(expected)
+    before = dataclasses.replace(batch, seen_before=np.array([[0, 6]]))  # seen earlier: 6
+    loss_before, _ = gru.loss_and_gradients(params, before, candidates, mask_seen=True)
+    kept &= columns != 6
+    expected = -logits[columns == target][0] + np.log(np.exp(logits[kept]).sum())
+    assert loss_before == pytest.approx(expected)
+
+
+def test_log_expected_shifts_the_sampled_logits() -> None:
+    """The sampled softmax's correction: subtracting log expected counts is the same as
+    lowering those items' biases by them."""
+    params = tiny_params(np.random.default_rng(10))
+    batch, candidates = tiny_batch(), np.array([1, 2, 3, 5, 6, 7])
+    log_expected = np.linspace(-1.0, 1.0, len(candidates))
+    loss, grads = gru.loss_and_gradients(params, batch, candidates, log_expected=log_expected)
+    shifted = {**params, "item_bias": params["item_bias"].copy()}
+    shifted["item_bias"][candidates] -= log_expected
+    loss_shifted, grads_shifted = gru.loss_and_gradients(shifted, batch, candidates)
+    assert loss == pytest.approx(loss_shifted)
+    np.testing.assert_allclose(grads["gru_w"], grads_shifted["gru_w"])

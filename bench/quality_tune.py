@@ -63,6 +63,10 @@ SCREEN: list[Config] = [
     {"dropout": 0.5},
     {"item_weight_decay": 0.1},
     {"item_weight_decay": 0.3},
+    {"recent_items": 0},
+    {"recent_items": 10},
+    {"mask_seen": False},
+    {"sampled_correction": False},  # only where the catalogue is over sampled_candidates
 ]
 _validation: tuple[Interactions, list[Holdout]] | None = None  # set before the workers fork
 

@@ -39,9 +39,9 @@ class Hyperparameters:
     dropout: float = 0.4  # of the GRU's inputs, in training
     item_weight_decay: float = 0.3  # decoupled (AdamW) decay of the item embeddings a step moves
     sampled_candidates: int = 2048  # softmax over all items when there are fewer
-    recent_items: int = 0  # 0-bptt: latest items added to the query with learned weights
-    mask_seen: bool = False  # leave a window's earlier items out of each step's softmax
-    sampled_correction: bool = False  # subtract log expected count from sampled logits
+    recent_items: int = 4  # 0-bptt: latest items added to the query with learned weights
+    mask_seen: bool = True  # leave the user's earlier items out of each step's softmax
+    sampled_correction: bool = True  # subtract log expected count from sampled logits
 
     def __post_init__(self) -> None:
         if not 32 <= self.hidden_dimension <= 256:

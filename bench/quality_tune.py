@@ -1,4 +1,4 @@
-"""Hyperparameter screening of our model on a validation split of MovieLens-100K.
+"""Hyperparameter screening of our model on a validation split of a quality dataset.
 
 Why a validation split: bench/quality.py measures on each user's latest rating, and a
 setting chosen by looking at those targets is fitted to them (a learning rate picked that
@@ -7,14 +7,19 @@ altogether and the one before it is the target; the model trains on what precede
 scored by the same `worker.evaluation.evaluate` (full ranking, seen items excluded), so the
 test targets play no part in the choice.
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/quality_tune.py --seeds 2 --jobs 2
-    python bench/quality_tune.py --grid learning_rate=0.006,0.01 --grid dropout=0.3,0.5
+    python3 bench/quality_tune.py --seeds 2 --jobs 1
+    python3 bench/quality_tune.py --dataset video --grid learning_rate=0.006,0.01 --seeds 1
+    python3 bench/quality_tune.py --dataset video --baselines --grid hidden_dimension=64
+
+`--dataset` is ml-100k (the default) or video (Amazon Video Games; bench/datasets.py).
+`--baselines` also scores the baselines of bench/quality.py (popularity, item-kNN, Markov
+chain, ALS) on the same split, so a config's ratio to the best of them is known.
 
 Without --grid it screens SCREEN below (one change from the defaults at a time, then the
 combinations). A --grid is the cartesian product of its values over the defaults. Prints a
 table, means over seeds; the last line is one JSON object
-{"dataset": "ml-100k", "split": "validation", "results": [{"config": {...}, "ndcg10": [...],
-"hr10": [...], "mean_ndcg10": ..., "mean_hr10": ..., "train_seconds": [...]}]}.
+{"dataset": ..., "split": "validation", "baselines": {...}, "results": [{"config": {...},
+"ndcg10": [...], "hr10": [...], "mean_ndcg10": ..., "mean_hr10": ..., "train_seconds": [...]}]}.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.movielens import load_ml100k
+from bench import datasets
 from connector.model.model import Hyperparameters
 from worker import training
 from worker.evaluation import Holdout, evaluate, split_last
@@ -58,6 +63,10 @@ SCREEN: list[Config] = [
     {"dropout": 0.5},
     {"item_weight_decay": 0.1},
     {"item_weight_decay": 0.3},
+    {"recent_items": 0},
+    {"recent_items": 10},
+    {"mask_seen": False},
+    {"sampled_correction": False},  # only where the catalogue is over sampled_candidates
 ]
 _validation: tuple[Interactions, list[Holdout]] | None = None  # set before the workers fork
 
@@ -79,6 +88,32 @@ def run(task: tuple[Config, int]) -> dict[str, float]:
     seconds = time.perf_counter() - started
     metrics = evaluate(model, holdouts)
     return {"ndcg10": metrics["ndcg@10"], "hr10": metrics["hr@10"], "seconds": seconds}
+
+
+def baselines(train: Interactions, holdouts: list[Holdout]) -> dict[str, dict[str, float]]:
+    """NDCG@10 and HR@10 of bench/quality.py's baselines on the split (ALS with seed 0)."""
+    from bench.baselines import ALS, ItemKNN, MarkovChain, MostPopular
+
+    models = {
+        "pop": lambda: MostPopular(train),
+        "itemknn": lambda: ItemKNN(train),
+        "markov": lambda: MarkovChain(train),
+        "als": lambda: ALS(train, seed=0),
+    }
+    results = {}
+    for name, make in models.items():
+        started = time.perf_counter()
+        metrics = evaluate(make(), holdouts)
+        results[name] = {
+            "ndcg10": round(metrics["ndcg@10"], 4),
+            "hr10": round(metrics["hr@10"], 4),
+        }
+        print(
+            f"  baseline {name}: NDCG@10 {results[name]['ndcg10']:.4f} "
+            f"HR@10 {results[name]['hr10']:.4f} ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+    return results
 
 
 def label(config: Config) -> str:
@@ -114,9 +149,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dataset", choices=sorted(datasets.LOADERS), default="ml-100k")
+    parser.add_argument(
+        "--baselines", action="store_true", help="also score the baselines on the split"
+    )
     parser.add_argument("--seeds", type=int, default=2, help="training runs per config")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (at most 2 here)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument(
         "--grid", action="append", default=[], help="name=v1,v2 (repeatable); else SCREEN"
     )
@@ -132,12 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     configs = grid(args.grid) if args.grid else SCREEN
     for config in configs:
         Hyperparameters(**config)  # refuse a bad config before hours of training
-    _validation = validation_split(load_ml100k())
+    _validation = validation_split(datasets.load(args.dataset))
     print(
-        f"ml-100k validation split: {len(_validation[0])} interactions for training, "
+        f"{args.dataset} validation split: {len(_validation[0])} interactions for training, "
         f"{len(_validation[1])} users evaluated on their second-to-last rating",
         flush=True,
     )
+    baseline_results = baselines(*_validation) if args.baselines else {}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tasks = [(config, seed) for config in configs for seed in seeds]
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
@@ -164,7 +204,21 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     print(table(rows))
-    print(json.dumps({"dataset": "ml-100k", "split": "validation", "results": rows}))
+    if baseline_results:
+        best = max(baseline_results.values(), key=lambda metrics: metrics["ndcg10"])
+        for row in rows:
+            row["vs_best_baseline"] = round(row["mean_ndcg10"] / best["ndcg10"], 3)
+            print(f"{label(row['config']):<44} {row['vs_best_baseline']:.3f}x the best baseline")
+    print(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "split": "validation",
+                "baselines": baseline_results,
+                "results": rows,
+            }
+        )
+    )
     return 0
 
 

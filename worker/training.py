@@ -23,6 +23,7 @@ from worker.interactions import Interactions
 Progress = Callable[[int, int, float], None]  # (epoch done, epochs, mean loss)
 MAX_RECOVERIES = 3
 CLIP_NORM = 5.0
+SEEN_BEFORE = 256  # with mask_seen, at most this many of a user's items before a window
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,13 @@ class Windows:
     contexts: dict[str, np.ndarray]
     targets: np.ndarray
     weights: np.ndarray
+    user_start: np.ndarray  # (W,) row of the window's user's first event in the data
+    start: np.ndarray  # (W,) row of the window's first event in the data
+    sequence: np.ndarray  # (rows,) every event's item row (item code + 1)
 
-    def batch(self, rows: np.ndarray) -> network.Batch:
-        """The windows `rows`, cut to the longest of them."""
+    def batch(self, rows: np.ndarray, seen_before: int = 0) -> network.Batch:
+        """The windows `rows`, cut to the longest of them; with `seen_before`, up to that
+        many of each window's user's items before the window (Batch.seen_before)."""
         steps = max(1, int((self.targets[rows] > 0).sum(axis=1).max()))
         return network.Batch(
             items=self.items[rows, :steps],
@@ -44,7 +49,18 @@ class Windows:
             contexts={name: codes[rows, :steps] for name, codes in self.contexts.items()},
             targets=self.targets[rows, :steps],
             weights=self.weights[rows, :steps],
+            seen_before=self._before(rows, seen_before) if seen_before else None,
         )
+
+    def _before(self, rows: np.ndarray, most: int) -> np.ndarray:
+        """(B, P) the last (at most `most`) items before each window, left-padded with 0."""
+        start = self.start[rows]
+        lengths = np.minimum(start - self.user_start[rows], most)
+        width = max(1, int(lengths.max()))
+        offsets = np.arange(width) - width
+        index = np.maximum(start[:, None] + offsets, 0)
+        before: np.ndarray = np.where(offsets >= -lengths[:, None], self.sequence[index], 0)
+        return before
 
 
 def train(
@@ -57,7 +73,7 @@ def train(
     hyper = params or Hyperparameters()
     data = data.compact()
     rng = np.random.default_rng(seed)
-    weights = initial_params(data, hyper.hidden_dimension, rng)
+    weights = initial_params(data, hyper.hidden_dimension, rng, hyper.recent_items)
     optimiser = Adam(weights, hyper.learning_rate, hyper.item_weight_decay)
     epochs = epoch_count(data, hyper)
     for epoch in range(epochs):
@@ -88,9 +104,12 @@ def rate_factor(schedule: str, epoch: int, epochs: int) -> float:
     return 1.0 - epoch / epochs if schedule == "linear" else 1.0
 
 
-def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) -> network.Params:
+def initial_params(
+    data: Interactions, hidden: int, rng: np.random.Generator, recent_items: int = 0
+) -> network.Params:
     """Small random weights; item biases start at log popularity so early steps learn
-    what is specific to a user rather than what is popular."""
+    what is specific to a user rather than what is popular. The recent-items weights (when
+    `recent_items`) start at zero: training starts from the plain GRU's query."""
     items = len(data.items) + 1
     counts = np.bincount(data.item + 1, minlength=items).astype(np.float64)
     bias = np.log1p(counts)
@@ -115,6 +134,8 @@ def initial_params(data: Interactions, hidden: int, rng: np.random.Generator) ->
     }
     for name, values in data.context_values.items():
         params[f"context_{name}"] = rng.normal(0.0, 0.01, (len(values), hidden)).astype(np.float32)
+    if recent_items:
+        params["recent_w"] = np.zeros((recent_items, hidden), np.float32)
     params["item_embeddings"][0] = 0.0
     return params
 
@@ -181,12 +202,20 @@ def _epoch(
     rng: np.random.Generator,
 ) -> float:
     windows = make_windows(data, hyper.bptt, hyper.recency_mask, rng)
+    share = np.bincount(data.item + 1, minlength=len(data.items) + 1) / max(len(data), 1)
     order = rng.permutation(len(windows.items))
     total, count = 0.0, 0
     for start in range(0, len(order), hyper.batch_size):
-        batch = windows.batch(order[start : start + hyper.batch_size])
+        batch = windows.batch(
+            order[start : start + hyper.batch_size], SEEN_BEFORE if hyper.mask_seen else 0
+        )
         candidates = _candidates(batch, len(data.items), hyper.sampled_candidates, rng)
-        loss, grads = gru.loss_and_gradients(params, batch, candidates, hyper.dropout, rng)
+        correction = None
+        if candidates is not None and hyper.sampled_correction:
+            correction = _log_expected(candidates, share, hyper.sampled_candidates, batch)
+        loss, grads = gru.loss_and_gradients(
+            params, batch, candidates, hyper.dropout, rng, hyper.mask_seen, correction
+        )
         touched = None if candidates is None else np.union1d(candidates, batch.items.ravel())
         optimiser.step(loss, grads, touched)
         total, count = total + loss, count + 1
@@ -201,6 +230,17 @@ def _candidates(
         return None
     negatives = rng.integers(1, items + 1, size)
     return np.unique(np.concatenate([batch.targets[batch.targets > 0], negatives]))
+
+
+def _log_expected(
+    candidates: np.ndarray, share: np.ndarray, negatives: int, batch: network.Batch
+) -> np.ndarray:
+    """Log of each candidate's expected count in the sample: the uniform negatives plus the
+    batch's targets, drawn about as often as the items are in the data (`share`, by row)."""
+    uniform = negatives / (len(share) - 1)
+    targets = int((batch.targets > 0).sum())
+    expected: np.ndarray = np.log(uniform + targets * share[candidates])
+    return expected.astype(np.float32)
 
 
 def make_windows(
@@ -220,6 +260,7 @@ def make_windows(
     _, window = np.unique(window_key, return_inverse=True)
     shape = (int(window.max()) + 1 if len(window) else 0, bptt)
     weights = _recency_weights(data, positions + 1) if recency_mask else np.ones(len(positions))
+    firsts = np.unique(window, return_index=True)[1]  # positions ascend, windows too
     return Windows(
         items=_scatter(shape, window, step, data.item[positions] + 1),
         types=_scatter(shape, window, step, data.event_type[positions]),
@@ -229,6 +270,9 @@ def make_windows(
         },
         targets=_scatter(shape, window, step, data.item[positions + 1] + 1),
         weights=_scatter(shape, window, step, weights, np.float32),
+        user_start=first[firsts],
+        start=positions[firsts],
+        sequence=data.item + 1,
     )
 
 

@@ -39,12 +39,17 @@ class Hyperparameters:
     dropout: float = 0.4  # of the GRU's inputs, in training
     item_weight_decay: float = 0.3  # decoupled (AdamW) decay of the item embeddings a step moves
     sampled_candidates: int = 2048  # softmax over all items when there are fewer
+    recent_items: int = 4  # 0-bptt: latest items added to the query with learned weights
+    mask_seen: bool = True  # leave the user's earlier items out of each step's softmax
+    sampled_correction: bool = True  # subtract log expected count from sampled logits
 
     def __post_init__(self) -> None:
         if not 32 <= self.hidden_dimension <= 256:
             raise ValueError(f"hidden_dimension must be 32-256, got {self.hidden_dimension}")
         if not 2 <= self.bptt <= 32:
             raise ValueError(f"bptt must be 2-32, got {self.bptt}")
+        if not 0 <= self.recent_items <= self.bptt:
+            raise ValueError(f"recent_items must be 0-bptt ({self.bptt}), got {self.recent_items}")
         if self.learning_rate_schedule not in SCHEDULES:
             raise ValueError(
                 f"learning_rate_schedule must be one of {SCHEDULES}, "
@@ -83,8 +88,12 @@ class Model:
         x = network.embed(self.params, batch.items, batch.types, batch.contexts)
         cache = network.run(self.params, x)
         lengths = (batch.items > 0).sum(axis=1)
-        last = cache.h[np.arange(len(histories)), lengths]
-        return network.output(self.params, last).astype(np.float32)
+        rows = np.arange(len(histories))
+        last = cache.h[rows, lengths]
+        recent = network.recent(self.params, network.item_inputs(self.params, batch.items))
+        if recent is not None:  # the term at each history's last event; none when empty
+            recent = recent[rows, np.maximum(lengths - 1, 0)] * (lengths > 0)[:, None]
+        return network.output(self.params, last, recent).astype(np.float32)
 
     def scores(self, states: np.ndarray) -> np.ndarray:
         """Scores of every item (columns in `items` order) for each state."""
@@ -159,4 +168,4 @@ class Model:
         )
 
 
-_WEIGHTS = ("gru_w", "gru_u", "gru_b", "out_w", "out_b")
+_WEIGHTS = ("gru_w", "gru_u", "gru_b", "out_w", "out_b", "recent_w")

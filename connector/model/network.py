@@ -28,6 +28,7 @@ class Batch:
     contexts: dict[str, np.ndarray]  # field -> (B, T) int context value codes
     targets: np.ndarray  # (B, T) int next item, 0 = no target
     weights: np.ndarray  # (B, T) float loss weight per target (0 where no target)
+    seen_before: np.ndarray | None = None  # (B, P) items seen before the window (training)
 
 
 @dataclass
@@ -79,6 +80,29 @@ def run(params: Params, x: np.ndarray) -> Cache:
     return Cache(x=x, keep_in=None, h=h, z=z, r=r, n=n)
 
 
-def output(params: Params, states: np.ndarray) -> np.ndarray:
-    """The query vector a state is scored with: states @ out_w + out_b."""
-    return states @ params["out_w"] + params["out_b"]
+def item_inputs(params: Params, items: np.ndarray) -> np.ndarray:
+    """The item embeddings of a window (B, T, H), zero at padding steps."""
+    rows: np.ndarray = params["item_embeddings"][items] * (items > 0)[..., None]
+    return rows
+
+
+def recent(params: Params, items_x: np.ndarray) -> np.ndarray | None:
+    """The recent-items term of the query at every step t of a window: the sum over the
+    last K items (k = 0 the item at t) of recent_w[k] * item_embedding, elementwise; None
+    when the model has no `recent_w` (K = 0). `items_x` is item_inputs (B, T, H)."""
+    weights = params.get("recent_w")
+    if weights is None:
+        return None
+    result: np.ndarray = items_x * weights[0]
+    for back in range(1, min(len(weights), items_x.shape[1])):
+        result[:, back:] += items_x[:, :-back] * weights[back]
+    return result
+
+
+def output(params: Params, states: np.ndarray, recent_term: np.ndarray | None = None) -> np.ndarray:
+    """The query vector a state is scored with: states @ out_w + out_b, plus the
+    recent-items term of the same step when the model has one."""
+    query: np.ndarray = states @ params["out_w"] + params["out_b"]
+    if recent_term is not None:
+        query = query + recent_term
+    return query

@@ -92,3 +92,19 @@ def test_windows_hold_every_next_item_prediction_once() -> None:
     for items, targets in zip(windows.items, windows.targets, strict=True):
         steps = int((targets > 0).sum())
         assert (items[1:steps] == targets[: steps - 1]).all()
+
+
+def test_a_windows_seen_before_is_its_users_earlier_items() -> None:
+    data = from_rows(walks(users=3, length=10)).compact()
+    windows = make_windows(data, bptt=4, recency_mask=False, rng=np.random.default_rng(1))
+    rows = np.arange(len(windows.items))
+    for most in (2, 256):
+        batch = windows.batch(rows, seen_before=most)
+        assert batch.seen_before is not None
+        for row in rows:
+            start, first = windows.start[row], windows.user_start[row]
+            assert windows.items[row, 0] == data.item[start] + 1
+            expected = data.item[max(first, start - most) : start] + 1
+            seen = batch.seen_before[row]
+            assert (seen[seen > 0] == expected).all()
+    assert windows.batch(rows).seen_before is None

@@ -74,12 +74,13 @@ from bench.product_path import recommendations as ask
 from bench.services import services
 from connector.api.settings import ApiSettings
 from connector.keys import Keys, Subject
-from connector.model.history import HistoryEntry, parse_member
+from connector.model.history import HistoryEntry
 from connector.model.model import Hyperparameters
 from connector.serving.current_model import ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
 from connector.settings import ConnectorSettings
+from connector.stores.histories import HistoryReader, SubjectHistory
 from connector.stores.model_versions import ModelStore
 from worker import movielens, training
 from worker.evaluation import Holdout, evaluate, split_last
@@ -259,10 +260,12 @@ def in_process_answers(
     served: ServingModel,
     histories: Mapping[str, Sequence[HistoryEntry]],
     weight: float,
+    interacted: Mapping[str, Sequence[str]] | None = None,
     batch: int = 256,
 ) -> dict[str, list[str]]:
     """recommend_many (the API's ranking code) on each user's history, at exploration
-    `weight` with the API's default age cut-off."""
+    `weight` with the API's default age cut-off; seen items are `interacted` (as the API
+    reads them) when given, else the history's."""
     cut_off = ApiSettings.model_fields["exploration_item_age_cut_off"].default
     exploration = Exploration(weight, cut_off)
     rng = np.random.default_rng(0)
@@ -271,7 +274,10 @@ def in_process_answers(
     users = list(histories)
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
-        ranked = recommend_many(served, [histories[u] for u in chunk], COUNT, exploration, rng)
+        seen = None if interacted is None else [interacted[u] for u in chunk]
+        ranked = recommend_many(
+            served, [histories[u] for u in chunk], COUNT, exploration, rng, interacted=seen
+        )
         for user, listed in zip(chunk, ranked, strict=True):
             answers[user] = [items[int(c)] for c in listed.columns]
     return answers
@@ -279,17 +285,15 @@ def in_process_answers(
 
 def stored_histories(
     client: redis.Redis, group: str, users: Sequence[str], window: int
-) -> dict[str, list[HistoryEntry]]:
-    """The latest `window` events of each user's history in Redis, as the API reads them."""
-    keys = Keys(group)
-    histories: dict[str, list[HistoryEntry]] = {}
+) -> dict[str, SubjectHistory]:
+    """Each user's history in Redis, read as the API reads it (the latest `window` events
+    and the interacted items)."""
+    reader = HistoryReader(client, Keys(group), window)
+    histories: dict[str, SubjectHistory] = {}
     for start in range(0, len(users), 500):
         chunk = users[start : start + 500]
-        pipe = client.pipeline(transaction=False)
-        for user in chunk:
-            pipe.zrange(keys.history(Subject("u", user)), -window, -1)
-        for user, members in zip(chunk, pipe.execute(), strict=True):
-            histories[user] = [parse_member(member) for member in members]
+        read = reader.read([Subject("u", user) for user in chunk])
+        histories.update(zip(chunk, read, strict=True))
     return histories
 
 
@@ -313,11 +317,16 @@ def references(
     differs = {
         user
         for user, history in offline.items()
-        if _events(history[-window:]) != _events(stored[user])
+        if _events(history[-window:]) != _events(stored[user].events)
     }
     return References(
         in_process_answers(served, offline, 0.0),
-        in_process_answers(served, stored, 0.0),
+        in_process_answers(
+            served,
+            {user: read.events for user, read in stored.items()},
+            0.0,
+            {user: read.interacted_items for user, read in stored.items()},
+        ),
         differs,
     )
 

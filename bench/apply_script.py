@@ -43,9 +43,16 @@ VARIANTS = {
     "full script": ("", ""),
     "without dedup ZMSCORE": ("redis.call('ZMSCORE', seen, unpack(markers))", "{}"),
     "without marker ZADD": ("redis.call('ZADD', seen, unpack(scored))", ""),
-    "without history ZADD": ("redis.call('ZADD', history, op.ts, op.member)", ""),
+    "without history ZADD": (
+        "redis.call('ZADD', subject .. batch.history_suffix, op.order, op.member)",
+        "",
+    ),
+    "without interacted ZADD": (
+        "redis.call('ZADD', subject .. batch.interacted_suffix, 'GT', op.ts, op.interacted)",
+        "",
+    ),
     "without bounds and TTLs": (
-        "for history, entry in pairs(touched) do bound(history, entry[1], entry[2]) end",
+        "for subject, newest in pairs(touched) do bound(subject, newest) end",
         "",
     ),
     "without counters": ("flush(type_counts, batch.type_prefix)", ""),
@@ -106,6 +113,8 @@ def main() -> None:
     with redis_service() as url:
         client = redis.Redis.from_url(url)
         for name, (line, replacement) in VARIANTS.items():
+            if line and line not in FULL:
+                raise SystemExit(f"apply_batch.lua no longer has the line {name!r} removes")
             source = FULL.replace(line, replacement) if line else FULL
             if line and source == FULL:
                 raise SystemExit(f"variant {name!r}: line not found in the script")

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from bench.api_calls import JSON, call
 from connector.devservices.process import free_port
 from connector.settings import ConnectorSettings
 from connector.topic_state import connector_lag, topic_records
@@ -238,24 +238,6 @@ class Product:
 
 
 # --- HTTP ----------------------------------------------------------------------------------
-
-JSON = {"Content-Type": "application/json"}  # the API answers 415 to any other body
-
-
-def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One request on a new connection; (status, decoded body), (0, None) if refused."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        headers = {} if body is None else JSON
-        connection.request(
-            method, path, body=None if body is None else orjson.dumps(body), headers=headers
-        )
-        response = connection.getresponse()
-        return response.status, orjson.loads(response.read() or b"null")
-    except (ConnectionError, OSError):
-        return 0, None
-    finally:
-        connection.close()
 
 
 def recommendations(

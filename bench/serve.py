@@ -62,6 +62,7 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.api_calls import call
 from bench.ingest import connector_env, prepare
 from bench.serve_load import user_id
 from bench.services import services
@@ -342,22 +343,6 @@ def running_api(settings: ConnectorSettings, threads: int | None = None) -> Iter
     finally:
         child.terminate()
         child.wait(60)
-
-
-def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One request on a new connection; (status, decoded body), (0, None) if refused."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        headers = {} if body is None else {"Content-Type": "application/json"}
-        connection.request(
-            method, path, body=None if body is None else orjson.dumps(body), headers=headers
-        )
-        response = connection.getresponse()
-        return response.status, orjson.loads(response.read() or b"null")
-    except (ConnectionError, OSError):
-        return 0, None
-    finally:
-        connection.close()
 
 
 def sequential_latencies(port: int, users: int, requests: int) -> tuple[list[float], int]:

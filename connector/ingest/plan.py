@@ -150,11 +150,20 @@ def _accept(
         subject=subject,
         session_id=envelope.session_id,
         row=row,
-        markers=_markers(subject, event),
+        markers=_markers(_marked_as(envelope, subject), event),
         history_member=_history_member(row, context.schema, impression),
         event_type=event["eventType"],
         attribution=_attribution(event, served_list),
     )
+
+
+def _marked_as(envelope: Envelope, subject: Subject) -> Subject:
+    """Whose content marker an event carries: its subject's, but for an event sent without
+    a userId, its session's even once the session is linked to a user. Such an event was
+    marked as the session's when it first arrived before the login; a replay after the
+    login (a crash left it uncommitted) must carry the same marker to be recognised in the
+    user's markers, which the login merged the session's into."""
+    return subject if envelope.user_id else Subject("s", envelope.session_id)
 
 
 def _markers(subject: Subject, event: dict[str, Any]) -> tuple[str, ...]:

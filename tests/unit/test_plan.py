@@ -142,3 +142,16 @@ def test_history_member_is_deterministic() -> None:
     again = plan([record(0, "s", events, user="u")]).accepted[0].history_member
     assert first == again
     assert json.loads(first)["context"] == {"DEVICE": "tv", "LOCATION": "Lima"}
+
+
+def test_an_anonymous_event_keeps_its_marker_once_its_session_is_linked() -> None:
+    """A crash replay across a login: the event first arrived before the session's login
+    (marked as the session's), and comes back when the session is linked to a user; its
+    marker must be the same, or the user's merged markers would not recognise it and it
+    would be counted twice."""
+    before = plan([record(0, "s", [click("a", 1)])]).accepted[0]
+    replayed = plan([record(0, "s", [click("a", 1)])], links={"s": "alice"}).accepted[0]
+    assert replayed.subject == Subject("u", "alice") != before.subject
+    assert replayed.markers == before.markers
+    logged_in = plan([record(0, "s", [click("a", 1)], user="alice")]).accepted[0]
+    assert logged_in.markers != before.markers  # a user's own event: the user's marker

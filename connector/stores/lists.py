@@ -139,13 +139,11 @@ class RecommendationLists:
         mark the subjects as recently active."""
         if not lists:
             return
-        now_ms = int(time.time() * 1000)
         pipe = self._client.pipeline(transaction=False)
         for subject, stored in lists:
             raw = stored.to_json() if isinstance(stored, StoredList) else stored
             pipe.set(self._keys.recommendations(subject), raw, ex=self._ttl)
-        pipe.zadd(self._keys.active_subjects, {subject.tag: now_ms for subject, _ in lists})
-        pipe.zremrangebyscore(self._keys.active_subjects, "-inf", now_ms - self._ttl * 1000)
+        self._queue_active(pipe, [subject for subject, _ in lists])
         pipe.execute()
 
     def mark_active(self, subjects: Sequence[Subject]) -> None:
@@ -153,11 +151,16 @@ class RecommendationLists:
         before any model version exists), so the first version gives them lists."""
         if not subjects:
             return
-        now_ms = int(time.time() * 1000)
         pipe = self._client.pipeline(transaction=False)
+        self._queue_active(pipe, subjects)
+        pipe.execute()
+
+    def _queue_active(self, pipe: Any, subjects: Sequence[Subject]) -> None:
+        """Add to `pipe`: `subjects` active now, and the active set rid of subjects idle for
+        longer than a list lives."""
+        now_ms = int(time.time() * 1000)
         pipe.zadd(self._keys.active_subjects, {subject.tag: now_ms for subject in subjects})
         pipe.zremrangebyscore(self._keys.active_subjects, "-inf", now_ms - self._ttl * 1000)
-        pipe.execute()
 
     def read(self, subject: Subject) -> StoredList | None:
         """The subject's list, or None when it has none."""

@@ -23,16 +23,22 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+def _env(dev_dir: Path, kafka: str, redis_url: str, **more: str) -> dict[str, str]:
+    """This process's environment with local services in `dev_dir` at these addresses."""
+    return {
+        **os.environ,
+        "STREAMREC_DEV_DIR": str(dev_dir),
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka,
+        "STREAMREC_REDIS_URL": redis_url,
+        **more,
+    }
+
+
 @pytest.mark.slow
 def test_up_status_down_twice(tmp_path: Path) -> None:
     dev_dir = tmp_path / "dev"
     kafka_port, redis_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "STREAMREC_DEV_DIR": str(dev_dir),
-        "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
-        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-    }
+    env = _env(dev_dir, f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0")
     for _ in range(2):
         up = _run(["up"], env)
         assert up.returncode == 0, up.stderr
@@ -51,12 +57,7 @@ def test_up_status_down_twice(tmp_path: Path) -> None:
 def test_up_refuses_a_port_held_by_something_that_is_not_the_service(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as squatter:  # accepts, never answers PING
         port = squatter.getsockname()[1]
-        env = {
-            **os.environ,
-            "STREAMREC_DEV_DIR": str(tmp_path / "dev"),
-            "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-            "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-        }
+        env = _env(tmp_path / "dev", f"127.0.0.1:{free_port()}", f"redis://127.0.0.1:{port}/0")
         result = _run(["up"], env)
     assert result.returncode != 0
     assert f"port {port} is already in use" in result.stderr
@@ -70,12 +71,7 @@ def test_up_uses_a_service_that_answers_and_starts_only_the_other(
     and `dev down` stops only that Redis."""
     dev_dir = tmp_path / "dev"
     redis_port = free_port()
-    env = {
-        **os.environ,
-        "STREAMREC_DEV_DIR": str(dev_dir),
-        "STREAMREC_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
-        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-    }
+    env = _env(dev_dir, endpoints.kafka_bootstrap, f"redis://127.0.0.1:{redis_port}/0")
     up = _run(["up"], env)
     assert up.returncode == 0, up.stderr
     assert "kafka  answers at the configured address, not started here" in up.stdout
@@ -92,12 +88,7 @@ def test_up_with_redis_down_restarts_redis_and_never_stops_the_broker(tmp_path: 
     """Issue 17: `dev up` with only Redis down used to stop the healthy broker first."""
     dev_dir = tmp_path / "dev"
     kafka_port, redis_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "STREAMREC_DEV_DIR": str(dev_dir),
-        "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",
-        "STREAMREC_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-    }
+    env = _env(dev_dir, f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0")
     try:
         assert _run(["up"], env).returncode == 0
         pids = {s["name"]: s["pid"] for s in json.loads((dev_dir / "services.json").read_text())}
@@ -123,14 +114,13 @@ def test_demo_starts_only_what_does_not_answer(tmp_path: Path, endpoints) -> Non
     import redis
 
     dev_dir = tmp_path / "dev"
-    env = {
-        **os.environ,
-        "STREAMREC_DEV_DIR": str(dev_dir),
-        "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "STREAMREC_REDIS_URL": endpoints.redis_url,
-        "STREAMREC_DATASET_GROUP": f"demo{os.getpid()}",
-        "STREAMREC_WORKER_CACHE_DIR": str(tmp_path / "cache"),
-    }
+    env = _env(
+        dev_dir,
+        f"127.0.0.1:{free_port()}",
+        endpoints.redis_url,
+        STREAMREC_DATASET_GROUP=f"demo{os.getpid()}",
+        STREAMREC_WORKER_CACHE_DIR=str(tmp_path / "cache"),
+    )
     tiny = ["--max-interactions", "3000", "--replay-events", "100", "--replay-seconds", "3"]
     tiny += ["--epochs", "1", "--users", "1", "--api-port", "0"]
     result = subprocess.run(

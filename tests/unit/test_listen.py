@@ -76,6 +76,14 @@ def test_other_errors_keep_their_traceback() -> None:
     assert raised.value is error
 
 
+def api_port_in_use(port: int) -> str:
+    """The one line `streamrec api` gives for a port in use."""
+    return (
+        f"Error: port {port} is in use (127.0.0.1:{port}: address already in use): "
+        "stop what listens there, or choose another port with --port or STREAMREC_API_PORT"
+    )
+
+
 def test_api_on_a_busy_port_exits_with_one_line(
     busy_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,10 +91,7 @@ def test_api_on_a_busy_port_exits_with_one_line(
     cli.add_command(api_cli.api, "api")
     result = CliRunner().invoke(cli, ["api", "--host", "127.0.0.1", "--port", str(busy_port)])
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == [
-        f"Error: port {busy_port} is in use (127.0.0.1:{busy_port}: address already in use): "
-        "stop what listens there, or choose another port with --port or STREAMREC_API_PORT"
-    ]
+    assert result.stderr.splitlines() == [api_port_in_use(busy_port)]
 
 
 def test_api_taken_after_the_check_still_exits_with_one_line(
@@ -97,7 +102,4 @@ def test_api_taken_after_the_check_still_exits_with_one_line(
     cli.add_command(api_cli.api, "api")
     result = CliRunner().invoke(cli, ["api", "--host", "127.0.0.1", "--port", str(busy_port)])
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == [
-        f"Error: port {busy_port} is in use (127.0.0.1:{busy_port}: address already in use): "
-        "stop what listens there, or choose another port with --port or STREAMREC_API_PORT"
-    ]
+    assert result.stderr.splitlines() == [api_port_in_use(busy_port)]

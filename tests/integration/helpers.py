@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +116,51 @@ def mentioning(text: str) -> list[int]:
         if text.encode() in held:
             found.append(int(entry.name))
     return found
+
+
+def answers(request: str | urllib.request.Request) -> bool:
+    """Whether an HTTP server answers `request` at all (any status)."""
+    try:
+        with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - our own server
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, with a status
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@dataclass
+class Running:
+    """A long-running `streamrec` command; its combined output once it has stopped."""
+
+    process: subprocess.Popen[str]
+    output: str = field(default="")
+
+
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[Running]:
+    """Start `streamrec <command>`, wait until `ready_url` answers, hand it over, then stop it
+    with SIGTERM (after a second, so a verbose process logs what it logs after the caller's
+    requests) and keep its output."""
+    process = subprocess.Popen(  # noqa: S603 - our own command
+        ["streamrec", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run = Running(process)
+    try:
+        deadline = time.monotonic() + 90
+        while not answers(ready_url):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, f"{command} did not come up"
+            time.sleep(0.2)
+        yield run
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        run.output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

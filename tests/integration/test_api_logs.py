@@ -9,25 +9,11 @@ were broken. The command runs as operators run it, and its whole output is searc
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 import uuid
 
 from connector.devservices.process import free_port
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own server
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
+from tests.integration.helpers import running
 
 
 def _send(port: int, request: bytes) -> bytes:
@@ -45,19 +31,7 @@ def test_access_log_redacts_query_strings_and_bad_http_is_one_warning(
     key = f"key-{uuid.uuid4().hex}"
     port = free_port()
     env = {**service_env, "STREAMREC_API_KEYS": key, "STREAMREC_API_PORT": str(port)}
-    api = subprocess.Popen(
-        ["streamrec", "-v", "api"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not _answers(f"http://127.0.0.1:{port}/healthz"):
-            assert api.poll() is None, api.communicate()[0]
-            assert time.monotonic() < deadline, "the API did not come up"
-            time.sleep(0.2)
+    with running(["-v", "api"], env, f"http://127.0.0.1:{port}/healthz") as api:
         body = b'{"userId": "u1"}'
         keyed = _send(
             port,
@@ -67,13 +41,7 @@ def test_access_log_redacts_query_strings_and_bad_http_is_one_warning(
             + body,
         )
         malformed = _send(port, b"POST /recommendations HTTP/1.1\r\nContent-Length: abc\r\n\r\n")
-        time.sleep(1)  # let the access log line be written
-        api.send_signal(signal.SIGTERM)
-        output, _ = api.communicate(timeout=60)
-    finally:
-        if api.poll() is None:
-            api.kill()
-            api.communicate()
+    output = api.output
     assert keyed.startswith(b"HTTP/1.1 401") and malformed.startswith(b"HTTP/1.0 400")
     assert key not in output and key[-16:] not in output
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]

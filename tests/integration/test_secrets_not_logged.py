@@ -11,7 +11,6 @@ byte of stdout and stderr is searched for each secret.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -27,7 +26,7 @@ import redis
 from connector.devservices import tools
 from connector.devservices.process import free_port
 from connector.settings import ConnectorSettings
-from tests.integration.helpers import prepare_group
+from tests.integration.helpers import answers, prepare_group, running
 
 
 @dataclass(frozen=True)
@@ -101,39 +100,10 @@ def run_briefly(
 ) -> Run:
     """Start a long-running command, wait until `ready_url` answers, make the `exercise`
     requests, then stop it with SIGTERM."""
-    process = subprocess.Popen(  # noqa: S603 - our own command
-        ["streamrec", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not _answers(ready_url):
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, f"{command} did not come up"
-            time.sleep(0.2)
+    with running(command, env, ready_url) as run:
         for request in exercise:
-            _answers(request)
-        time.sleep(1)  # let a verbose process log what it logs after the requests
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return Run(" ".join(command), process.returncode, output)
-
-
-def _answers(request: str | urllib.request.Request) -> bool:
-    try:
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - our own server
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answered, with a status
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
+            answers(request)
+    return Run(" ".join(command), run.process.returncode, run.output)
 
 
 def test_no_command_prints_a_configured_secret(

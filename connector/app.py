@@ -30,7 +30,8 @@ import redis
 from prometheus_client import generate_latest
 
 from connector import observability
-from connector.batch_consumer import BatchApp, BatchHandler
+from connector.batch_consumer import BatchApp
+from connector.batch_pipeline import BatchHandler
 from connector.exceptions import (
     KafkaUnavailableError,
     ListRefreshUnavailableError,

@@ -21,10 +21,8 @@ rebalance and a shutdown await before their final commit) also waits for the bat
 finishing. A batch prepared while a rebalance began is dropped unfinished: the rebalance seeks
 every partition back to its committed offset, so it is fetched and prepared again.
 
-A handler may have a third step, `complete` (the connector's list refresh): batch n completes
-while batch n+1 finishes, in order, and each batch is acknowledged once it has completed, so
-the two steps of consecutive batches overlap without any batch's offsets being acknowledged
-before all of its effects are written.
+How a prepared batch then finishes, completes and is acknowledged, with at most two batches
+in flight, is connector/batch_pipeline.py's.
 """
 
 from __future__ import annotations
@@ -32,8 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import faust
@@ -41,36 +38,10 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.utils.futures import notify
 
+from connector.batch_pipeline import BatchHandler, BatchPipeline
 from connector.ingest.records import SourceRecord
 
 _IDLE_FETCH_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class BatchHandler:
-    """How a topic's batches are processed, in two or three steps.
-
-    `prepare(records, in_flight)` may run while the batch before is still finishing, and is
-    then given that batch's prepared value (else None); it must not write what a replay could
-    not repeat. `finish(prepared)` runs for one batch at a time, in fetch order. `complete`
-    (optional) runs after it, also one batch at a time in fetch order, and may overlap the
-    next batch's `finish`. The batch is acknowledged once its last step returned. Each step
-    retries transient errors itself."""
-
-    prepare: Callable[[list[SourceRecord], Any], Awaitable[Any]]
-    finish: Callable[[Any], Awaitable[None]]
-    complete: Callable[[Any], Awaitable[None]] | None = None
-
-
-@dataclass(frozen=True)
-class _Finishing:
-    """The batch whose `finish` runs or ran: its topic, prepared value, whether `finish`
-    has returned (`finished`), and the task that completes and acknowledges it."""
-
-    topic: str
-    prepared: Any
-    finished: asyncio.Future[None]
-    task: asyncio.Future[None]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -78,11 +49,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def on_init(self) -> None:
         super().on_init()
-        self._batch_done = asyncio.Event()
-        self._batch_done.set()
         self._batch_generation: int | None = None
-        self._finishing: _Finishing | None = None
-        self._last_task: asyncio.Future[None] | None = None  # the newest batch's whole task
+        self._pipeline = BatchPipeline(self._acknowledge, lambda: notify(self._waiting_for_ack))
 
     async def _drain_messages(self, fetcher: Any) -> None:  # faust's fetcher service
         """The fetch loop faust runs in its Fetcher service: fetch, deliver, repeat (the
@@ -90,9 +58,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 records = await self._fill(self._batch_limits())
-                if self._finishing is not None and self._finishing.finished.done():
-                    await self._settle()  # raises now what finishing that batch raised
-                self._raise_failed_completion()
+                self._pipeline.raise_failure()  # what finishing or completing raised
                 if records and not self.should_stop:
                     await self._deliver(records)
                 await self.sleep(0)
@@ -148,85 +114,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for topic, pairs in by_topic.items():
             handler = app.batch_handlers.get(topic)
             if handler is None:
-                await self._settle()
+                await self._pipeline.ready()
                 await self._deliver_one_by_one(pairs)
                 continue
             sources = [_source(record) for _, record in pairs]
-            prepared = await handler.prepare(sources, self._in_flight(topic))
-            await self._settle()
+            prepared = await handler.prepare(sources, self._pipeline.in_flight(topic))
+            await self._pipeline.ready()
             if not self._current(generation):
                 return  # a rebalance began while preparing: its seek brings these again
-            self._start_finish(topic, handler, prepared, pairs)
+            self._pipeline.start(topic, handler, prepared, pairs)
 
     def _current(self, generation: int | None) -> bool:
         """Whether records fetched in `generation` may still be processed."""
         app = self.app
         current = app.consumer_generation_id == generation
         return current and self.flow_active and not self.should_stop
-
-    def _in_flight(self, topic: str) -> Any:
-        """The prepared value of the topic's batch still finishing, if one is."""
-        finishing = self._finishing
-        if finishing is None or finishing.topic != topic or finishing.finished.done():
-            return None  # what it wrote is in Redis: nothing to carry
-        return finishing.prepared
-
-    def _start_finish(
-        self, topic: str, handler: BatchHandler, prepared: Any, pairs: list[tuple[TP, Any]]
-    ) -> None:
-        self._batch_done.clear()
-        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        previous = self._last_task
-        task = asyncio.ensure_future(self._finish(handler, prepared, pairs, finished, previous))
-        self._finishing = _Finishing(topic, prepared, finished, task)
-        self._last_task = task
-
-    async def _finish(
-        self,
-        handler: BatchHandler,
-        prepared: Any,
-        pairs: list[tuple[TP, Any]],
-        finished: asyncio.Future[None],
-        previous: asyncio.Future[None] | None,
-    ) -> None:
-        """finish, then (after the batch before has completed) complete, then acknowledge."""
-        try:
-            try:
-                await handler.finish(prepared)
-            except asyncio.CancelledError:
-                finished.cancel()
-                raise
-            except BaseException as exc:
-                finished.set_exception(exc)
-                raise
-            finished.set_result(None)
-            if previous is not None:
-                await asyncio.shield(previous)  # batches complete and are acked in order
-            if handler.complete is not None:
-                await handler.complete(prepared)
-            self._acknowledge(pairs)
-        finally:
-            if self._last_task is None or self._last_task is asyncio.current_task():
-                self._batch_done.set()  # no batch after this one is in flight
-            notify(self._waiting_for_ack)
-
-    async def _settle(self) -> None:
-        """Wait until the batch finishing, if any, has finished, and raise what it raised
-        (its completion may still run). Shielded: the fetch loop being cancelled does not
-        cancel a finish, which still acknowledges."""
-        finishing = self._finishing
-        if finishing is None:
-            return
-        await asyncio.shield(finishing.finished)
-        self._finishing = None
-
-    def _raise_failed_completion(self) -> None:
-        """Raise what completing the newest batch raised, if it failed."""
-        task = self._last_task
-        if task is not None and task.done() and not task.cancelled():
-            exc = task.exception()
-            if exc is not None:
-                raise exc
 
     async def _fresh(self, tp: TP, records: list[Any]) -> list[Any]:
         """The records not read before, noting offset gaps (compaction, transaction markers)
@@ -274,9 +176,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         stopping consumer does not wait: the batch stays unacknowledged and the partition's
         next owner replays it (the ingest path makes a replay safe), so a shutdown is not held
         up by a batch retrying against a dead Redis."""
-        while not self._batch_done.is_set() and not self.should_stop:
+        idle = self._pipeline.idle
+        while not idle.is_set() and not self.should_stop:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._batch_done.wait(), _IDLE_FETCH_SECONDS)
+                await asyncio.wait_for(idle.wait(), _IDLE_FETCH_SECONDS)
         await super().wait_empty()
 
 

@@ -1,0 +1,94 @@
+"""The batch pipeline's order: finish one at a time, complete in order, acknowledge after
+complete, and never more than two batches past preparing (so a slow list refresh holds the
+fetch loop back instead of leaving acknowledged work and memory to pile up)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from connector.batch_pipeline import BatchHandler, BatchPipeline
+
+
+class Recorder:
+    """A handler whose steps log when they start and end; `complete` is the slow step."""
+
+    def __init__(self, complete_seconds: float, fail: tuple[str, int] | None = None) -> None:
+        self.log: list[tuple[str, int]] = []
+        self.complete_seconds = complete_seconds
+        self.fail = fail
+
+    async def finish(self, batch: int) -> None:
+        self.log.append(("finish", batch))
+        await asyncio.sleep(0.001)
+        if self.fail == ("finish", batch):
+            raise RuntimeError(f"finish {batch}")
+
+    async def complete(self, batch: int) -> None:
+        self.log.append(("complete", batch))
+        await asyncio.sleep(self.complete_seconds)
+        if self.fail == ("complete", batch):
+            raise RuntimeError(f"complete {batch}")
+        self.log.append(("completed", batch))
+
+    def handler(self) -> BatchHandler:
+        async def prepare(records: list[object], in_flight: object) -> object:
+            return records
+
+        return BatchHandler(prepare, self.finish, self.complete)
+
+
+async def run_batches(recorder: Recorder, count: int) -> tuple[BatchPipeline, list[int]]:
+    """The consumer's loop: wait until ready, start the next batch; then wait until idle."""
+    acknowledged: list[int] = []
+    pipeline = BatchPipeline(lambda batch: acknowledged.append(batch))
+    handler = recorder.handler()
+    for batch in range(count):
+        await pipeline.ready()
+        recorder.log.append(("start", batch))
+        pipeline.start("events", handler, batch, batch)
+    await asyncio.wait_for(pipeline.idle.wait(), 5)
+    return pipeline, acknowledged
+
+
+def test_a_batch_starts_only_when_the_one_two_before_has_completed() -> None:
+    recorder = Recorder(complete_seconds=0.02)
+    _, acknowledged = asyncio.run(run_batches(recorder, 6))
+    assert acknowledged == list(range(6))
+    log = recorder.log
+    for batch in range(2, 6):
+        assert log.index(("completed", batch - 2)) < log.index(("start", batch)), log
+    in_flight = 0
+    most = 0
+    for step, _ in log:
+        in_flight += {"start": 1, "completed": -1}.get(step, 0)
+        most = max(most, in_flight)
+    assert most == 2
+
+
+def test_the_next_batch_finishes_while_the_one_before_completes() -> None:
+    recorder = Recorder(complete_seconds=0.05)
+    asyncio.run(run_batches(recorder, 2))
+    log = recorder.log
+    assert log.index(("finish", 1)) < log.index(("completed", 0)), log
+
+
+def test_a_failed_finish_is_raised_and_nothing_after_it_is_acknowledged() -> None:
+    recorder = Recorder(complete_seconds=0.0, fail=("finish", 1))
+    with pytest.raises(RuntimeError, match="finish 1"):
+        asyncio.run(run_batches(recorder, 3))
+
+
+def test_a_failed_completion_is_raised_without_waiting() -> None:
+    async def scenario() -> list[int]:
+        recorder = Recorder(complete_seconds=0.0, fail=("complete", 0))
+        acknowledged: list[int] = []
+        pipeline = BatchPipeline(lambda batch: acknowledged.append(batch))
+        pipeline.start("events", recorder.handler(), 0, 0)
+        await asyncio.wait_for(pipeline.idle.wait(), 5)
+        with pytest.raises(RuntimeError, match="complete 0"):
+            pipeline.raise_failure()
+        return acknowledged
+
+    assert asyncio.run(scenario()) == []

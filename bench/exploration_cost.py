@@ -1,20 +1,21 @@
-"""What exploration costs in held-out accuracy, and where in a list its items cost least.
+"""What exploration costs in held-out accuracy, by weight and by the width of its relevance gate.
 
-Trains our model on a leave-last-out split (bench/datasets.py), serves it as the API does
+Trains our model on a leave-last-out split (bench/datasets.py; --split validation, the
+default, holds out each user's second-to-last item and trains on what came before it, so
+settings are chosen without looking at the test items), serves it as the API does
 (connector.serving.recommend.recommend_many, every user's seen items excluded), and marks
 --new-share of the items as really new: drawn from the rarest quarter (new items have little
 interaction data by definition), created a day before the newest interaction; every other
 item is older than the cut-off. The same users are then answered with exploration weight 0
-and with --weight, and the --weight lists are laid out three ways: explored items in the
-middle of equal stretches of the list (2, 6, 9 of 10), at the end of each stretch (4, 7, 10:
-what ranking.interleave does) and all at the end of the list (8, 9, 10). NDCG@10 and HR@10
-of each, and how many slots went to exploration.
+and with each of --weights, for each gate width of --gates (ranking.EXPLORATION_GATE; the
+served one when not given): NDCG@10 and HR@10 of each, and the share of slots explored.
 
-    python bench/exploration_cost.py [--dataset ml-100k|video] [--new-share 0.03] [--weight 0.3]
-                                     [--also-weights 0.1,0.2]
+    python bench/exploration_cost.py [--dataset ml-100k|video] [--split validation|test]
+                                     [--new-share 0.03] [--weights 0.1,0.3,0.6,1]
+                                     [--gates 4,6,8]
 
-Prints a table; the last line is one JSON object {"dataset", "new_share", "weight",
-"ndcg10": {layout: value}, "hr10": {...}, "explored_slots": share}.
+Prints a table; the last line is one JSON object {"dataset", "split", "new_share",
+"ndcg10": {row: value}, "hr10": {...}, "explored_slots": {...}}.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,56 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.datasets import LOADERS, load
 from connector.model.model import Hyperparameters
+from connector.serving import ranking
 from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
-from connector.serving.ranking import Exploration, Ranked
+from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
 from worker import popularity, training
 from worker.evaluation import Holdout, split_last
 from worker.metrics import DEPTH, MetricAccumulator
 
 COUNT = 10
-Layout = Callable[[int, int], np.ndarray]  # (slots, explored) -> bool per slot
-
-
-def middle_of_stretches(total: int, explored: int) -> np.ndarray:
-    """The layout before this benchmark: the middle of each equal stretch."""
-    positions = np.zeros(total, bool)
-    if explored:
-        spots = np.floor((np.arange(explored) + 0.5) * total / explored).astype(int)
-        positions[np.minimum(spots, total - 1)] = True
-    return positions
-
-
-def end_of_stretches(total: int, explored: int) -> np.ndarray:
-    """The last slot of each equal stretch."""
-    positions = np.zeros(total, bool)
-    if explored:
-        ends = np.ceil((np.arange(explored) + 1) * total / explored - 1e-9).astype(int)
-        positions[np.clip(ends - 1, 0, total - 1)] = True
-    return positions
-
-
-def end_of_list(total: int, explored: int) -> np.ndarray:
-    """All explored items after all exploited ones."""
-    positions = np.zeros(total, bool)
-    positions[total - explored :] = True
-    return positions
-
-
-LAYOUTS: dict[str, Layout] = {
-    "middle of stretches": middle_of_stretches,
-    "end of stretches": end_of_stretches,
-    "end of list": end_of_list,
-}
-
-
-def laid_out(ranked: Ranked, layout: Layout) -> np.ndarray:
-    """The list's columns with its explored items placed by `layout` (same items)."""
-    exploit, explore = ranked.columns[~ranked.explored], ranked.columns[ranked.explored]
-    positions = layout(len(ranked.columns), len(explore))
-    columns = np.empty(len(ranked.columns), np.int64)
-    columns[positions], columns[~positions] = explore, exploit
-    return columns
 
 
 def serving_model(train_data, model, new_share: float, seed: int) -> tuple[ServingModel, int]:  # type: ignore[no-untyped-def]
@@ -97,22 +56,18 @@ def serving_model(train_data, model, new_share: float, seed: int) -> tuple[Servi
 
 def measure(
     served: ServingModel, holdouts: list[Holdout], weight: float, seed: int
-) -> tuple[dict[str, MetricAccumulator], int]:
-    """Metric accumulators per layout (one, "weight 0", when weight is 0); explored slots."""
+) -> tuple[dict[str, float], float]:
+    """NDCG@10 and HR@10 of the answers with `weight`, and the share of slots explored."""
     rng = np.random.default_rng(seed)
-    names = ["weight 0"] if weight == 0 else list(LAYOUTS)
-    accumulators = {name: MetricAccumulator(len(served.model.items)) for name in names}
+    accumulator = MetricAccumulator(len(served.model.items))
     explored = 0
     for start in range(0, len(holdouts), 256):
         batch = holdouts[start : start + 256]
         ranked = recommend_many(served, [h.history for h in batch], COUNT, Exploration(weight), rng)
         targets = [np.array([served.columns.get(h.target, -1)]) for h in batch]
         explored += sum(int(r.explored.sum()) for r in ranked)
-        for name, accumulator in accumulators.items():
-            layout = LAYOUTS.get(name)
-            lists = [r.columns if layout is None else laid_out(r, layout) for r in ranked]
-            accumulator.add(_padded(lists), targets)
-    return accumulators, explored
+        accumulator.add(_padded([r.columns for r in ranked]), targets)
+    return accumulator.result(), explored / (COUNT * len(holdouts))
 
 
 def _padded(lists: list[np.ndarray]) -> np.ndarray:
@@ -122,39 +77,51 @@ def _padded(lists: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def _floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dataset", choices=sorted(LOADERS), default="ml-100k")
+    parser.add_argument("--split", choices=("validation", "test"), default="validation")
     parser.add_argument("--new-share", type=float, default=0.03)
-    parser.add_argument("--weight", type=float, default=Exploration().weight)
+    parser.add_argument("--weights", default=f"0.1,{Exploration().weight},0.6,1")
+    parser.add_argument("--gates", default=str(ranking.EXPLORATION_GATE))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--also-weights", default="", help="more weights, laid out as chosen")
     args = parser.parse_args(argv)
-    data = load(args.dataset)
-    train_data, holdouts = split_last(data)
-    print(f"{args.dataset}: training on {len(train_data):,} events, {len(holdouts):,} users")
+    train_data, holdouts = split_last(load(args.dataset))
+    if args.split == "validation":
+        train_data, holdouts = split_last(train_data)
+    print(f"{args.dataset} ({args.split}): training on {len(train_data):,} events, ", end="")
+    print(f"{len(holdouts):,} users")
     model = training.train(train_data, Hyperparameters(), args.seed)
     served, new = serving_model(train_data, model, args.new_share, args.seed)
-    plain, _ = measure(served, holdouts, 0.0, args.seed)
-    exploring, explored = measure(served, holdouts, args.weight, args.seed)
-    results = {name: acc.result() for name, acc in {**plain, **exploring}.items()}
-    for weight in [float(w) for w in args.also_weights.split(",") if w.strip()]:
-        more, _ = measure(served, holdouts, weight, args.seed)
-        results[f"weight {weight:g}, end of stretches"] = more["end of stretches"].result()
-    share = explored / (COUNT * len(holdouts))
-    print(f"{new:,} of {len(model.items):,} items new; {share:.1%} of slots explored")
-    print(f"{'layout':<22} {'NDCG@10':>8} {'HR@10':>8} {'vs weight 0':>12}")
-    base = results["weight 0"]["ndcg@10"]
-    for name, metrics in results.items():
+    print(f"{new:,} of {len(model.items):,} items new")
+    results = {"weight 0": measure(served, holdouts, 0.0, args.seed)}
+    served_gate = ranking.EXPLORATION_GATE
+    for gate in _floats(args.gates):
+        ranking.EXPLORATION_GATE = gate
+        for weight in _floats(args.weights):
+            results[f"gate {gate:g}, weight {weight:g}"] = measure(
+                served, holdouts, weight, args.seed
+            )
+    ranking.EXPLORATION_GATE = served_gate
+    print(f"{'answer':<24} {'NDCG@10':>8} {'HR@10':>8} {'vs weight 0':>12} {'explored':>9}")
+    base = results["weight 0"][0]["ndcg@10"]
+    for name, (metrics, share) in results.items():
         ratio = metrics["ndcg@10"] / base if base else float("nan")
-        print(f"{name:<22} {metrics['ndcg@10']:>8.4f} {metrics['hr@10']:>8.4f} {ratio:>12.3f}")
+        print(
+            f"{name:<24} {metrics['ndcg@10']:>8.4f} {metrics['hr@10']:>8.4f} "
+            f"{ratio:>12.3f} {share:>9.1%}"
+        )
     summary = {
         "dataset": args.dataset,
+        "split": args.split,
         "new_share": args.new_share,
-        "weight": args.weight,
-        "ndcg10": {name: round(m["ndcg@10"], 4) for name, m in results.items()},
-        "hr10": {name: round(m["hr@10"], 4) for name, m in results.items()},
-        "explored_slots": round(share, 4),
+        "ndcg10": {name: round(m["ndcg@10"], 4) for name, (m, _) in results.items()},
+        "hr10": {name: round(m["hr@10"], 4) for name, (m, _) in results.items()},
+        "explored_slots": {name: round(share, 4) for name, (_, share) in results.items()},
     }
     print(json.dumps(summary))
     return 0

@@ -281,7 +281,11 @@ class ConnectorSettings(CommonSettings):
     )
     lists_size: int = Field(100, ge=1, le=500, description="Items in each precomputed list.")
     lists_exploration_weight: float = Field(
-        0.3, ge=0.0, le=1.0, description="Share of a precomputed list given to exploration."
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Most share of a precomputed list given to exploration, and how far below "
+        "the user's top a new item may score and still be explored: docs/model.md.",
     )
     lists_exploration_item_age_cut_off_days: float = Field(
         30.0, gt=0.0, description="Only items this recent (days) are explored in lists."

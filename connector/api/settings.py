@@ -90,8 +90,9 @@ class ApiSettings(CommonSettings):
         0.3,
         ge=0.0,
         le=1.0,
-        description="Share of each list given to items with little interaction data "
-        "(Personalize's explorationWeight).",
+        description="Most share of each list given to new items with little interaction "
+        "data, and how far below the user's top they may score (Personalize's "
+        "explorationWeight): docs/model.md.",
     )
     exploration_item_age_cut_off: float = Field(
         30.0,

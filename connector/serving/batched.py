@@ -9,14 +9,16 @@ small numpy calls per user, most of the cost of a refresh at 100,000 items
   which are ranked once, as cold items) followed by the window, shared by the batch;
 - seen items are excluded, shown-and-ignored ones lose IGNORED_IMPRESSION_PENALTY per
   showing;
-- exploration draws `slots` cold items per row by Gumbel top-k over their standardised
+- exploration draws up to `slots` cold items per row, of those at or above the row's
+  exploration floor (ranking.exploration_floor), by Gumbel top-k over their standardised
   relevance capped at EXPLORATION_LEAN (ranking._explore); items without interaction data
-  are never exploited; the explored ones sit where ranking.interleave puts them;
+  are never exploited; the explored ones sit where ranking.interleave puts them (rows are
+  grouped by how many they explore);
 - scores are the softmax over the row's allowed universe, completed by the tail estimate
   (candidates._tail).
 
 A row this cannot rank the way the per-user path would (too few usable candidates, so that
-path would search further; too few cold or exploitable items, so its lists come out short)
+path would search further; too few exploitable items, so its lists come out short)
 comes back as None, and the caller ranks that user alone. Users with a filter or without a
 history are never given here. The random draws differ from the per-user path's (one draw
 for the batch), everything else is the same; tests/unit/test_batched.py checks it.
@@ -32,8 +34,10 @@ import numpy as np
 from connector.serving.ranking import (
     EXPLORATION_LEAN,
     IGNORED_IMPRESSION_PENALTY,
+    REFERENCE_DEPTH,
     Ranked,
     explored_positions,
+    gate_width,
 )
 
 
@@ -104,13 +108,19 @@ class Window:
 
 
 def rank_batch(
-    batch: Batch, window: Window | None, count: int, slots: int, rng: np.random.Generator
+    batch: Batch,
+    window: Window | None,
+    count: int,
+    slots: int,
+    weight: float,
+    rng: np.random.Generator,
 ) -> list[Ranked | None]:
-    """Each row's top `count` items with `slots` explored ones (window None: no exploration),
-    or None where the row must be ranked alone."""
+    """Each row's top `count` items with up to `slots` explored ones, those of the window's
+    cold items that pass the row's exploration floor (window None: no exploration), or None
+    where the row must be ranked alone."""
     rows, k = batch.candidates.shape
     width = len(window.columns) if window is not None else 0
-    if k + width < count or width < slots:
+    if k + width < count:
         return [None] * rows  # too few items to fill a row: each is ranked alone
     found = batch.candidates >= 0
     seen = batch.seen.at(batch.candidates, batch.items) > 0
@@ -122,22 +132,28 @@ def rank_batch(
         position = window.positions[np.maximum(batch.candidates, 0)]
         valid = found & ~((position >= 0) & (position < len(window.columns)))
     exploit = _masked(batch.scores - IGNORED_IMPRESSION_PENALTY * times, valid & ~seen)
-    cold, explored = np.zeros((rows, 0), np.float32), np.zeros((rows, 0), np.int64)
-    if window is not None:
-        cold, explored, enough = _explore(batch, window, slots, rng)
-        ok &= enough
+    cold = _cold_scores(batch, window) if window is not None else np.zeros((rows, 0), np.float32)
     allowed = np.hstack([exploit, cold])
-    barred = allowed.copy()
+    exploitable = allowed.copy()
     if window is not None:
-        barred[:, k:][:, window.unproven] = -np.inf
-        np.put_along_axis(barred, explored + k, -np.inf, axis=1)
-    best, enough = _top(barred, count - slots)
-    ok &= enough
-    chosen, pattern = _interleave(best, explored + k, count)
+        exploitable[:, k:][:, window.unproven] = -np.inf
+    drawn, explored = _explore(cold, _floors(exploitable, weight), slots, rng)
+    chosen = np.zeros((rows, count), np.int64)
+    patterns = np.zeros((rows, count), bool)
+    for number in np.unique(explored):
+        group = np.flatnonzero(explored == number)
+        picks = drawn[group, :number] + k
+        barred = exploitable[group]
+        np.put_along_axis(barred, picks, -np.inf, axis=1)
+        best, enough = _top(barred, count - number)
+        ok[group] &= enough
+        chosen[group], patterns[group] = _interleave(best, picks, count, slots)
     universe = _universe(batch.candidates, window)
     probabilities = _probabilities(batch, window, allowed, valid, chosen)
     picked = np.take_along_axis(universe, chosen, axis=1)
-    return [Ranked(picked[r], probabilities[r], pattern) if ok[r] else None for r in range(rows)]
+    return [
+        Ranked(picked[r], probabilities[r], patterns[r]) if ok[r] else None for r in range(rows)
+    ]
 
 
 def _masked(scores: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -145,25 +161,54 @@ def _masked(scores: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return result
 
 
-def _explore(
-    batch: Batch, window: Window, slots: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The window's allowed scores per row, the `slots` positions drawn (best draw first),
-    and whether each row had that many cold items to draw from."""
+def _cold_scores(batch: Batch, window: Window) -> np.ndarray:
+    """The window's scores per row, less the ignored-impression penalty; -inf where seen."""
     shape = window.scores.shape
     seen = batch.seen.scattered(window.positions, shape) > 0
     times = batch.shown.scattered(window.positions, shape)
-    cold = _masked(window.scores - IGNORED_IMPRESSION_PENALTY * times, ~seen)
-    eligible = ~seen
+    return _masked(window.scores - IGNORED_IMPRESSION_PENALTY * times, ~seen)
+
+
+def _floors(exploitable: np.ndarray, weight: float) -> np.ndarray:
+    """ranking.exploration_floor per row."""
+    rows, width = exploitable.shape
+    depth = min(REFERENCE_DEPTH, width)
+    if depth == 0:
+        return np.full(rows, -np.inf)
+    top = np.partition(exploitable, width - depth, axis=1)[:, width - depth :]
+    finite = np.isfinite(top)
+    best = np.max(np.where(finite, top, -np.inf), axis=1)
+    reference = np.min(np.where(finite, top, np.inf), axis=1)
+    width = gate_width(weight)
+    if np.isinf(width):
+        return np.full(rows, -np.inf)
+    floors = reference - width * (best - reference)
+    result: np.ndarray = np.where(finite.any(axis=1), floors, -np.inf)
+    return result
+
+
+def _explore(
+    cold: np.ndarray, floors: np.ndarray, slots: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the positions of up to `slots` of its cold items at or above its floor,
+    drawn by Gumbel top-k over their standardised scores capped at EXPLORATION_LEAN (best
+    draw first, then positions not drawn), and how many were drawn."""
+    rows, width = cold.shape
+    slots = min(slots, width)
+    if slots <= 0:
+        return np.zeros((rows, 0), np.int64), np.zeros(rows, np.int64)
+    eligible = np.isfinite(cold)
     number = eligible.sum(axis=1)
     mean = np.where(eligible, cold, 0.0).sum(axis=1) / np.maximum(number, 1)
     deviation = np.where(eligible, cold - mean[:, None], 0.0)
     spread = np.sqrt((deviation**2).sum(axis=1) / np.maximum(number, 1))
     spread = np.where(number > 1, np.maximum(spread, 1e-6), 1.0)
     leaning = np.clip(deviation / spread[:, None], -EXPLORATION_LEAN, EXPLORATION_LEAN)
-    noisy = np.where(eligible, leaning + _gumbel(rng, shape), -np.inf)
-    drawn, enough = _top(noisy, slots)
-    return cold, drawn, enough
+    passing = eligible & (cold >= floors[:, None])
+    noisy = np.where(passing, leaning + _gumbel(rng, cold.shape), -np.inf)
+    drawn, _ = _top(noisy, slots)  # finite draws first: _top sorts by score
+    number = np.isfinite(np.take_along_axis(noisy, drawn, axis=1)).sum(axis=1)
+    return drawn, number
 
 
 def _gumbel(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -188,11 +233,11 @@ def _top(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _interleave(
-    exploit: np.ndarray, explore: np.ndarray, count: int
+    exploit: np.ndarray, explore: np.ndarray, count: int, slots: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """ranking.interleave for rows that all have `count` items: the explored ones at the
-    same positions in every row."""
-    pattern = explored_positions(count, explore.shape[1])
+    """ranking.interleave for rows that all have `count` items and as many explored ones:
+    the explored ones at the same positions in every row."""
+    pattern = explored_positions(count, explore.shape[1], slots)
     chosen = np.empty((len(exploit), count), np.int64)
     chosen[:, pattern] = explore
     chosen[:, ~pattern] = exploit

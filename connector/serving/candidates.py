@@ -189,7 +189,7 @@ def _batched(
     )
     slots = round(exploration.weight * count)
     window = _batch_window(served, exploration, shared, rows) if slots > 0 else None
-    ranked = batched.rank_batch(batch, window, count, slots, rng)
+    ranked = batched.rank_batch(batch, window, count, slots, exploration.weight, rng)
     return {queried[row]: r for row, r in zip(rows, ranked, strict=True) if r is not None}
 
 
@@ -216,7 +216,7 @@ def _users(
     context: Mapping[str, str] | None,
     allowed_for: Callable[[int], np.ndarray | None] | None,
 ) -> list[_User]:
-    personal = [i for i, h in enumerate(histories) if any(e.item in served.columns for e in h)]
+    personal = [i for i, h in enumerate(histories) if ranking.is_personal(served, h)]
     states = served.model.user_states([histories[i] for i in personal]) if personal else None
     query_of = {}
     if states is not None:
@@ -349,7 +349,8 @@ def _rank(
     cold[len(columns) :] = True
     unproven = np.zeros(len(universe), bool)
     unproven[len(columns) :] = served.popularity[cold_columns] <= 0
-    ranked = ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven)
+    personal = user.query is not None
+    ranked = ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven, personal)
     chosen = universe[ranked.columns]
     masked = np.where(allowed, adjusted, -np.inf)
     outside = _Outside(scores, window, exploration if slots > 0 else None, scored.sample)

@@ -4,20 +4,22 @@ The connector ranks every list with recommend_many as events arrive; when a list
 (the API checks its terms), the request's answer can be read from it:
 
 - without a filter, its first numResults entries, as stored;
-- with a filter, the entries the filter allows, in list order: the first
-  numResults - round(weight × numResults) exploited ones and the first round(weight ×
-  numResults) explored ones, placed as ranking.rank places them. Exploited entries are the
-  catalogue's best items in order, so the allowed ones among them are the best allowed
-  items; explored entries are a draw without replacement (Gumbel top-k), and the allowed
-  ones among them, in order, are a draw of the same kind from the allowed cold items. When
-  the list holds too few allowed entries of either kind, there is no answer from it.
+- with a filter, the entries the filter allows, in list order: the first (up to
+  round(weight × numResults)) explored ones and enough exploited ones to fill the answer,
+  placed as ranking.rank places them. Exploited entries are the catalogue's best items in
+  order, so the allowed ones among them are the best allowed items; explored entries are a
+  draw without replacement (Gumbel top-k) from the cold items that passed the user's
+  exploration floor, and the allowed ones among them, in order, are a draw of the same kind
+  from the allowed ones. When the list holds too few allowed exploited entries, there is no
+  answer from it.
   Scores are the stored probabilities renormalised over the allowed items: exact for the
   listed ones, and the probability of the items beyond the list (what the stored scores
   leave of 1) counted in proportion to how many of them the filter allows.
 
-One difference from ranking anew: a cold item drawn for exploration when the list was
+Two differences from ranking anew: a cold item drawn for exploration when the list was
 computed, but beyond the answer's exploration slots, does not move up to an exploitation
-slot.
+slot; and the exploration floor is the unfiltered list's (ranking.exploration_floor), where
+ranking anew would take it from the best allowed items.
 """
 
 from __future__ import annotations
@@ -66,10 +68,10 @@ def filtered(
     too few allowed entries to fill `count` slots as ranking would."""
     slots = round(exploration_weight * count)
     explore = np.flatnonzero(allowed & entries.explored)[:slots]
-    exploit = np.flatnonzero(allowed & ~entries.explored)[: count - slots]
-    if len(explore) < slots or len(exploit) < count - slots:
+    exploit = np.flatnonzero(allowed & ~entries.explored)[: count - len(explore)]
+    if len(exploit) < count - len(explore):
         return None
-    positions, explored = interleave(exploit, explore, count)
+    positions, explored = interleave(exploit, explore, count, slots)
     beyond = max(0.0, 1.0 - float(entries.scores.sum()))
     mass = float(entries.scores[allowed].sum()) + beyond * rest_share
     if mass <= 0.0:

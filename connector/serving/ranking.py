@@ -8,17 +8,20 @@ the tests rank the same way.
   request gives a context (DEVICE=tv favours what is watched on TVs).
 - Items the user was shown and did not interact with lose IGNORED_IMPRESSION_PENALTY of score
   per showing, so a list does not keep offering what was passed over.
-- Exploration, as Personalize's `explorationWeight`: that share of the list's slots goes to
-  cold items, those with little interaction data (popularity in the lowest quartile) that are
-  new: created no earlier than `explorationItemAgeCutOff` days before the newest
-  interaction. An item is new only with evidence of its age (CREATION_TIMESTAMP, else its
-  first interaction); an item with neither is not explored, so a catalogue imported without
-  creation times does not spend the list on items nobody ever chose, and when no item is
-  new the answer is the answer with weight 0. Cold items are drawn in proportion to their
-  relevance (Gumbel top-k), so exploration still leans toward what may suit the user, and
-  each takes the last slot of an equal stretch of the list (`interleave`). Items with no
-  interaction data at all (new items UPDATE placed from metadata or sequences) reach a list
-  only through exploration, so weight 0 means lists rest on interaction data alone.
+- Exploration, as Personalize's `explorationWeight`: up to that share of the list's slots
+  goes to cold items, those with little interaction data (popularity in the lowest
+  quartile) that are new: created no earlier than `explorationItemAgeCutOff` days before
+  the newest interaction. An item is new only with evidence of its age (CREATION_TIMESTAMP,
+  else its first interaction); an item with neither is not explored, so a catalogue imported
+  without creation times does not spend the list on items nobody ever chose, and when no
+  item is new the answer is the answer with weight 0. A cold item is explored for a user
+  only if it scores above the user's exploration floor (`exploration_floor`), which the
+  weight lowers: at the default weight about one slot in ten when a few percent of the
+  catalogue is new, every slot at weight 1 (docs/model.md, Exploration). Those that pass
+  are drawn in proportion to their relevance (Gumbel top-k), and each takes the last slot
+  of an equal stretch of the list (`interleave`). Items with no interaction data at all
+  (new items UPDATE placed from metadata or sequences) reach a list only through
+  exploration, so weight 0 means lists rest on interaction data alone.
 - Scores are probabilities: a softmax over the items that may be recommended, as Personalize
   reports them.
 """
@@ -37,6 +40,10 @@ from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
 IGNORED_IMPRESSION_PENALTY = 1.0  # score (logit) lost per showing without interaction
 COLD_POPULARITY_QUANTILE = 0.25
 EXPLORATION_LEAN = 2.0  # most standard deviations of relevance an exploration draw favours
+# How far below the user's REFERENCE_DEPTH-th best item, in top-ranges (best minus that
+# item) times the weight's odds, a cold item may score and still be explored (docs/model.md).
+EXPLORATION_GATE = 6.0
+REFERENCE_DEPTH = 10
 CONTEXT_SHARE = 0.7  # weight of the context's popularity against overall, for cold start
 
 
@@ -70,7 +77,7 @@ def relevance(
 ) -> np.ndarray:
     """Score of every item for each history (float32, (len(histories), items))."""
     scores = np.empty((len(histories), len(served.model.items)), np.float32)
-    personal = [i for i, h in enumerate(histories) if any(e.item in served.columns for e in h)]
+    personal = [i for i, h in enumerate(histories) if is_personal(served, h)]
     if personal:
         scores[personal] = served.model.score_histories([histories[i] for i in personal])
     cold = sorted(set(range(len(histories))) - set(personal))
@@ -86,10 +93,16 @@ def relevance_at(
     columns: np.ndarray,
 ) -> np.ndarray:
     """relevance(served, [history], context)[0][columns], scoring only those items."""
-    if any(entry.item in served.columns for entry in history):
+    if is_personal(served, history):
         return served.model.scores_at(served.model.user_states([history])[0], columns)
     result: np.ndarray = cold_start_scores(served, context)[columns]
     return result
+
+
+def is_personal(served: ServingModel, history: Sequence[HistoryEntry]) -> bool:
+    """Whether the model scores this history (it holds an item the model knows); else its
+    relevance is popularity (cold start)."""
+    return any(entry.item in served.columns for entry in history)
 
 
 def cold_start_scores(served: ServingModel, context: Mapping[str, str] | None) -> np.ndarray:
@@ -157,20 +170,46 @@ def rank(
     exploration: Exploration,
     rng: np.random.Generator,
     unproven: np.ndarray | None = None,
+    gated: bool = True,
 ) -> Ranked:
-    """The best `count` allowed items for one user, with exploration slots filled from
-    `cold` items; scores are a softmax over the allowed items. `unproven` items (no
+    """The best `count` allowed items for one user, with up to round(weight × count)
+    exploration slots filled from `cold` items that pass the relevance gate
+    (`exploration_floor`; `gated` False for a user without history, whose scores are only
+    popularity); scores are a softmax over the allowed items. `unproven` items (no
     interaction data at all) can only enter through exploration, so with weight 0 the list
     rests on interaction data alone."""
     adjusted = np.where(allowed, scores, -np.inf)
-    explore = _explore(adjusted, cold & allowed, round(exploration.weight * count), rng)
-    barred = (
-        _mask(len(scores), explore) if unproven is None else unproven | _mask(len(scores), explore)
-    )
-    exploit = _top(np.where(barred, -np.inf, adjusted), count - len(explore))
-    columns, explored = interleave(exploit, explore, count)
+    exploitable = np.where(unproven, -np.inf, adjusted) if unproven is not None else adjusted.copy()
+    slots = round(exploration.weight * count)
+    floor = exploration_floor(exploitable, exploration.weight) if gated else -np.inf
+    explore = _explore(adjusted, cold & allowed & (adjusted >= floor), slots, rng)
+    exploitable[_mask(len(scores), explore)] = -np.inf
+    exploit = _top(exploitable, count - len(explore))
+    columns, explored = interleave(exploit, explore, count, slots)
     probabilities = _softmax_at(adjusted, columns)
     return Ranked(columns, probabilities, explored)
+
+
+def exploration_floor(exploitable: np.ndarray, weight: float) -> float:
+    """The least score a cold item needs to be explored for this user: `gate_width(weight)`
+    top-ranges below the REFERENCE_DEPTH-th best exploitable score, a top-range being the
+    best score minus that one. Relative to the user's own top, so the
+    same on every serving path and for every list length; more weight lets less relevant
+    new items in. -inf when nothing is exploitable."""
+    finite = exploitable[np.isfinite(exploitable)]
+    if not len(finite):
+        return -np.inf
+    depth = min(REFERENCE_DEPTH, len(finite))
+    top = np.partition(finite, len(finite) - depth)[len(finite) - depth :]
+    reference, best = float(top.min()), float(top.max())
+    return reference - gate_width(weight) * (best - reference)
+
+
+def gate_width(weight: float) -> float:
+    """Top-ranges below the reference item a cold item may score and still be explored:
+    EXPLORATION_GATE times the odds weight / (1 - weight), so 0 explores nothing and 1 lets
+    every cold item through."""
+    return np.inf if weight >= 1.0 else EXPLORATION_GATE * weight / (1.0 - weight)
 
 
 def rank_given(scores: np.ndarray, columns: np.ndarray, allowed: np.ndarray) -> Ranked:
@@ -227,27 +266,31 @@ def _explore(
 
 
 def interleave(
-    exploit: np.ndarray, explore: np.ndarray, count: int
+    exploit: np.ndarray, explore: np.ndarray, count: int, slots: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Explored items among the exploited ones, each in the last slot of an equal stretch
-    of the list (3 of 10 at positions 4, 7 and 10), so every prefix of a list explores its
-    share and the best exploited items come first (docs/model.md, Exploration)."""
+    """Explored items among the exploited ones: the list has `slots` (default: as many as
+    explored items) equal stretches, and the explored items take the last slot of the first
+    stretches (3 of 10 at positions 4, 7 and 10; one explored item of those 3 slots at 4).
+    So every prefix of a list explores as a list of that length would, and the best
+    exploited items come first (docs/model.md, Exploration)."""
     total = min(count, len(exploit) + len(explore))
     if total == 0:
         return np.zeros(0, np.int64), np.zeros(0, dtype=bool)
-    positions = explored_positions(total, len(explore))
+    positions = explored_positions(total, len(explore), slots)
     columns = np.empty(total, np.int64)
     columns[positions] = explore[: int(positions.sum())]
     columns[~positions] = exploit[: int((~positions).sum())]
     return columns, positions
 
 
-def explored_positions(total: int, explored: int) -> np.ndarray:
+def explored_positions(total: int, explored: int, slots: int | None = None) -> np.ndarray:
     """Which of `total` slots exploration takes for `explored` items (bool per slot): the
-    last slot of each of `explored` equal stretches."""
+    last slot of each of the first `explored` of `slots` (default `explored`) equal
+    stretches."""
     positions = np.zeros(total, dtype=bool)
+    stretches = max(explored, slots or 0)
     if explored and total:
-        ends = np.ceil((np.arange(explored) + 1) * total / explored - 1e-9).astype(int)
+        ends = np.ceil((np.arange(explored) + 1) * total / stretches - 1e-9).astype(int)
         positions[np.clip(ends - 1, 0, total - 1)] = True
     return positions
 

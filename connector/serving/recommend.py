@@ -61,7 +61,10 @@ def recommend_many(
         adjusted = scores[index] - ranking.IGNORED_IMPRESSION_PENALTY * ranking.ignored_impressions(
             served, history
         )
-        lists.append(ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven))
+        personal = ranking.is_personal(served, history)
+        lists.append(
+            ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven, personal)
+        )
     return lists
 
 

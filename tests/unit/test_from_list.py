@@ -49,10 +49,12 @@ def test_the_probability_beyond_the_list_counts_by_the_share_the_filter_allows()
     assert answer.scores.tolist() == pytest.approx([0.4 / (0.4 + 0.4 * 0.25)])
 
 
-def test_too_few_allowed_entries_of_either_kind_means_no_answer_from_the_list() -> None:
+def test_too_few_allowed_exploited_entries_means_no_answer_from_the_list() -> None:
     listed = entries([0.3, 0.2, 0.1, 0.05], explored=[3])
     few_exploited = np.array([True, False, False, True])
     assert from_list.filtered(listed, 3, 0.34, few_exploited, 0.5) is None
-    no_explored = np.array([True, True, True, False])
-    assert from_list.filtered(listed, 3, 0.34, no_explored, 0.5) is None
+    no_explored = np.array([True, True, True, False])  # explores fewer, as ranking would
+    answer = from_list.filtered(listed, 3, 0.34, no_explored, 0.5)
+    assert answer is not None and answer.positions.tolist() == [0, 1, 2]
+    assert not answer.explored.any()
     assert from_list.filtered(listed, 3, 0.0, no_explored, 0.5) is not None  # weight 0

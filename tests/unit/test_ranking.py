@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from connector.serving.ranking import (
     Exploration,
     cold_items,
     cold_start_scores,
+    exploration_floor,
     interleave,
     rank,
 )
@@ -64,7 +66,38 @@ def test_weight_zero_recommends_no_cold_items_and_weight_one_mostly_cold() -> No
     full = recommend_many(model, [HISTORY], 10, Exploration(weight=1.0), rng)[0]
     assert cold[full.columns].all() and full.explored.all()
     some = recommend_many(model, [HISTORY], 10, Exploration(weight=0.3), rng)[0]
-    assert int(cold[some.columns].sum()) == 3 == int(some.explored.sum())
+    assert int(cold[some.columns].sum()) == int(some.explored.sum()) <= 3
+
+
+def gate_scores() -> np.ndarray:
+    """Items 0-19 exploitable, scored 20 down to 1 (best 20, 10th best 11); the cold items
+    20-39 far below the user's top but for item 20, which scores 10."""
+    scores = np.full(40, -100.0, np.float32)
+    scores[:20] = np.arange(20, 0, -1)
+    scores[20] = 10.0
+    return scores
+
+
+def test_a_new_item_is_explored_only_when_relevant_enough_for_the_weight() -> None:
+    cold = np.arange(40) >= 20
+    allowed = np.ones(40, bool)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        default = rank(gate_scores(), 10, allowed, cold, Exploration(0.3), rng)
+        assert default.columns[default.explored].tolist() == [20]  # the others are too far
+        assert np.flatnonzero(default.explored).tolist() == [3]  # the first stretch's end
+        everything = rank(gate_scores(), 10, allowed, cold, Exploration(1.0), rng)
+        assert everything.explored.all() and cold[everything.columns].all()
+        popularity = rank(gate_scores(), 10, allowed, cold, Exploration(0.3), rng, gated=False)
+        assert int(popularity.explored.sum()) == 3  # no history: the weight alone decides
+
+
+def test_the_floor_falls_as_the_weight_grows() -> None:
+    exploitable = gate_scores()[:20]
+    floors = [exploration_floor(exploitable, weight) for weight in (0.0, 0.1, 0.3, 0.6, 0.9)]
+    assert floors[0] == 11.0  # weight 0: nothing below the 10th best item
+    assert all(a > b for a, b in pairwise(floors))
+    assert exploration_floor(exploitable, 1.0) == -np.inf
 
 
 def test_age_cut_off_keeps_old_rare_items_out_of_exploration() -> None:
@@ -104,6 +137,9 @@ def test_explored_items_take_the_last_slot_of_each_equal_stretch() -> None:
     assert columns.tolist() == [100, 101, 102, 0, 103, 104, 1, 105, 106, 2]
     _, stored = interleave(np.arange(100, 170), np.arange(30), 100)
     assert int(stored[:10].sum()) == 3  # a prefix of a stored list explores as much
+    _, fewer = interleave(np.arange(100, 198), np.arange(2), 100, slots=30)
+    _, short = interleave(np.arange(100, 108), np.arange(2), 10, slots=3)
+    assert np.flatnonzero(fewer).tolist() == np.flatnonzero(short).tolist() == [3, 6]
 
 
 def test_lists_exclude_seen_items_and_scores_are_probabilities() -> None:

@@ -33,7 +33,7 @@ COPY --from=build /opt/streamrec /opt/streamrec
 # MALLOC_ARENA_MAX=2: glibc's per-thread malloc arenas kept the connector's peaks (a list
 # refresh after each new model version, in a thread of its own) resident; measured in
 # bench/soak.py: connector RSS +35.7% without it, +5.8% with it in 5 min, +16.4% in 10
-# (docs/performance.md: part of the growth, not all).
+# (docs/performance-log.md, Load and soak: part of the growth, not all).
 ENV PATH=/opt/streamrec/bin:$PATH \
     MALLOC_ARENA_MAX=2 \
     PYTHONUNBUFFERED=1 \

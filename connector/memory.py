@@ -18,7 +18,7 @@ another arena each time. bench/version_steps.py (a real connector at 1,000 event
 versions of 1,600 to 4,000 items) measured what that leaves: RSS 193.4 MiB before the second
 version, 252.8 after the fourth; the free memory malloc_info counts in the arenas 30.2 to
 86.7 MiB, with arenas of 15.9 MiB fully resident and 15 MiB of each free, through the trims
-after every swap and refresh (docs/performance.md). `fix_mmap_threshold` stops the
+after every swap and refresh (docs/performance-log.md). `fix_mmap_threshold` stops the
 threshold moving: blocks from 1 MiB up (a refresh's or a batch's matrices) are then mapped
 on their own and unmapped when freed, whatever thread made them; in the run after, the same
 benchmark went from 180.4 to 198.0 MiB, for about 5% more CPU per refreshed list

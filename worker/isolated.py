@@ -3,11 +3,12 @@
 A run holds the whole Interactions dataset and the training arrays, and `streamrec worker`
 runs one every few minutes for as long as it is deployed. In one process, what the runs
 left behind (freed but still mapped by the allocator) grew with the dataset: about 9.4 MiB
-per 100,000 rows after each run in the soak (docs/performance.md), although the process
-hands freed memory back between runs. In a spawned child that exits, all of it goes back
-to the operating system; the worker's own process keeps only the schedule, /healthz and
-/metrics. A child that dies (the kernel's OOM killer picks the largest process, the run's)
-fails that run, and the schedule tries again at the next due time.
+per 100,000 rows after each run in the soak (docs/performance-log.md, Load and soak),
+although the process hands freed memory back between runs. In a spawned child that exits,
+all of it goes back to the operating system; the worker's own process keeps only the
+schedule, /healthz and /metrics. A child that dies (the kernel's OOM killer picks the
+largest process, the run's) fails that run, and the schedule tries again at the next due
+time.
 
 The parent stays in charge of stopping: the child ignores SIGINT and SIGTERM, checks a
 shared event between steps (raising Stopped as `run` does), and stops as well when the

@@ -42,9 +42,9 @@ class ApiSettings(CommonSettings):
         ge=0,
         description="Threads that answer requests. 0 answers them one at a time on the event "
         "loop, which was the fastest and steadiest against a Redis on the same host "
-        "(docs/performance.md); with a pool, threads contend for the interpreter lock and "
-        "filtered requests at 500/s swung between keeping up and falling behind. Give a few "
-        "when Redis is across a network, so that their round trips overlap.",
+        "(docs/performance-log.md, Serving); with a pool, threads contend for the interpreter "
+        "lock and filtered requests at 500/s swung between keeping up and falling behind. Give "
+        "a few when Redis is across a network, so that their round trips overlap.",
     )
     api_served_ttl_seconds: int = Field(
         7 * 24 * 3600,

@@ -3,7 +3,8 @@ precomputed lists' refresh (hundreds of users a call).
 
 candidates.py ranks one user at a time with ranking.rank; for a batch that was about twenty
 small numpy calls per user, most of the cost of a refresh at 100,000 items
-(docs/performance.md). This module applies the same rules to every row of a batch at once:
+(docs/performance-log.md, List refresh). This module applies the same rules to every row of
+a batch at once:
 
 - the universe of a row is its candidates (minus the cold items of the exploration window,
   which are ranked once, as cold items) followed by the window, shared by the batch;

@@ -1,11 +1,11 @@
 """Refreshing precomputed lists in a child process of the connector, beside ingest.
 
 Refreshing a batch's lists is most of the connector's work per event (in bench/serve.py's
-freshness phase, about 80% of each batch's append, apply and refresh; docs/performance.md),
-and in one Python process it takes turns with ingest under the GIL, so a single connector
-could use one core however many it had. In a child process it runs on a core of its own:
-while the child ranks batch n's users, the connector's own threads plan and pre-check batch
-n+1.
+freshness phase, about 80% of each batch's append, apply and refresh;
+docs/performance-log.md, Serving), and in one Python process it takes turns with ingest
+under the GIL, so a single connector could use one core however many it had. In a child
+process it runs on a core of its own: while the child ranks batch n's users, the
+connector's own threads plan and pre-check batch n+1.
 
 The batch still waits for its lists before it is acknowledged (`refresh` returns when the
 child has written them), so what the in-process refresh promised holds unchanged: a batch's

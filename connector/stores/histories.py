@@ -32,7 +32,8 @@ COMMANDS = 2  # pipeline replies one subject's read takes
 class SubjectHistory:
     """A subject's events as ranking needs them. The interacted items are kept as read and
     turned into ids or (item, event type) pairs only when asked for, once: a heavy user's
-    set holds thousands, and most reads only need the ids (docs/performance.md)."""
+    set holds thousands, and most reads only need the ids (docs/performance-log.md, Load and
+    soak)."""
 
     def __init__(
         self, members: list[bytes], events: list[HistoryEntry], pairs: list[list[Any]]

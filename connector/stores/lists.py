@@ -80,9 +80,9 @@ class ListEncoder:
     byte for byte what `StoredList.to_json` writes, for the connector's refresh.
 
     Building the (item, score) pairs and one dict per entry for orjson was about a fifth of
-    a list refresh at 100,000 items (docs/performance.md); here each item's `{"itemId":...,
-    "score":` is encoded once per model version and an entry is that fragment plus the
-    score's text, joined in C."""
+    a list refresh at 100,000 items (docs/performance-log.md, List refresh); here each
+    item's `{"itemId":..., "score":` is encoded once per model version and an entry is that
+    fragment plus the score's text, joined in C."""
 
     def __init__(self, item_ids: Sequence[str]) -> None:
         self._fragments = [b'{"itemId":' + orjson.dumps(item) + b',"score":' for item in item_ids]

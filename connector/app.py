@@ -27,33 +27,21 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import faust
-import redis
 from prometheus_client import generate_latest
 
 from connector import observability
 from connector.batch_consumer import BatchApp
 from connector.batch_pipeline import BatchHandler
-from connector.exceptions import (
-    KafkaUnavailableError,
-    ListRefreshUnavailableError,
-    RedisUnavailableError,
-)
 from connector.ingest.metadata import MetadataProcessor
 from connector.ingest.processor import BatchReport, EventProcessor, PreparedBatch
 from connector.ingest.records import SourceRecord
 from connector.readiness import Readiness, redis_ping
+from connector.retry import TRANSIENT, Backoff
 from connector.settings import ConnectorSettings
 from connector.wiring import Processors
 
 log = logging.getLogger(__name__)
-TRANSIENT = (
-    KafkaUnavailableError,
-    RedisUnavailableError,
-    ListRefreshUnavailableError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-)
-_MAX_BACKOFF = 30.0
+BATCH_BACKOFF = Backoff(first=0.5, most=30.0)  # a batch is retried for as long as it takes
 T = TypeVar("T")
 
 
@@ -175,17 +163,16 @@ def _metadata_handler(topic: str, processor: MetadataProcessor) -> BatchHandler:
 async def _retrying(work: Callable[..., T], *args: Any) -> tuple[T, float]:
     """`work(*args)` in a worker thread, retried with capped exponential backoff while it
     fails transiently; its result and how long the attempt that succeeded took."""
-    delay = 0.5
-    while True:
+    for delay in BATCH_BACKOFF.delays():
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(work, *args)
         except TRANSIENT as exc:
             log.warning("batch failed, retrying", extra={"error": str(exc), "retry_in": delay})
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF)
             continue
         return result, time.perf_counter() - started
+    raise AssertionError("BATCH_BACKOFF never ends")  # pragma: no cover
 
 
 def _credentials(settings: ConnectorSettings) -> Any:

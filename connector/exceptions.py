@@ -37,17 +37,21 @@ class InvalidEventError(StreamrecError, ValueError):
     """An event or dataset record does not match its registered schema."""
 
 
-class KafkaUnavailableError(StreamrecError, ConnectionError):
-    """The Kafka broker did not answer in time (transient: retry later)."""
+class TransientError(StreamrecError, ConnectionError):
+    """A fault that passes on its own: retry later (connector/retry.py has the policy)."""
 
 
-class RedisUnavailableError(StreamrecError, ConnectionError):
+class KafkaUnavailableError(TransientError):
+    """The Kafka broker did not answer in time."""
+
+
+class RedisUnavailableError(TransientError):
     """Redis refused the connection or the credentials; the message says which."""
 
 
-class ListRefreshUnavailableError(StreamrecError, ConnectionError):
-    """The connector's list refresh process died or did not answer in time (transient:
-    the batch is retried, with a new process)."""
+class ListRefreshUnavailableError(TransientError):
+    """The connector's list refresh process died or did not answer in time (the batch is
+    retried, with a new process)."""
 
 
 class DevServiceError(StreamrecError, RuntimeError):

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from connector.exceptions import ConcurrentWriteError, KafkaUnavailableError
 from connector.kafka_admin import TopicSpec, ensure_topics
+from connector.retry import Backoff
 from connector.settings import CommonSettings
 
 # What a just-created topic answers until its partition exists and has a leader.
@@ -94,18 +95,19 @@ class CompactedLog:
     def _end_offset(self, consumer: Consumer, partition: TopicPartition) -> int:
         """The high watermark; a topic created a moment ago may not be known yet, or its
         partition may have no leader yet: wait, up to the timeout."""
-        deadline = time.monotonic() + self._timeout
+        delays = Backoff(first=0.1, most=0.1, seconds=self._timeout).delays()
         while True:
             try:
                 return int(consumer.get_watermark_offsets(partition, timeout=self._timeout)[1])
             except KafkaException as exc:
                 if exc.args[0].code() not in _NOT_READY_YET:
                     raise KafkaUnavailableError(f"reading {self._topic}: {exc}") from exc
-                if time.monotonic() > deadline:
+                delay = next(delays, None)
+                if delay is None:
                     raise KafkaUnavailableError(
                         f"{self._topic} partition 0 is not ready: {exc}"
                     ) from exc
-                time.sleep(0.1)
+                time.sleep(delay)
 
     def _record(self, message: Any) -> LogRecord:
         if message.error():

@@ -19,11 +19,13 @@ from connector.kafka_log import CompactedLog, LogRecord, settings_log
 from connector.refresh import Refresher
 from connector.registry.compatibility import check_compatible
 from connector.registry.rules import DatasetSchema, check_schema
+from connector.retry import Backoff
 from connector.settings import CommonSettings
 
 ENVELOPE = "putevents"  # the PutEvents record producers encode in the Confluent wire format
 _REFRESH_INTERVAL = 5.0
-_WRITE_ATTEMPTS = 5
+# Between tries of a write another registry won (5 tries in all): the loser re-reads first.
+_WRITE_BACKOFF = Backoff(first=0.2, most=0.8, tries=4)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class SchemaRegistry:
         together) fence each other's transactions; the loser re-reads and finds the winner's.
         """
         spec, parsed = _checked(dataset, schema)
-        attempt = 1
+        delays = _WRITE_BACKOFF.delays()
         while True:
             self.refresh()
             known = self._known(group, dataset, schema)
@@ -84,10 +86,10 @@ class SchemaRegistry:
             try:
                 return self._write(group, dataset, schema, parsed, spec)
             except ConcurrentWriteError:
-                if attempt == _WRITE_ATTEMPTS:
+                delay = next(delays, None)
+                if delay is None:
                     raise
-                time.sleep(0.2 * attempt)
-                attempt += 1
+                time.sleep(delay)
 
     def _known(self, group: str, dataset: str, schema: dict[str, Any]) -> RegisteredSchema | None:
         history = self._versions.get((group, dataset), [])

@@ -22,11 +22,13 @@ from connector.exceptions import ModelNotFoundError
 from connector.memory import return_freed_memory
 from connector.model.artifacts import ModelArtifacts
 from connector.model.model import Model
+from connector.retry import Backoff
 from connector.serving.item_index import ItemIndex
 from connector.stores.model_versions import ModelStore
 
 log = logging.getLogger("streamrec.serving")
 SECONDS_PER_DAY = 86_400
+_FOLLOW_BACKOFF = Backoff(first=1.0, most=30.0)  # re-subscribing after Redis went away
 INDEX_MIN_ITEMS = 50_000  # the default of STREAMREC_SERVING_INDEX_MIN_ITEMS
 
 
@@ -176,17 +178,17 @@ class ModelHolder:
         self._stop.set()
 
     def _follow(self) -> None:
-        delay = 1.0
+        delays = _FOLLOW_BACKOFF.delays()
         while not self._stop.is_set():
             try:
                 self._listen()
             except redis.RedisError as exc:
-                if delay == 1.0:  # once per outage, not once per retry
+                delay = next(delays)
+                if delay == _FOLLOW_BACKOFF.first:  # once per outage, not once per retry
                     log.warning("model announcements interrupted (%s); retrying", exc)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
             else:
-                delay = 1.0
+                delays = _FOLLOW_BACKOFF.delays()
 
     def _listen(self) -> None:
         subscription = self._store.subscribe()

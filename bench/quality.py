@@ -82,9 +82,10 @@ from connector.serving.recommend import recommend_many
 from connector.settings import ConnectorSettings
 from connector.stores.histories import HistoryReader, SubjectHistory
 from connector.stores.model_versions import ModelStore
-from worker import movielens, training
+from worker import training
+from worker.data import movielens
+from worker.data.interactions import Interactions
 from worker.evaluation import Holdout, evaluate, split_last
-from worker.interactions import Interactions
 from worker.metrics import MetricAccumulator
 from worker.recommender import Recommender
 from worker.settings import WorkerSettings

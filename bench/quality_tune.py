@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import datasets
 from connector.model.model import Hyperparameters
 from worker import training
+from worker.data.interactions import Interactions
 from worker.evaluation import Holdout, evaluate, split_last
-from worker.interactions import Interactions
 
 Config = dict[str, Any]  # Hyperparameters overrides
 SCREEN: list[Config] = [

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.movielens import load_ml100k
 from connector.model.history import ABSENT
-from worker.interactions import Interactions
+from worker.data.interactions import Interactions
 from worker.pipeline import Catalog, full_model, updated_model
 from worker.settings import WorkerSettings
 

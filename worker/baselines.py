@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from connector.model.history import HistoryEntry
-from worker.interactions import Interactions
+from worker.data.interactions import Interactions
 
 KNN_LAST_ITEMS = 5
 

@@ -23,11 +23,11 @@ from connector.redis_client import connect
 from connector.stores.model_versions import ModelStore
 from worker import training
 from worker.baselines import ALS, ItemKNN, MarkovChain, MostPopular
+from worker.data.interactions import Interactions
+from worker.data.movielens import load_ml100k
 from worker.evaluation import Holdout, split_last
 from worker.exceptions import ModelNotFoundError
-from worker.interactions import Interactions
 from worker.metrics import DEPTH, MetricAccumulator, per_user
-from worker.movielens import load_ml100k
 from worker.pipeline import split_for_evaluation
 from worker.recommender import Recommender, top_k
 from worker.settings import WorkerSettings

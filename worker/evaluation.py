@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from connector.model.history import HistoryEntry
-from worker.interactions import Interactions, history_entries
+from worker.data.interactions import Interactions, history_entries
 from worker.metrics import DEPTH, MetricAccumulator
 from worker.recommender import Recommender, top_k
 

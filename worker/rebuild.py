@@ -46,7 +46,7 @@ from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import SessionStore
 from connector.wiring import history_policy
-from worker.dataset_reader import (
+from worker.data.reader import (
     ATTRIBUTION_HEADER,
     EVENT_MARKER_HEADER,
     MARKER_HEADER,

@@ -15,8 +15,8 @@ from connector.keys import Keys
 from connector.model.model import Model
 from connector.redis_client import connect
 from connector.stores.model_versions import ModelStore
-from worker.catalog import ItemCatalog, read_items
-from worker.data_cache import load_training_data
+from worker.data.cache import load_training_data
+from worker.data.catalog import ItemCatalog, read_items
 from worker.pipeline import Catalog, Stopped, full_model, updated_model
 from worker.settings import WorkerSettings
 

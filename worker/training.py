@@ -17,8 +17,8 @@ import numpy as np
 from connector.model import network
 from connector.model.model import Hyperparameters, Model
 from worker import gru
+from worker.data.interactions import Interactions
 from worker.exceptions import ModelFitError
-from worker.interactions import Interactions
 
 Progress = Callable[[int, int, float], None]  # (epoch done, epochs, mean loss)
 MAX_RECOVERIES = 3

@@ -20,8 +20,8 @@ from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group
 from tests.integration.test_training import publish_walks
 from worker.baselines import MostPopular
+from worker.data.movielens import load_ml100k
 from worker.evaluation import evaluate, split_last
-from worker.movielens import load_ml100k
 from worker.runs import run
 from worker.settings import WorkerSettings
 

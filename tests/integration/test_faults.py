@@ -49,7 +49,7 @@ from tests.integration.faults_helpers import (
 from tests.integration.helpers import prepare_group
 from tests.integration.test_connector_process import produce, records_consumed
 from tests.integration.test_readiness import get
-from worker.interactions import from_rows
+from worker.data.interactions import from_rows
 from worker.pipeline import Catalog, item_arrays
 from worker.training import train
 

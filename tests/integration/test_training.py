@@ -26,8 +26,8 @@ from connector.settings import CommonSettings, ConnectorSettings
 from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group, put_events
-from worker.catalog import read_items
-from worker.data_cache import load_training_data
+from worker.data.cache import load_training_data
+from worker.data.catalog import read_items
 from worker.exceptions import NotEnoughDataError
 from worker.isolated import RunProcessError, isolated_run
 from worker.pipeline import Stopped, full_model

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from connector.model.history import HistoryEntry
+from worker.data.interactions import from_rows
 from worker.evaluation import Holdout, evaluate, split_last
-from worker.interactions import from_rows
 from worker.recommender import NO_ITEM, top_k
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from connector.model.model import Hyperparameters
+from worker.data.interactions import from_rows
 from worker.exceptions import ModelFitError
-from worker.interactions import from_rows
 from worker.training import Adam, make_windows, rate_factor, train
 
 

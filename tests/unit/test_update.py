@@ -6,7 +6,7 @@ import numpy as np
 
 from connector.model.history import HistoryEntry
 from connector.model.model import Hyperparameters
-from worker.interactions import from_rows
+from worker.data.interactions import from_rows
 from worker.training import train
 from worker.update import add_items
 

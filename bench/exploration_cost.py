@@ -36,8 +36,8 @@ from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
 from worker import popularity, training
-from worker.evaluation import Holdout, split_last
-from worker.metrics import DEPTH, MetricAccumulator
+from worker.evaluation.holdout import Holdout, split_last
+from worker.evaluation.metrics import DEPTH, MetricAccumulator
 
 COUNT = 10
 

@@ -4,7 +4,7 @@ Why a validation split: bench/quality.py measures on each user's latest rating, 
 setting chosen by looking at those targets is fitted to them (a learning rate picked that
 way lost half its gain on seeds it had not seen). Here each user's latest rating is dropped
 altogether and the one before it is the target; the model trains on what precedes it and is
-scored by the same `worker.evaluation.evaluate` (full ranking, seen items excluded), so the
+scored by the same `worker.evaluation.holdout.evaluate` (full ranking, seen items excluded), so the
 test targets play no part in the choice.
 
     python3 bench/quality_tune.py --seeds 2 --jobs 1
@@ -45,7 +45,7 @@ from bench import datasets
 from connector.model.model import Hyperparameters
 from worker import training
 from worker.data.interactions import Interactions
-from worker.evaluation import Holdout, evaluate, split_last
+from worker.evaluation.holdout import Holdout, evaluate, split_last
 
 Config = dict[str, Any]  # Hyperparameters overrides
 SCREEN: list[Config] = [

@@ -22,14 +22,14 @@ from connector.model.model import Hyperparameters, Model
 from connector.redis_client import connect
 from connector.stores.model_versions import ModelStore
 from worker import training
-from worker.baselines import ALS, ItemKNN, MarkovChain, MostPopular
 from worker.data.interactions import Interactions
 from worker.data.movielens import load_ml100k
-from worker.evaluation import Holdout, split_last
+from worker.evaluation.baselines import ALS, ItemKNN, MarkovChain, MostPopular
+from worker.evaluation.holdout import Holdout, split_last
+from worker.evaluation.metrics import DEPTH, MetricAccumulator, per_user
+from worker.evaluation.recommender import Recommender, top_k
 from worker.exceptions import ModelNotFoundError
-from worker.metrics import DEPTH, MetricAccumulator, per_user
 from worker.pipeline import split_for_evaluation
-from worker.recommender import Recommender, top_k
 from worker.settings import WorkerSettings
 
 LENGTH_EDGES = (1, 5, 10, 20, 50, 100)  # history-length buckets: 1-4, 5-9, ..., 100+

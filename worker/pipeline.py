@@ -21,7 +21,7 @@ import numpy as np
 from connector.model.model import Hyperparameters, Model
 from worker import popularity
 from worker.data.interactions import Interactions
-from worker.evaluation import Holdout, evaluable_users, evaluate, split_last
+from worker.evaluation.holdout import Holdout, evaluable_users, evaluate, split_last
 from worker.settings import WorkerSettings
 from worker.training import train
 from worker.update import add_items

@@ -19,9 +19,9 @@ from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group
 from tests.integration.test_training import publish_walks
-from worker.baselines import MostPopular
 from worker.data.movielens import load_ml100k
-from worker.evaluation import evaluate, split_last
+from worker.evaluation.baselines import MostPopular
+from worker.evaluation.holdout import evaluate, split_last
 from worker.runs import run
 from worker.settings import WorkerSettings
 

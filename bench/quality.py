@@ -30,7 +30,7 @@ where Kafka and Redis are). Beside it, in the same run:
 - the baselines (pop, itemknn, markov, als; bench/baselines.py) trained here on the same
   training split; ALS needs the `bench` extra and is skipped with a note without it.
 
-`--in-process` is the former benchmark: our model trained here (`worker.training.train`
+`--in-process` is the former benchmark: our model trained here (`worker.training.fit.train`
 with default hyperparameters, --seeds runs from --first-seed 0) and scored with evaluate.
 
 Prints a table, diagnostics of the API's answers and the time each step took; the last
@@ -82,13 +82,13 @@ from connector.serving.recommend import recommend_many
 from connector.settings import ConnectorSettings
 from connector.stores.histories import HistoryReader, SubjectHistory
 from connector.stores.model_versions import ModelStore
-from worker import training
 from worker.data import movielens
 from worker.data.interactions import Interactions
 from worker.evaluation.holdout import Holdout, evaluate, split_last
 from worker.evaluation.metrics import MetricAccumulator
 from worker.evaluation.recommender import Recommender
 from worker.settings import WorkerSettings
+from worker.training import fit
 
 Trainer = Callable[[Interactions, int], Recommender]  # (training data, seed) -> model
 BASELINES = ("pop", "itemknn", "markov", "als")
@@ -137,7 +137,7 @@ def streamrec_trainer() -> Trainer:
     """Our model's training function, with the defaults `streamrec train` uses."""
 
     def trainer(data: Interactions, seed: int) -> Recommender:
-        model: Recommender = training.train(data, Hyperparameters(), seed)
+        model: Recommender = fit.train(data, Hyperparameters(), seed)
         return model
 
     return trainer

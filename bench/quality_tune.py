@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import datasets
 from connector.model.model import Hyperparameters
-from worker import training
 from worker.data.interactions import Interactions
 from worker.evaluation.holdout import Holdout, evaluate, split_last
+from worker.training import fit
 
 Config = dict[str, Any]  # Hyperparameters overrides
 SCREEN: list[Config] = [
@@ -84,7 +84,7 @@ def run(task: tuple[Config, int]) -> dict[str, float]:
     assert _validation is not None
     train, holdouts = _validation
     started = time.perf_counter()
-    model = training.train(train, Hyperparameters(**config), seed)
+    model = fit.train(train, Hyperparameters(**config), seed)
     seconds = time.perf_counter() - started
     metrics = evaluate(model, holdouts)
     return {"ndcg10": metrics["ndcg@10"], "hr10": metrics["hr@10"], "seconds": seconds}

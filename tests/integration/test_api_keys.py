@@ -29,7 +29,7 @@ from connector.model.model import Hyperparameters
 from connector.settings import ConnectorSettings
 from tests.integration.test_api import Server, api_settings, artifacts, publish, training_rows
 from worker.data.interactions import from_rows
-from worker.training import train
+from worker.training.fit import train
 
 KEYS = ("k-first-0123456789", "k-second-ABCDEFGHIJ")
 BODY = {"userId": "u1", "numResults": 3}

@@ -22,8 +22,8 @@ from tests.integration.test_training import publish_walks
 from worker.data.movielens import load_ml100k
 from worker.evaluation.baselines import MostPopular
 from worker.evaluation.holdout import evaluate, split_last
-from worker.runs import run
 from worker.settings import WorkerSettings
+from worker.training.runs import run
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"

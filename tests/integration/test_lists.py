@@ -28,8 +28,8 @@ from connector.wiring import event_processor, processors
 from tests.integration.helpers import prepare_group, put_events
 from tests.memory_scenario import peak_and_freed
 from worker.data.interactions import from_rows
-from worker.pipeline import Catalog, item_arrays
-from worker.training import train
+from worker.training.fit import train
+from worker.training.pipeline import Catalog, item_arrays
 
 ITEMS = 30
 _offsets = count()

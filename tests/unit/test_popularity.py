@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from worker.data.interactions import Interactions, from_rows
-from worker.popularity import UNKNOWN_TIME, by_context, created, popularity
+from worker.training.popularity import UNKNOWN_TIME, by_context, created, popularity
 
 DAY = 24 * 3600
 

@@ -35,9 +35,10 @@ from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 from connector.topic_state import connector_lag, topic_records
-from worker import demo_data, demo_view
-from worker.demo_processes import Children, save_state
-from worker.demo_replay import Row, Schedule, replay, shift_rows
+from worker.demo import data as demo_data
+from worker.demo import view as demo_view
+from worker.demo.processes import Children, save_state
+from worker.demo.replay import Row, Schedule, replay, shift_rows
 from worker.settings import WorkerSettings
 from worker.training.runs import run as train_run
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from connector import redis_client, wire
 from connector.filters.store import open_filters
-from connector.ingest.plan import _history_member
+from connector.ingest.plan import history_member
 from connector.ingest.records import UNDEFINED_SOURCE, AcceptedEvent, SourceRecord, Stitch
 from connector.keys import Keys, Subject
 from connector.registry.registry import RegisteredSchema, open_registry
@@ -367,7 +367,7 @@ def _event(entry: _Row, served: dict[str, Any]) -> AcceptedEvent:
         session_id=entry.session_id,
         row=row,
         markers=_markers(entry.marker, headers.get(EVENT_MARKER_HEADER, "")),
-        history_member=_history_member(
+        history_member=history_member(
             row, entry.schema, impression.split("|") if impression else None
         ),
         event_type=str(row.get("EVENT_TYPE") or ""),

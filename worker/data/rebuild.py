@@ -17,6 +17,10 @@ its subject's dedup window has no marker left in Redis, after ingest as after a 
 a second rebuild could not recognise it: it is replayed only into a time bucket whose
 counters did not exist when the rebuild started (they were lost with Redis). What cannot be
 restored exactly is listed in docs/guarantees.md.
+
+It restores the connector's state, but lives in the worker because it reads the topics with
+worker.data.reader (the snapshot reader and the header names training uses), and the
+connector must not import the worker.
 """
 
 from __future__ import annotations

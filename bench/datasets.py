@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.movielens import load_ml100k
 from bench.video_games import load_video_games
-from worker.interactions import Interactions
+from worker.data.interactions import Interactions
 
 LOADERS: dict[str, Callable[[], Interactions]] = {
     "ml-100k": load_ml100k,

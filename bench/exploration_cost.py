@@ -35,9 +35,9 @@ from connector.serving import ranking
 from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
-from worker import popularity, training
-from worker.evaluation import Holdout, split_last
-from worker.metrics import DEPTH, MetricAccumulator
+from worker.evaluation.holdout import Holdout, split_last
+from worker.evaluation.metrics import DEPTH, MetricAccumulator
+from worker.training import fit, popularity
 
 COUNT = 10
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         train_data, holdouts = split_last(train_data)
     print(f"{args.dataset} ({args.split}): training on {len(train_data):,} events, ", end="")
     print(f"{len(holdouts):,} users")
-    model = training.train(train_data, Hyperparameters(), args.seed)
+    model = fit.train(train_data, Hyperparameters(), args.seed)
     served, new = serving_model(train_data, model, args.new_share, args.seed)
     print(f"{new:,} of {len(model.items):,} items new")
     results = {"weight 0": measure(served, holdouts, 0.0, args.seed)}

@@ -1,6 +1,6 @@
-"""MovieLens-100K for the benchmarks: worker.movielens with the benchmarks' cache folder.
+"""MovieLens-100K for the benchmarks: worker.data.movielens with the benchmarks' cache folder.
 
-The data comes from the `recbole` wheel's data files (see worker/movielens.py, which the
+The data comes from the `recbole` wheel's data files (see worker/data/movielens.py, which the
 demo and `streamrec evaluate` use too); it is cached under .streamrec/cache/datasets/ of the
 repository, so only the first run downloads.
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker import movielens
-from worker.interactions import Interactions
-from worker.movielens import EVENT_TYPE, WHEEL, DatasetUnavailableError
+from worker.data import movielens
+from worker.data.interactions import Interactions
+from worker.data.movielens import EVENT_TYPE, WHEEL, DatasetUnavailableError
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / ".streamrec" / "cache" / "datasets"
@@ -36,7 +36,7 @@ def ml100k_path(cache_dir: Path = CACHE_DIR) -> Path:
 
 
 def read_inter(path: Path) -> Iterator[dict[str, object]]:
-    """Rows in the shape worker.interactions.from_rows reads, in file order."""
+    """Rows in the shape worker.data.interactions.from_rows reads, in file order."""
     return movielens.read_inter(path)
 
 

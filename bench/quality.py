@@ -3,10 +3,10 @@
     python3 bench/quality.py --dataset ml-100k|video [--seeds 1] [--models ...] [--keep-going]
     python3 bench/quality.py --in-process [--seeds 3]      # the model alone, trained here
 
-The protocol is leave-last-out (worker.evaluation.split_last): per user with at least 2
+The protocol is leave-last-out (worker.evaluation.holdout.split_last): per user with at least 2
 interactions the latest one (ties in file order) is the target, everything before it is
 training data and history; every answer is a full ranking with the user's seen items
-excluded; HR@10 and NDCG@10 (worker.metrics) are averaged over those users.
+excluded; HR@10 and NDCG@10 (worker.evaluation.metrics) are averaged over those users.
 
 By default our model is measured THROUGH THE PRODUCT PATH, as a new user would run it, on
 Kafka and Redis from bench/services.py (started here unless STREAMREC_KAFKA_BOOTSTRAP and
@@ -21,7 +21,7 @@ checkout's code on its defaults (STREAMREC_* settings of the caller are dropped,
 where Kafka and Redis are). Beside it, in the same run:
 
 - "streamrec_in_process": the same model version, loaded from Redis, scored by
-  worker.evaluation.evaluate on the offline histories (what `streamrec models list` and the
+  worker.evaluation.holdout.evaluate on the offline histories (what `streamrec models list` and the
   in-process benchmark measure);
 - "streamrec_serving_in_process": the same version through connector.serving's
   recommend_many (the code behind the API) at exploration weight 0, on the offline
@@ -30,7 +30,7 @@ where Kafka and Redis are). Beside it, in the same run:
 - the baselines (pop, itemknn, markov, als; bench/baselines.py) trained here on the same
   training split; ALS needs the `bench` extra and is skipped with a note without it.
 
-`--in-process` is the former benchmark: our model trained here (`worker.training.train`
+`--in-process` is the former benchmark: our model trained here (`worker.training.fit.train`
 with default hyperparameters, --seeds runs from --first-seed 0) and scored with evaluate.
 
 Prints a table, diagnostics of the API's answers and the time each step took; the last
@@ -82,12 +82,13 @@ from connector.serving.recommend import recommend_many
 from connector.settings import ConnectorSettings
 from connector.stores.histories import HistoryReader, SubjectHistory
 from connector.stores.model_versions import ModelStore
-from worker import movielens, training
-from worker.evaluation import Holdout, evaluate, split_last
-from worker.interactions import Interactions
-from worker.metrics import MetricAccumulator
-from worker.recommender import Recommender
+from worker.data import movielens
+from worker.data.interactions import Interactions
+from worker.evaluation.holdout import Holdout, evaluate, split_last
+from worker.evaluation.metrics import MetricAccumulator
+from worker.evaluation.recommender import Recommender
 from worker.settings import WorkerSettings
+from worker.training import fit
 
 Trainer = Callable[[Interactions, int], Recommender]  # (training data, seed) -> model
 BASELINES = ("pop", "itemknn", "markov", "als")
@@ -136,7 +137,7 @@ def streamrec_trainer() -> Trainer:
     """Our model's training function, with the defaults `streamrec train` uses."""
 
     def trainer(data: Interactions, seed: int) -> Recommender:
-        model: Recommender = training.train(data, Hyperparameters(), seed)
+        model: Recommender = fit.train(data, Hyperparameters(), seed)
         return model
 
     return trainer
@@ -244,7 +245,7 @@ def item_rows(dataset: str) -> list[dict[str, str]]:
 def metrics_of(
     answers: Mapping[str, Sequence[str]], holdouts: Sequence[Holdout], catalog: Sequence[str]
 ) -> dict[str, float]:
-    """worker.metrics over the answered lists (item ids, best first): a user without an
+    """worker.evaluation.metrics over the answered lists (item ids, best first): a user without an
     answer or an item outside `catalog` counts as an empty slot."""
     columns = {item: column for column, item in enumerate(catalog)}
     ranked = np.full((len(holdouts), COUNT), -1, dtype=np.int64)

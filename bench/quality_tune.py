@@ -4,7 +4,7 @@ Why a validation split: bench/quality.py measures on each user's latest rating, 
 setting chosen by looking at those targets is fitted to them (a learning rate picked that
 way lost half its gain on seeds it had not seen). Here each user's latest rating is dropped
 altogether and the one before it is the target; the model trains on what precedes it and is
-scored by the same `worker.evaluation.evaluate` (full ranking, seen items excluded), so the
+scored by the same `worker.evaluation.holdout.evaluate` (full ranking, seen items excluded), so the
 test targets play no part in the choice.
 
     python3 bench/quality_tune.py --seeds 2 --jobs 1
@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import datasets
 from connector.model.model import Hyperparameters
-from worker import training
-from worker.evaluation import Holdout, evaluate, split_last
-from worker.interactions import Interactions
+from worker.data.interactions import Interactions
+from worker.evaluation.holdout import Holdout, evaluate, split_last
+from worker.training import fit
 
 Config = dict[str, Any]  # Hyperparameters overrides
 SCREEN: list[Config] = [
@@ -84,7 +84,7 @@ def run(task: tuple[Config, int]) -> dict[str, float]:
     assert _validation is not None
     train, holdouts = _validation
     started = time.perf_counter()
-    model = training.train(train, Hyperparameters(**config), seed)
+    model = fit.train(train, Hyperparameters(**config), seed)
     seconds = time.perf_counter() - started
     metrics = evaluate(model, holdouts)
     return {"ndcg10": metrics["ndcg@10"], "hr10": metrics["hr@10"], "seconds": seconds}

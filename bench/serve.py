@@ -234,7 +234,7 @@ def put_histories(settings: ConnectorSettings, users: int, items: int) -> float:
 
 def write_histories_direct(settings: ConnectorSettings, users: int, items: int) -> None:
     """Histories written with one pipeline in the connector's member format (plan.py's
-    _history_member), for the sweep groups, where only a few users are needed."""
+    history_member), for the sweep groups, where only a few users are needed."""
     client, keys = redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group)
     rng = random.Random(5)
     sent_at = int(time.time()) - 3600

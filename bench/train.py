@@ -4,7 +4,7 @@ dataset of 1,000,000 interactions over 50,000 items.
 Each dataset runs in a child process of its own, so its peak resident memory is its own.
 The child splits the data by time: FULL trains (and evaluates) on the first 95%, then UPDATE
 brings in the last 5% (new items included) on top of that model. Both are the worker's own
-steps (worker.pipeline.full_model / updated_model) with the default settings; reading the
+steps (worker.training.pipeline.full_model / updated_model) with the default settings; reading the
 dataset from Kafka is not part of the figures.
 
     python bench/train.py [--datasets ml100k,1m] [--interactions 1000000] [--items 50000]
@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.movielens import load_ml100k
 from connector.model.history import ABSENT
-from worker.interactions import Interactions
-from worker.pipeline import Catalog, full_model, updated_model
+from worker.data.interactions import Interactions
 from worker.settings import WorkerSettings
+from worker.training.pipeline import Catalog, full_model, updated_model
 
 NO_CATALOG = Catalog(items=[], created={}, metadata={})
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.interactions import Interactions, from_rows
+from worker.data.interactions import Interactions, from_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_COPY = ROOT.parent / "shared" / "data" / "amazon-video-games" / "Video.txt.gz"

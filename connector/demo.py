@@ -1,7 +1,7 @@
 """The connector's half of `streamrec demo`: local services, the dataset group (schemas,
 tracker, filters), the example events validated, and rows imported through the topics.
 
-The demo itself (worker/demo_run.py) trains a model, so it lives in the worker; these steps
+The demo itself (worker/demo/run.py) trains a model, so it lives in the worker; these steps
 touch only what the connector owns. Each is a plain function, so tests can call it directly.
 """
 

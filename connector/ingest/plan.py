@@ -151,7 +151,7 @@ def _accept(
         session_id=envelope.session_id,
         row=row,
         markers=_markers(_marked_as(envelope, subject), event),
-        history_member=_history_member(row, context.schema, impression),
+        history_member=history_member(row, context.schema, impression),
         event_type=event["eventType"],
         attribution=_attribution(event, served_list),
     )
@@ -181,10 +181,9 @@ def _attribution(event: dict[str, Any], served_list: ServedList | None) -> str:
     return served_list.source if served_list is not None else UNDEFINED_SOURCE
 
 
-def _history_member(
-    row: dict[str, Any], schema: DatasetSchema, impression: list[str] | None
-) -> str:
-    """The event as kept in the session history: deterministic, so a replay is a no-op."""
+def history_member(row: dict[str, Any], schema: DatasetSchema, impression: list[str] | None) -> str:
+    """The event as kept in the session history: deterministic, so a replay is a no-op.
+    `streamrec rebuild` makes the same member from the event's dataset row."""
     context = {spec.name: row[spec.name] for spec in schema.metadata_fields}
     entry = {
         "item": row["ITEM_ID"],

@@ -1,9 +1,9 @@
 """A user's recent events as the model reads them, from Redis or from the training data.
 
 The connector keeps each user's (or anonymous session's) history in a Redis sorted set whose
-members are JSON documents (connector/ingest/plan.py `_history_member`). The model computes a
+members are JSON documents (connector/ingest/plan.py `history_member`). The model computes a
 user state from a list of HistoryEntry, and evaluation builds the same entries from the
-training data (worker.interactions.history_entries), so offline scores and served
+training data (worker.data.interactions.history_entries), so offline scores and served
 recommendations go through one code path.
 """
 

@@ -1,5 +1,5 @@
 """The network's forward pass: a GRU over event embeddings, scored against tied item
-embeddings. Serving runs only this; training (worker/gru.py) adds the backward pass.
+embeddings. Serving runs only this; training (worker/training/gru.py) adds the backward pass.
 
 Written out in numpy, vectorised over the batch (the only Python loop is over the time steps
 of a window, at most `bptt`).

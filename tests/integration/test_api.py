@@ -42,10 +42,10 @@ from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.wiring import event_processor, processors
 from tests.integration.helpers import prepare_group, put_events
-from worker.interactions import Interactions, from_rows
-from worker.pipeline import Catalog, item_arrays
-from worker.training import train
-from worker.update import add_items
+from worker.data.interactions import Interactions, from_rows
+from worker.training.fit import train
+from worker.training.pipeline import Catalog, item_arrays
+from worker.training.update import add_items
 
 T0 = 1_700_000_000
 POPULAR = {"p0", "p1"}  # every training user clicks these first

@@ -28,8 +28,8 @@ from connector.model.artifacts import ModelArtifacts
 from connector.model.model import Hyperparameters
 from connector.settings import ConnectorSettings
 from tests.integration.test_api import Server, api_settings, artifacts, publish, training_rows
-from worker.interactions import from_rows
-from worker.training import train
+from worker.data.interactions import from_rows
+from worker.training.fit import train
 
 KEYS = ("k-first-0123456789", "k-second-ABCDEFGHIJ")
 BODY = {"userId": "u1", "numResults": 3}

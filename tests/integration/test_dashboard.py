@@ -30,8 +30,8 @@ from connector.stores.model_versions import ModelStore
 from connector.wiring import Processors, processors
 from tests.integration.helpers import prepare_group, put_events
 from tests.integration.test_api import Server, api_settings, artifacts, training_rows
-from worker.interactions import Interactions, from_rows
-from worker.training import train
+from worker.data.interactions import Interactions, from_rows
+from worker.training.fit import train
 
 A = 1_700_010_000  # a bucket start: divisible by the 60 s bucket width
 ITEMS = ["p0", "p1"] + [f"i{k}" for k in range(30)]

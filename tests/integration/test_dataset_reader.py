@@ -27,16 +27,16 @@ from tests.integration.helpers import (
     put_events,
     read_topic,
 )
-from worker import data_cache
-from worker.catalog import read_items, read_users
-from worker.data_cache import (
+from worker.data import cache as data_cache
+from worker.data.cache import (
     CacheUpdate,
     DataCache,
     context_fields,
     load_training_data,
     to_interactions,
 )
-from worker.dataset_reader import RowDecoder, TopicReader, read_rows
+from worker.data.catalog import read_items, read_users
+from worker.data.reader import RowDecoder, TopicReader, read_rows
 from worker.exceptions import NotEnoughDataError
 from worker.settings import WorkerSettings
 

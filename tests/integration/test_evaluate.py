@@ -19,11 +19,11 @@ from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group
 from tests.integration.test_training import publish_walks
-from worker.baselines import MostPopular
-from worker.evaluation import evaluate, split_last
-from worker.movielens import load_ml100k
-from worker.runs import run
+from worker.data.movielens import load_ml100k
+from worker.evaluation.baselines import MostPopular
+from worker.evaluation.holdout import evaluate, split_last
 from worker.settings import WorkerSettings
+from worker.training.runs import run
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -49,9 +49,9 @@ from tests.integration.faults_helpers import (
 from tests.integration.helpers import prepare_group
 from tests.integration.test_connector_process import produce, records_consumed
 from tests.integration.test_readiness import get
-from worker.interactions import from_rows
-from worker.pipeline import Catalog, item_arrays
-from worker.training import train
+from worker.data.interactions import from_rows
+from worker.training.fit import train
+from worker.training.pipeline import Catalog, item_arrays
 
 pytestmark = pytest.mark.faults
 Start = Callable[..., subprocess.Popen[bytes]]

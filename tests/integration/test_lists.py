@@ -27,9 +27,9 @@ from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor, processors
 from tests.integration.helpers import prepare_group, put_events
 from tests.memory_scenario import peak_and_freed
-from worker.interactions import from_rows
-from worker.pipeline import Catalog, item_arrays
-from worker.training import train
+from worker.data.interactions import from_rows
+from worker.training.fit import train
+from worker.training.pipeline import Catalog, item_arrays
 
 ITEMS = 30
 _offsets = count()

@@ -24,7 +24,7 @@ from connector.stores.served import RedisServedLists
 from connector.wiring import processors
 from tests.integration.faults_helpers import redis_state
 from tests.integration.helpers import prepare_group, put_events
-from worker.rebuild import Rebuilder
+from worker.data.rebuild import Rebuilder
 
 MIXES = int(os.environ.get("STREAMREC_TEST_REBUILD_MIXES", "50"))
 SKIP = (":recs", ":active", ":model:", ":served:")  # lists and models are not ingest's

@@ -26,13 +26,13 @@ from connector.settings import CommonSettings, ConnectorSettings
 from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group, put_events
-from worker.catalog import read_items
-from worker.data_cache import load_training_data
+from worker.data.cache import load_training_data
+from worker.data.catalog import read_items
 from worker.exceptions import NotEnoughDataError
-from worker.isolated import RunProcessError, isolated_run
-from worker.pipeline import Stopped, full_model
-from worker.runs import item_catalog, run
 from worker.settings import WorkerSettings
+from worker.training.isolated import RunProcessError, isolated_run
+from worker.training.pipeline import Stopped, full_model
+from worker.training.runs import item_catalog, run
 
 T0 = 1_700_000_000
 USERS, EVENTS_PER_USER, ITEMS = 40, 30, 25

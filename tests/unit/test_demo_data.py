@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connector.devservices import process
-from worker import demo_data
+from worker.demo import data as demo_data
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from connector.cli import cli
 from worker.cli import evaluate as evaluate_cli
-from worker.evaluate import Report
+from worker.report.figures import Report
 
 
 @pytest.mark.parametrize(

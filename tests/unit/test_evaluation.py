@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from connector.model.history import HistoryEntry
-from worker.evaluation import Holdout, evaluate, split_last
-from worker.interactions import from_rows
-from worker.recommender import NO_ITEM, top_k
+from worker.data.interactions import from_rows
+from worker.evaluation.holdout import Holdout, evaluate, split_last
+from worker.evaluation.recommender import NO_ITEM, top_k
 
 
 def row(user: str, item: str, ts: int, event_type: str = "click") -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""The hand-written gradients of worker/gru.py against central finite differences.
+"""The hand-written gradients of worker/training/gru.py against central finite differences.
 
 Run in float64 on a tiny model (7 items, 4 hidden units, a context field, padding and a
 sampled candidate set), so a wrong sign or a missing term in any parameter's gradient shows.
@@ -14,7 +14,7 @@ import pytest
 from connector.model import network
 from connector.model.history import HistoryEntry
 from connector.model.model import Hyperparameters, Model
-from worker import gru
+from worker.training import gru
 
 
 def tiny_params(rng: np.random.Generator, items: int = 7, hidden: int = 4) -> network.Params:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.interactions import from_rows, history_entries
+from worker.data.interactions import from_rows, history_entries
 
 
 def rows() -> list[dict[str, object]]:

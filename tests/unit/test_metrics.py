@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from worker.metrics import METRIC_NAMES, MetricAccumulator, ranking_metrics
+from worker.evaluation.metrics import METRIC_NAMES, MetricAccumulator, ranking_metrics
 
 
 def gain(rank: int) -> float:

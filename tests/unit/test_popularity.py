@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.interactions import Interactions, from_rows
-from worker.popularity import UNKNOWN_TIME, by_context, created, popularity
+from worker.data.interactions import Interactions, from_rows
+from worker.training.popularity import UNKNOWN_TIME, by_context, created, popularity
 
 DAY = 24 * 3600
 

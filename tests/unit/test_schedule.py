@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.schedule import Schedule
+from worker.training.schedule import Schedule
 
 
 def test_full_first_then_updates_between_fulls() -> None:

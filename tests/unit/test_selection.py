@@ -8,15 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from worker.exceptions import NotEnoughDataError
-from worker.interactions import Interactions, from_rows
-from worker.selection import (
+from worker.data.interactions import Interactions, from_rows
+from worker.data.selection import (
     by_event_type,
     by_event_value,
     by_history_length,
     check_minimum,
     select,
 )
+from worker.exceptions import NotEnoughDataError
 from worker.settings import WorkerSettings
 
 

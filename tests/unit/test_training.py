@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from connector.model.model import Hyperparameters
+from worker.data.interactions import from_rows
 from worker.exceptions import ModelFitError
-from worker.interactions import from_rows
-from worker.training import Adam, make_windows, rate_factor, train
+from worker.training.fit import Adam, make_windows, rate_factor, train
 
 
 def walks(users: int = 30, length: int = 12, items: int = 15) -> list[dict[str, object]]:

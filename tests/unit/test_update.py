@@ -6,9 +6,9 @@ import numpy as np
 
 from connector.model.history import HistoryEntry
 from connector.model.model import Hyperparameters
-from worker.interactions import from_rows
-from worker.training import train
-from worker.update import add_items
+from worker.data.interactions import from_rows
+from worker.training.fit import train
+from worker.training.update import add_items
 
 
 def chain_rows(items: int, users: int, length: int, seed: int) -> list[dict[str, object]]:

@@ -1,6 +1,6 @@
 """`streamrec demo`: the README's main command, from nothing to live recommendations.
 
-It lives in the worker because it trains a model; the steps are in worker/demo_run.py.
+It lives in the worker because it trains a model; the steps are in worker/demo/run.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import click
 from connector.cli.options import group_option
 from connector.devservices.settings import DevSettings
 from connector.settings import ConnectorSettings
-from worker.demo_processes import stop_kept
-from worker.demo_run import DemoOptions, run
+from worker.demo.processes import stop_kept
+from worker.demo.run import DemoOptions, run
 
 _DEFAULTS = DemoOptions()
 _FULL = {"max_interactions": 0, "replay_events": 5_000, "replay_seconds": 120.0, "epochs": 20}

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from connector.cli.options import group_option
-from worker.data_cache import load_training_data
-from worker.evaluate import group_report, movielens_report
-from worker.evaluate_report import write
+from worker.data.cache import load_training_data
+from worker.report.figures import group_report, movielens_report
+from worker.report.render import write
 from worker.settings import WorkerSettings
 
 

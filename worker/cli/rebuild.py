@@ -7,7 +7,7 @@ import redis
 
 from connector.cli.options import group_option
 from connector.settings import ConnectorSettings
-from worker.rebuild import Rebuilder
+from worker.data.rebuild import Rebuilder
 
 
 @click.command()

@@ -10,10 +10,10 @@ from connector.cli.options import group_option
 from connector.keys import Keys
 from connector.redis_client import connect
 from connector.stores.model_versions import ModelStore
-from worker.pipeline import Stopped
-from worker.runs import Mode, run
-from worker.schedule import serve
 from worker.settings import WorkerSettings
+from worker.training.pipeline import Stopped
+from worker.training.runs import Mode, run
+from worker.training.schedule import serve
 
 
 def _settings(group: str | None) -> WorkerSettings:

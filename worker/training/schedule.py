@@ -19,10 +19,10 @@ from connector.memory import return_freed_memory
 from connector.redis_client import connect
 from worker import health
 from worker.exceptions import NotEnoughDataError
-from worker.isolated import isolated_run
-from worker.pipeline import Stopped
-from worker.runs import Mode, run
 from worker.settings import WorkerSettings
+from worker.training.isolated import isolated_run
+from worker.training.pipeline import Stopped
+from worker.training.runs import Mode, run
 
 log = logging.getLogger("streamrec.worker")
 
@@ -67,7 +67,7 @@ class Schedule:
 
 def serve(settings: WorkerSettings, runner: Callable[..., str] | None = None) -> None:
     """Run the schedule until SIGTERM or SIGINT, with /healthz, /readyz and /metrics on
-    STREAMREC_WORKER_WEB_PORT; each run in a child process (worker/isolated.py) unless
+    STREAMREC_WORKER_WEB_PORT; each run in a child process (worker/training/isolated.py) unless
     STREAMREC_WORKER_ISOLATED_RUNS is false or `runner` says otherwise."""
     if runner is None:
         runner = isolated_run if settings.worker_isolated_runs else run

@@ -35,11 +35,12 @@ from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
 from connector.topic_state import connector_lag, topic_records
-from worker import demo_data, demo_view
-from worker.demo_processes import Children, save_state
-from worker.demo_replay import Row, Schedule, replay, shift_rows
-from worker.runs import run as train_run
+from worker.demo import data as demo_data
+from worker.demo import view as demo_view
+from worker.demo.processes import Children, save_state
+from worker.demo.replay import Row, Schedule, replay, shift_rows
 from worker.settings import WorkerSettings
+from worker.training.runs import run as train_run
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar

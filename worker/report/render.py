@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
 from matplotlib.figure import Figure  # noqa: E402
 
-from worker.evaluate import DECILES, TOP, Report  # noqa: E402
+from worker.report.figures import DECILES, TOP, Report  # noqa: E402
 
 HEADLINE = ("ndcg@10", "hr@10", "mrr@25", "precision@10", "coverage")
 CHARTS = {

@@ -1,4 +1,4 @@
-"""The classic baselines our model must beat, as worker.recommender.Recommender models.
+"""The classic baselines our model must beat, as worker.evaluation.recommender.Recommender models.
 
 Inside the installed package so `streamrec evaluate` can compare against them (bench/ is not
 installed; bench/quality.py imports them from here); ALS needs the optional `implicit`
@@ -6,8 +6,8 @@ package.
 
 Each is trained from the training part of an Interactions split and scores a user from the
 same HistoryEntry list our model reads, so the benchmark ranks all of them with one
-evaluation routine (worker.evaluation). Every model keeps the full item vocabulary of the
-data as its columns, so all are ranked over the same catalog.
+evaluation routine (worker.evaluation.holdout). Every model keeps the full item vocabulary
+of the data as its columns, so all are ranked over the same catalog.
 
 - MostPopular: interaction counts, the same list for everyone.
 - ItemKNN: cosine item-item similarity from the user-item matrix; a user's score is the sum of
@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from connector.model.history import HistoryEntry
-from worker.interactions import Interactions
+from worker.data.interactions import Interactions
 
 KNN_LAST_ITEMS = 5
 

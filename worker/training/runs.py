@@ -1,6 +1,6 @@
 """One FULL or UPDATE run against the real services: read, train or update, publish.
 
-The steps themselves live in worker/pipeline.py (pure, testable on in-memory data); this
+The steps themselves live in worker/training/pipeline.py (pure, testable on in-memory data); this
 module only wires them to Kafka (training data, Items dataset) and Redis (model versions).
 """
 
@@ -15,10 +15,10 @@ from connector.keys import Keys
 from connector.model.model import Model
 from connector.redis_client import connect
 from connector.stores.model_versions import ModelStore
-from worker.catalog import ItemCatalog, read_items
-from worker.data_cache import load_training_data
-from worker.pipeline import Catalog, Stopped, full_model, updated_model
+from worker.data.cache import load_training_data
+from worker.data.catalog import ItemCatalog, read_items
 from worker.settings import WorkerSettings
+from worker.training.pipeline import Catalog, Stopped, full_model, updated_model
 
 log = logging.getLogger("streamrec.worker")
 Mode = Literal["full", "update"]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from worker.data.interactions import Interactions
 from worker.exceptions import NotEnoughDataError
-from worker.interactions import Interactions
 from worker.settings import WorkerSettings
 
 MIN_INTERACTIONS = 1000

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from connector.model.model import Model
-from worker.interactions import Interactions, history_entries
+from worker.data.interactions import Interactions, history_entries
 
 
 def add_items(

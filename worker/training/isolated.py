@@ -28,9 +28,9 @@ from typing import Any
 
 from connector.exceptions import ModelNotFoundError, StreamrecError
 from worker.exceptions import NotEnoughDataError, WorkerError
-from worker.pipeline import Stopped
-from worker.runs import Mode, run
 from worker.settings import WorkerSettings
+from worker.training.pipeline import Stopped
+from worker.training.runs import Mode, run
 
 _SPAWN = multiprocessing.get_context("spawn")  # the worker serves pages from threads
 _POLL_SECONDS = 0.5  # how often the parent looks for a stop request while a run goes on

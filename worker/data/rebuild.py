@@ -17,6 +17,10 @@ its subject's dedup window has no marker left in Redis, after ingest as after a 
 a second rebuild could not recognise it: it is replayed only into a time bucket whose
 counters did not exist when the rebuild started (they were lost with Redis). What cannot be
 restored exactly is listed in docs/guarantees.md.
+
+It restores the connector's state, but lives in the worker because it reads the topics with
+worker.data.reader (the snapshot reader and the header names training uses), and the
+connector must not import the worker.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 
 from connector import redis_client, wire
 from connector.filters.store import open_filters
-from connector.ingest.plan import _history_member
+from connector.ingest.plan import history_member
 from connector.ingest.records import UNDEFINED_SOURCE, AcceptedEvent, SourceRecord, Stitch
 from connector.keys import Keys, Subject
 from connector.registry.registry import RegisteredSchema, open_registry
@@ -46,7 +50,7 @@ from connector.stores.model_versions import ModelStore
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import SessionStore
 from connector.wiring import history_policy
-from worker.dataset_reader import (
+from worker.data.reader import (
     ATTRIBUTION_HEADER,
     EVENT_MARKER_HEADER,
     MARKER_HEADER,
@@ -367,7 +371,7 @@ def _event(entry: _Row, served: dict[str, Any]) -> AcceptedEvent:
         session_id=entry.session_id,
         row=row,
         markers=_markers(entry.marker, headers.get(EVENT_MARKER_HEADER, "")),
-        history_member=_history_member(
+        history_member=history_member(
             row, entry.schema, impression.split("|") if impression else None
         ),
         event_type=str(row.get("EVENT_TYPE") or ""),

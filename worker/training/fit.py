@@ -16,9 +16,9 @@ import numpy as np
 
 from connector.model import network
 from connector.model.model import Hyperparameters, Model
-from worker import gru
+from worker.data.interactions import Interactions
 from worker.exceptions import ModelFitError
-from worker.interactions import Interactions
+from worker.training import gru
 
 Progress = Callable[[int, int, float], None]  # (epoch done, epochs, mean loss)
 MAX_RECOVERIES = 3

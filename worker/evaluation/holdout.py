@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from connector.model.history import HistoryEntry
-from worker.interactions import Interactions, history_entries
-from worker.metrics import DEPTH, MetricAccumulator
-from worker.recommender import Recommender, top_k
+from worker.data.interactions import Interactions, history_entries
+from worker.evaluation.metrics import DEPTH, MetricAccumulator
+from worker.evaluation.recommender import Recommender, top_k
 
 MIN_EVALUATED_LENGTH = 2  # a user needs a history of at least one event besides the target
 
@@ -62,7 +62,7 @@ def split_last(
 def evaluate(
     model: Recommender, holdouts: Sequence[Holdout], batch_size: int = 256
 ) -> dict[str, float]:
-    """Personalize's metrics (worker.metrics) of `model` on `holdouts`, by full ranking.
+    """Personalize's metrics (worker.evaluation.metrics) of `model` on `holdouts`, by full ranking.
 
     Scores are computed `batch_size` users at a time, so memory stays at about
     batch_size x catalog floats however many users are evaluated.

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from worker.interactions import Interactions
+from worker.data.interactions import Interactions
 
 DEFAULT_HALF_LIFE_SECONDS = 7 * 24 * 3600.0
 UNKNOWN_TIME = -1  # item_created for an item with neither a creation time nor interactions

@@ -21,16 +21,16 @@ from connector.keys import Keys
 from connector.model.model import Hyperparameters, Model
 from connector.redis_client import connect
 from connector.stores.model_versions import ModelStore
-from worker import training
-from worker.baselines import ALS, ItemKNN, MarkovChain, MostPopular
-from worker.evaluation import Holdout, split_last
+from worker.data.interactions import Interactions
+from worker.data.movielens import load_ml100k
+from worker.evaluation.baselines import ALS, ItemKNN, MarkovChain, MostPopular
+from worker.evaluation.holdout import Holdout, split_last
+from worker.evaluation.metrics import DEPTH, MetricAccumulator, per_user
+from worker.evaluation.recommender import Recommender, top_k
 from worker.exceptions import ModelNotFoundError
-from worker.interactions import Interactions
-from worker.metrics import DEPTH, MetricAccumulator, per_user
-from worker.movielens import load_ml100k
-from worker.pipeline import split_for_evaluation
-from worker.recommender import Recommender, top_k
 from worker.settings import WorkerSettings
+from worker.training import fit
+from worker.training.pipeline import split_for_evaluation
 
 LENGTH_EDGES = (1, 5, 10, 20, 50, 100)  # history-length buckets: 1-4, 5-9, ..., 100+
 DECILES = 10
@@ -183,7 +183,7 @@ def movielens_report(cache_dir: Path, max_interactions: int, epochs: int, seed: 
         keep[earliest] = True
         data = data.select(keep).compact()
     train, holdouts = split_last(data)
-    ours = training.train(train, Hyperparameters(epochs=epochs), seed)
+    ours = fit.train(train, Hyperparameters(epochs=epochs), seed)
     report = Report(
         "MovieLens-100K",
         f"MovieLens-100K ({len(data):,} ratings), our model trained here ({epochs} epochs)",

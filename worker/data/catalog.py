@@ -19,7 +19,7 @@ from typing import Any
 from connector.exceptions import SchemaNotFoundError
 from connector.registry.registry import SchemaRegistry, open_registry
 from connector.settings import CommonSettings
-from worker.dataset_reader import RowDecoder, TopicReader
+from worker.data.reader import RowDecoder, TopicReader
 
 CREATION_TIMESTAMP = "CREATION_TIMESTAMP"
 

@@ -2,7 +2,7 @@
 
 One small Protocol, so that offline evaluation, the benchmark baselines and our own model are
 ranked by the same code: a model maps a batch of user histories (the HistoryEntry lists the
-connector keeps in Redis, or their offline twins from worker.interactions.history_entries)
+connector keeps in Redis, or their offline twins from worker.data.interactions.history_entries)
 to a dense score matrix over its items. Ranking and "already seen" filtering then happen
 once, here, in `top_k`.
 """

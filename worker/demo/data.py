@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.movielens import (
+from worker.data.movielens import (
     EVENT_TYPE,
     DatasetUnavailableError,
     ml100k_files,

@@ -34,7 +34,8 @@ import numpy as np
 from connector.model.history import ABSENT
 from connector.registry.registry import open_registry
 from connector.registry.rules import DatasetSchema
-from worker.dataset_reader import (
+from worker.data.interactions import Interactions
+from worker.data.reader import (
     DatasetRecord,
     RowDecoder,
     TopicReader,
@@ -42,8 +43,7 @@ from worker.dataset_reader import (
     stitch,
     unique,
 )
-from worker.interactions import Interactions
-from worker.selection import check_minimum, not_enough_data, select
+from worker.data.selection import check_minimum, not_enough_data, select
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from connector.model.model import Hyperparameters, Model
-from worker import popularity
-from worker.evaluation import Holdout, evaluable_users, evaluate, split_last
-from worker.interactions import Interactions
+from worker.data.interactions import Interactions
+from worker.evaluation.holdout import Holdout, evaluable_users, evaluate, split_last
 from worker.settings import WorkerSettings
-from worker.training import train
-from worker.update import add_items
+from worker.training import popularity
+from worker.training.fit import train
+from worker.training.update import add_items
 
 log = logging.getLogger("streamrec.worker")
 ShouldStop = Callable[[], bool]

@@ -17,8 +17,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from worker.data.interactions import Interactions, from_rows
 from worker.exceptions import WorkerError
-from worker.interactions import Interactions, from_rows
 
 WHEEL = "recbole==1.2.1"
 KINDS = ("inter", "item", "user")
@@ -55,7 +55,7 @@ def load_ml100k(cache_dir: Path) -> Interactions:
 
 
 def read_inter(path: Path) -> Iterator[dict[str, object]]:
-    """Ratings in the shape worker.interactions.from_rows reads, in file order."""
+    """Ratings in the shape worker.data.interactions.from_rows reads, in file order."""
     for user, item, rating, timestamp in _rows(path, "inter"):
         yield {
             "USER_ID": user,

@@ -12,11 +12,11 @@ import uuid
 from dataclasses import dataclass
 
 from connector.exceptions import TrackerError
-from connector.kafka_log import CompactedLog, settings_log
-from connector.refresh import Refresher
+from connector.kafka_log import CompactedLog, LogRecord, settings_log
 from connector.settings import CommonSettings
+from connector.topic_view import TopicView
 
-_REFRESH_INTERVAL = 5.0
+_REREAD_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -27,31 +27,22 @@ class Tracker:
     group: str
 
 
-class TrackerStore:
+class TrackerStore(TopicView):
     """Create, list, delete and resolve trackers."""
 
     def __init__(self, log: CompactedLog) -> None:
-        self._log = log
-        self._next_offset = 0
+        super().__init__(log, _REREAD_INTERVAL)
         self._by_group: dict[str, Tracker] = {}
-        self._refresher = Refresher(self._read_new, _REFRESH_INTERVAL)
 
-    def refresh(self) -> None:
-        """Read what was written since the last refresh."""
-        self._refresher.now()
-
-    def _read_new(self) -> None:
-        for record in self._log.read_from(self._next_offset):
-            self._next_offset = record.offset + 1
-            if record.value is None:
-                self._by_group.pop(record.key, None)
-            else:
-                self._by_group[record.key] = Tracker(**json.loads(record.value))
+    def _apply(self, record: LogRecord) -> None:
+        if record.value is None:
+            self._by_group.pop(record.key, None)
+        else:
+            self._by_group[record.key] = Tracker(**json.loads(record.value))
 
     def create(self, group: str) -> Tracker:
         """A new tracker for `group`; refused if the group already has one."""
-        with self._log.exclusive() as writer:
-            self.refresh()
+        with self._exclusive() as writer:
             if group in self._by_group:
                 existing = self._by_group[group].tracking_id
                 raise TrackerError(
@@ -65,8 +56,7 @@ class TrackerStore:
 
     def delete(self, group: str) -> Tracker:
         """Delete the tracker of `group`; its id stops being accepted."""
-        with self._log.exclusive() as writer:
-            self.refresh()
+        with self._exclusive() as writer:
             if group not in self._by_group:
                 raise TrackerError(f"dataset group {group!r} has no tracker")
             writer.append(group, None)
@@ -74,13 +64,13 @@ class TrackerStore:
 
     def list(self) -> list[Tracker]:
         """Every tracker, by group."""
-        self.refresh()
+        self.reread()
         return sorted(self._by_group.values(), key=lambda tracker: tracker.group)
 
     def of_group(self, group: str) -> Tracker | None:
         """The tracker of `group`, for hot paths: the topic is re-read in the background at
         most every few seconds, so a new or deleted tracker takes effect within seconds."""
-        self._refresher.in_background_if_stale()
+        self.reread_if_stale()
         return self._by_group.get(group)
 
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from connector.exceptions import FilterError, FilterNotFoundError
 from connector.filters import Filter
 from connector.filters.grammar import parse
-from connector.kafka_log import CompactedLog, settings_log
-from connector.refresh import Refresher
+from connector.kafka_log import CompactedLog, LogRecord, settings_log
 from connector.settings import CommonSettings
+from connector.topic_view import TopicView
 
 log = logging.getLogger(__name__)
 
-_REFRESH_INTERVAL = 5.0
+_REREAD_INTERVAL = 5.0
 _UNSEEN_NAME_REREAD_SECONDS = 1.0  # least time between two re-reads for unknown names
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}")  # CreateFilter's name rule
 
@@ -43,31 +43,23 @@ class NamedFilter:
     created: float
 
 
-class FilterStore:
+class FilterStore(TopicView):
     """Create, list, delete and look up the filters of one dataset group."""
 
     def __init__(self, log: CompactedLog, group: str) -> None:
-        self._log = log
+        super().__init__(log, _REREAD_INTERVAL)
         self._group = group
-        self._next_offset = 0
         self._by_name: dict[str, NamedFilter] = {}
-        self._refresher = Refresher(self._read_new, _REFRESH_INTERVAL)
         self._unseen_reread: float | None = None  # when a miss last re-read the topic
 
-    def refresh(self) -> None:
-        """Read what was written since the last refresh."""
-        self._refresher.now()
-
-    def _read_new(self) -> None:
+    def _apply(self, record: LogRecord) -> None:
         prefix = f"{self._group}/"
-        for record in self._log.read_from(self._next_offset):
-            self._next_offset = record.offset + 1
-            if not record.key.startswith(prefix):
-                continue
-            name = record.key[len(prefix) :]
-            self._by_name.pop(name, None)
-            if record.value is not None:
-                self._keep(name, record.value)
+        if not record.key.startswith(prefix):
+            return
+        name = record.key[len(prefix) :]
+        self._by_name.pop(name, None)
+        if record.value is not None:
+            self._keep(name, record.value)
 
     def _keep(self, name: str, value: bytes) -> None:
         """Parse a stored filter; one this version cannot read is left out (and logged) so
@@ -85,8 +77,7 @@ class FilterStore:
                 "starting with a letter or digit"
             )
         named = NamedFilter(name, parse(expression), time.time())
-        with self._log.exclusive() as writer:
-            self.refresh()
+        with self._exclusive() as writer:
             if name in self._by_name:
                 raise FilterError(
                     f"dataset group {self._group!r} already has a filter {name!r} (delete it first)"
@@ -98,8 +89,7 @@ class FilterStore:
 
     def delete(self, name: str) -> NamedFilter:
         """Delete the filter `name`; requests naming it are refused from then on."""
-        with self._log.exclusive() as writer:
-            self.refresh()
+        with self._exclusive() as writer:
             if name not in self._by_name:
                 raise self._not_found(name)
             writer.append(self._key(name), None)
@@ -107,16 +97,16 @@ class FilterStore:
 
     def list(self) -> list[NamedFilter]:
         """Every filter of the group, by name."""
-        self.refresh()
+        self.reread()
         return sorted(self._by_name.values(), key=lambda named: named.name)
 
     def get(self, name: str) -> Filter:
         """The parsed filter `name`, for hot paths: served from memory, the topic re-read
         in the background when stale, and synchronously for a name not yet seen unless a
         miss re-read it less than a second ago."""
-        self._refresher.in_background_if_stale()
+        self.reread_if_stale()
         if name not in self._by_name and self._may_reread_for_unseen():
-            self.refresh()
+            self.reread()
         if name not in self._by_name:
             raise self._not_found(name)
         return self._by_name[name].filter

@@ -16,14 +16,14 @@ from fastavro.schema import SchemaParseException
 
 from connector.exceptions import ConcurrentWriteError, SchemaNotFoundError, SchemaRuleError
 from connector.kafka_log import CompactedLog, LogRecord, settings_log
-from connector.refresh import Refresher
 from connector.registry.compatibility import check_compatible
 from connector.registry.rules import DatasetSchema, check_schema
 from connector.retry import Backoff
 from connector.settings import CommonSettings
+from connector.topic_view import TopicView
 
 ENVELOPE = "putevents"  # the PutEvents record producers encode in the Confluent wire format
-_REFRESH_INTERVAL = 5.0
+_REREAD_INTERVAL = 5.0
 # Between tries of a write another registry won (5 tries in all): the loser re-reads first.
 _WRITE_BACKOFF = Backoff(first=0.2, most=0.8, tries=4)
 
@@ -51,24 +51,16 @@ class RegisteredSchema:
         }
 
 
-class SchemaRegistry:
-    """In-memory view of the schema store, refreshed incrementally before each lookup."""
+class SchemaRegistry(TopicView):
+    """In-memory view of the schema store, re-read incrementally before each lookup."""
 
     def __init__(self, log: CompactedLog) -> None:
-        self._log = log
-        self._next_offset = 0
+        super().__init__(log, _REREAD_INTERVAL)
         self._versions: dict[tuple[str, str], list[RegisteredSchema]] = {}
         self._by_id: dict[int, RegisteredSchema] = {}
-        self._refresher = Refresher(self._read_new, _REFRESH_INTERVAL)
 
-    def refresh(self) -> None:
-        """Read the records appended since the last refresh."""
-        self._refresher.now()
-
-    def _read_new(self) -> None:
-        for record in self._log.read_from(self._next_offset):
-            self._add(_decode(record))
-            self._next_offset = record.offset + 1
+    def _apply(self, record: LogRecord) -> None:
+        self._add(_decode(record))
 
     def register(self, group: str, dataset: str, schema: dict[str, Any]) -> RegisteredSchema:
         """Register `schema` as the next version; a known schema returns its version.
@@ -79,7 +71,7 @@ class SchemaRegistry:
         spec, parsed = _checked(dataset, schema)
         delays = _WRITE_BACKOFF.delays()
         while True:
-            self.refresh()
+            self.reread()
             known = self._known(group, dataset, schema)
             if known is not None:
                 return known
@@ -104,8 +96,7 @@ class SchemaRegistry:
         parsed: dict[str, Any],
         spec: DatasetSchema | None,
     ) -> RegisteredSchema:
-        with self._log.exclusive() as writer:
-            self.refresh()
+        with self._exclusive() as writer:
             known = self._known(group, dataset, schema)
             if known is not None:
                 return known
@@ -118,12 +109,12 @@ class SchemaRegistry:
             offset = writer.append(f"{group}/{dataset}/{version}", _canonical(value).encode())
         registered = RegisteredSchema(offset, group, dataset, version, schema, parsed, spec)
         self._add(registered)
-        self._next_offset = max(self._next_offset, offset + 1)
+        self._appended(offset)
         return registered
 
     def list(self, group: str) -> list[RegisteredSchema]:
         """Every version of every dataset of `group`, by dataset then version."""
-        self.refresh()
+        self.reread()
         found = [
             entry
             for (owner, _), entries in self._versions.items()
@@ -134,7 +125,7 @@ class SchemaRegistry:
 
     def get(self, group: str, dataset: str, version: int | None = None) -> RegisteredSchema:
         """A version of a dataset's schema; the latest when `version` is None."""
-        self.refresh()
+        self.reread()
         history = self._versions.get((group, dataset), [])
         if not history:
             raise SchemaNotFoundError(
@@ -151,20 +142,20 @@ class SchemaRegistry:
 
     def current(self, group: str, dataset: str) -> RegisteredSchema:
         """The latest version, for hot paths: the store is re-read in the background at most
-        every `_REFRESH_INTERVAL`, so a new version is picked up within seconds and no batch
+        every `_REREAD_INTERVAL`, so a new version is picked up within seconds and no batch
         waits for the read."""
-        self._refresher.in_background_if_stale()
+        self.reread_if_stale()
         history = self._versions.get((group, dataset))
         return history[-1] if history else self.get(group, dataset)
 
     def by_id(self, schema_id: int) -> RegisteredSchema:
         """The schema whose id (as carried in the Confluent wire format) is `schema_id`.
 
-        Unknown ids re-read the store at most once per `_REFRESH_INTERVAL`, so a stream of
+        Unknown ids re-read the store at most once per `_REREAD_INTERVAL`, so a stream of
         garbage ids cannot turn into a stream of reads.
         """
         if schema_id not in self._by_id:
-            self._refresher.if_stale()
+            self._rereader.if_stale()
         if schema_id not in self._by_id:
             raise SchemaNotFoundError(f"no schema has id {schema_id}")
         return self._by_id[schema_id]

@@ -137,7 +137,7 @@ def test_deleted_filters_are_gone_and_other_groups_unaffected(
     assert store.get("temp").text == BY_GENRE
     deleted = streamrec(["delete", "temp"], service_env)
     assert deleted.returncode == 0, deleted.stderr
-    store.refresh()
+    store.reread()
     with pytest.raises(FilterNotFoundError, match="has no filter 'temp'"):
         store.get("temp")
     assert open_filters(settings).list() == []

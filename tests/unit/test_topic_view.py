@@ -1,11 +1,11 @@
-"""The Refresher reloads off the hot path, at most once per interval, never twice at once."""
+"""The Rereader reloads off the hot path, at most once per interval, never twice at once."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from connector.refresh import Refresher
+from connector.topic_view import Rereader
 
 
 def test_first_read_is_synchronous_later_ones_in_the_background() -> None:
@@ -17,7 +17,7 @@ def test_first_read_is_synchronous_later_ones_in_the_background() -> None:
         if len(calls) > 1:
             release.wait(5)
 
-    refresher = Refresher(reload, interval=0.0)
+    refresher = Rereader(reload, interval=0.0)
     refresher.in_background_if_stale()
     assert calls == [threading.current_thread().name]
     time.sleep(0.01)
@@ -35,7 +35,7 @@ def test_first_read_is_synchronous_later_ones_in_the_background() -> None:
 
 def test_reloads_at_most_once_per_interval() -> None:
     calls: list[int] = []
-    refresher = Refresher(lambda: calls.append(1), interval=60.0)
+    refresher = Rereader(lambda: calls.append(1), interval=60.0)
     for _ in range(5):
         refresher.if_stale()
         refresher.in_background_if_stale()
@@ -54,7 +54,7 @@ def test_a_failed_background_reload_leaves_the_view_and_retries_later() -> None:
         if outcome is not None:
             raise outcome
 
-    refresher = Refresher(reload, interval=0.0)
+    refresher = Rereader(reload, interval=0.0)
     refresher.in_background_if_stale()
     for _ in range(2):
         time.sleep(0.01)

@@ -29,9 +29,9 @@ import schemas
 from bench.ingest import synthetic_events
 from bench.services import redis_service
 from connector.ingest import plan as planner
-from connector.ingest.records import AcceptedEvent, BatchPlan, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.keys import Keys
+from connector.records import AcceptedEvent, BatchPlan, SourceRecord
 from connector.registry.rules import check_schema
 from connector.settings import ConnectorSettings
 from connector.stores import sessions

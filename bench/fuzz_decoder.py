@@ -41,7 +41,7 @@ with atheris.instrument_imports(include=["connector"]):
     from connector.exceptions import SchemaNotFoundError
     from connector.ingest import plan as planner
     from connector.ingest.processor import EventProcessor
-    from connector.ingest.records import BatchPlan, ServedList, SourceRecord
+    from connector.records import BatchPlan, ServedList, SourceRecord
 
 import fastavro
 

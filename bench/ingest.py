@@ -38,9 +38,9 @@ import schemas
 from bench.services import services
 from connector import logs
 from connector.devservices.process import free_port
-from connector.ingest.records import SourceRecord
 from connector.kafka_produce import produce
 from connector.keys import Keys, Subject
+from connector.records import SourceRecord
 from connector.registry.registry import open_registry
 from connector.settings import ConnectorSettings
 from connector.trackers import open_trackers

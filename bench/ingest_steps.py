@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ingest import prepare, synthetic_events
 from bench.services import services
 from connector import logs
-from connector.ingest.records import SourceRecord
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.trackers import open_trackers
 from connector.wiring import event_processor

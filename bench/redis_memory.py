@@ -56,10 +56,10 @@ from bench.serve_load import user_id
 from bench.services import redis_service
 from connector.api.settings import ApiSettings
 from connector.ingest import plan as planner
-from connector.ingest.records import BatchPlan, ServedList, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters
+from connector.records import BatchPlan, ServedList, SourceRecord
 from connector.registry.rules import check_schema
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList

@@ -69,10 +69,10 @@ from bench.services import services
 from connector import logs
 from connector.devservices.process import free_port
 from connector.filters.store import open_filters
-from connector.ingest.records import SourceRecord
 from connector.kafka_produce import produce
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters, Model
+from connector.records import SourceRecord
 from connector.serving.current_model import ModelHolder
 from connector.serving.list_refresh import ListRefresher
 from connector.serving.lists_setup import history_reader, list_policy

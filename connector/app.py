@@ -34,8 +34,8 @@ from connector.batch_consumer import BatchApp
 from connector.batch_pipeline import BatchHandler
 from connector.ingest.metadata import MetadataProcessor
 from connector.ingest.processor import BatchReport, EventProcessor, PreparedBatch
-from connector.ingest.records import SourceRecord
 from connector.readiness import Readiness, redis_ping
+from connector.records import SourceRecord
 from connector.retry import TRANSIENT, Backoff
 from connector.settings import ConnectorSettings
 from connector.wiring import Processors

@@ -39,7 +39,7 @@ from faust.types import TP
 from mode.utils.futures import notify
 
 from connector.batch_pipeline import BatchHandler, BatchPipeline
-from connector.ingest.records import SourceRecord
+from connector.records import SourceRecord
 
 _IDLE_FETCH_SECONDS = 1.0
 

@@ -21,9 +21,9 @@ from connector.devservices.settings import DevSettings
 from connector.exceptions import FilterError, KafkaUnavailableError, SchemaNotFoundError
 from connector.filters.store import open_filters
 from connector.ingest import plan as planner
-from connector.ingest.records import BatchPlan, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.kafka_admin import TopicSpec, ensure_topics
+from connector.records import BatchPlan, SourceRecord
 from connector.registry.registry import RegisteredSchema, open_registry
 from connector.settings import CommonSettings
 from connector.trackers import open_trackers

@@ -32,9 +32,9 @@ from connector.api.requests import (
 )
 from connector.api.settings import ApiSettings
 from connector.exceptions import ModelNotFoundError
-from connector.ingest.records import ServedList
 from connector.keys import Keys, Subject
 from connector.model.history import HistoryEntry, Interacted, ItemEvent
+from connector.records import ServedList
 from connector.serving import from_list, ranking
 from connector.serving.candidates import known_columns
 from connector.serving.current_model import ModelHolder, ServingModel

@@ -47,7 +47,7 @@ from connector.filters import (
 )
 from connector.filters.grammar import WILDCARD, tokenize
 from connector.model.history import ItemEvent
-from connector.serving.catalog import ItemTable, as_number, values_of
+from connector.stores.catalog import ItemTable, as_number, values_of
 
 _COMPARE: dict[Operator, Callable[[Any, Any], Any]] = {
     Operator.EQ: op.eq,

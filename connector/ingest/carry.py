@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from connector.ingest.records import AcceptedEvent, Stitch
 from connector.keys import Subject
+from connector.records import AcceptedEvent, Stitch
 
 Marker = tuple[str, str]  # (subject hash tag, marker)
 

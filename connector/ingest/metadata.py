@@ -17,10 +17,10 @@ import redis
 
 from connector.exceptions import InvalidEventError, SchemaNotFoundError
 from connector.ingest.limits import MAX_EVENTS_PER_RECORD, MAX_ID_LENGTH
-from connector.ingest.records import DeadLetter, SourceRecord
 from connector.ingest.rows import decode_json, metadata_row
 from connector.ingest.writer import DatasetWriter
 from connector.keys import Keys
+from connector.records import DeadLetter, SourceRecord
 from connector.registry.registry import SchemaRegistry
 
 

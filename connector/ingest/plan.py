@@ -16,7 +16,9 @@ import orjson
 
 from connector.exceptions import InvalidEventError
 from connector.ingest import fingerprint, limits
-from connector.ingest.records import (
+from connector.ingest.rows import interaction_row
+from connector.keys import Subject
+from connector.records import (
     UNDEFINED_SOURCE,
     AcceptedEvent,
     BatchPlan,
@@ -25,8 +27,6 @@ from connector.ingest.records import (
     SourceRecord,
     Stitch,
 )
-from connector.ingest.rows import interaction_row
-from connector.keys import Subject
 from connector.registry.rules import DatasetSchema
 
 Decoder = Callable[[bytes], dict[str, Any]]

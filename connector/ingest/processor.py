@@ -29,10 +29,10 @@ from connector.exceptions import InvalidEventError, SchemaNotFoundError
 from connector.ingest import carry
 from connector.ingest import plan as planner
 from connector.ingest.carry import Carried, Carry
-from connector.ingest.records import AcceptedEvent, BatchPlan, DeadLetter, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.ingest.writer import DatasetWriter
 from connector.keys import Subject
+from connector.records import AcceptedEvent, BatchPlan, DeadLetter, SourceRecord
 from connector.registry.registry import ENVELOPE, RegisteredSchema, SchemaRegistry
 from connector.registry.rules import DatasetSchema
 from connector.serving.list_refresh import RefreshesLists

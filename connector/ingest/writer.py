@@ -16,8 +16,8 @@ from confluent_kafka import Producer
 
 from connector import wire
 from connector.exceptions import KafkaUnavailableError
-from connector.ingest.records import AcceptedEvent, DeadLetter
 from connector.kafka_produce import produce
+from connector.records import AcceptedEvent, DeadLetter
 
 Headers = list[tuple[str, str | bytes | None]]
 # A dead letter is an input record (up to the broker's default limit of about 1 MiB, which a

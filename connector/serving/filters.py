@@ -20,8 +20,8 @@ from connector.filters.evaluate import item_mask
 from connector.filters.store import FilterStore
 from connector.keys import Keys
 from connector.model.history import ItemEvent
-from connector.serving.catalog import ItemTable, load_item_table
 from connector.serving.current_model import ServingModel
+from connector.stores.catalog import ItemTable, load_item_table
 
 ITEM_TABLE = "filters.item_table"  # the key of a version's table in ServingModel.derive
 

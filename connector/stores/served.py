@@ -15,8 +15,8 @@ from typing import Protocol
 import orjson
 import redis
 
-from connector.ingest.records import ServedList
 from connector.keys import Keys, Subject
+from connector.records import ServedList
 
 SERVED_ITEMS_KEPT = 25  # Personalize's most items in one impression
 

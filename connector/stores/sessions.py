@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import redis
 
-from connector.ingest.records import AcceptedEvent, Stitch
 from connector.keys import Keys, Subject
 from connector.model.history import interacted_member
+from connector.records import AcceptedEvent, Stitch
 
 MAX_ATTRIBUTION_SOURCES = 100  # as in Personalize
 _ADMIT_TYPES = """

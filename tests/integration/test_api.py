@@ -30,11 +30,11 @@ from connector.api.settings import ApiSettings
 from connector.devservices.process import free_port
 from connector.filters.store import open_filters
 from connector.ingest.processor import EventProcessor
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
 from connector.model.artifacts import ModelArtifacts
 from connector.model.history import HistoryEntry, parse_member
 from connector.model.model import Hyperparameters, Model
+from connector.records import SourceRecord
 from connector.serving.filters import ITEM_TABLE
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.stores.lists import RecommendationLists

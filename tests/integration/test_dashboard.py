@@ -22,9 +22,9 @@ import redis
 from confluent_kafka import Producer
 
 from connector.api.app import create_app
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys
 from connector.model.model import Hyperparameters, Model
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.stores.model_versions import ModelStore
 from connector.wiring import Processors, processors

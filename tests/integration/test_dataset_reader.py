@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from connector.ingest.processor import EventProcessor
-from connector.ingest.records import SourceRecord
+from connector.records import SourceRecord
 from connector.registry.registry import open_registry
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.wiring import ensure_group_topics, event_processor, processors

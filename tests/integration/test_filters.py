@@ -15,12 +15,12 @@ from connector.exceptions import FilterError, FilterNotFoundError
 from connector.filters import store as store_module
 from connector.filters.evaluate import item_mask
 from connector.filters.store import FilterStore, open_filters
-from connector.ingest.records import SourceRecord
 from connector.kafka_log import LogRecord
 from connector.keys import Keys, Subject
 from connector.model.history import parse_member
-from connector.serving.catalog import load_item_table, user_metadata
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
+from connector.stores.catalog import load_item_table, user_metadata
 from connector.wiring import processors
 from tests.integration.helpers import prepare_group, put_events
 

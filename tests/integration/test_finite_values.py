@@ -16,8 +16,8 @@ from typing import Any
 import redis
 
 import schemas
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
+from connector.records import SourceRecord
 from connector.registry.registry import open_registry
 from connector.settings import ConnectorSettings
 from connector.wiring import processors

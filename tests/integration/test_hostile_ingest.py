@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from connector.ingest.processor import EventProcessor
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
+from connector.records import SourceRecord
 from connector.registry.registry import ENVELOPE, open_registry
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor

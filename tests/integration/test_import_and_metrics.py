@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from connector.devservices.process import free_port
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor, processors
 from tests.integration.helpers import prepare_group, read_topic

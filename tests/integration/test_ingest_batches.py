@@ -10,8 +10,8 @@ import redis
 
 from connector import wire
 from connector.ingest.processor import EventProcessor
-from connector.ingest.records import ServedList, SourceRecord
 from connector.keys import Keys, Subject
+from connector.records import ServedList, SourceRecord
 from connector.registry.registry import ENVELOPE, open_registry
 from connector.settings import ConnectorSettings
 from connector.stores.served import RedisServedLists

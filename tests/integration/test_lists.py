@@ -17,9 +17,9 @@ import redis
 from connector.exceptions import FilterNotFoundError, ListRefreshUnavailableError
 from connector.filters.store import open_filters
 from connector.ingest.processor import EventProcessor
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters
+from connector.records import SourceRecord
 from connector.serving.refresh_process import RefreshProcesses
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList

@@ -6,8 +6,8 @@ import json
 
 import redis
 
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import processors
 from tests.integration.helpers import decode_rows, prepare_group, read_topic

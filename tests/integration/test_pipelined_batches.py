@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from connector.ingest.processor import BatchReport, EventProcessor
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys, Subject
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
 from tests.integration.helpers import decode_rows, prepare_group, put_events, read_topic

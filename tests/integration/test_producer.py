@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from connector.ingest.records import SourceRecord
 from connector.producer import EventProducer
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
 from tests.integration.helpers import decode_rows, prepare_group, read_topic

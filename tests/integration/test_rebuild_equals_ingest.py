@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from connector.ingest.records import ServedList, SourceRecord
 from connector.keys import Keys
+from connector.records import ServedList, SourceRecord
 from connector.settings import ConnectorSettings
 from connector.stores.served import RedisServedLists
 from connector.wiring import processors

@@ -8,7 +8,7 @@ import subprocess
 
 import redis
 
-from connector.ingest.records import SourceRecord
+from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group, put_events

@@ -18,10 +18,10 @@ import redis
 
 from connector.devservices.process import free_port
 from connector.ingest.processor import EventProcessor
-from connector.ingest.records import SourceRecord
 from connector.keys import Keys
 from connector.model.history import HistoryEntry
 from connector.model.model import Model
+from connector.records import SourceRecord
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.stores.model_versions import ModelStore
 from connector.wiring import event_processor

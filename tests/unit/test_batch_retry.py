@@ -17,7 +17,7 @@ from connector import app
 from connector.exceptions import KafkaUnavailableError, RedisUnavailableError
 from connector.ingest.metadata import MetadataReport
 from connector.ingest.processor import BatchReport
-from connector.ingest.records import SourceRecord
+from connector.records import SourceRecord
 
 RECORDS = [SourceRecord("g.events", 0, 0, b"k", b"{}")]
 

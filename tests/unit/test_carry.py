@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from connector.ingest import carry
 from connector.ingest.carry import Carried
-from connector.ingest.records import AcceptedEvent, SourceRecord, Stitch
 from connector.keys import Subject
+from connector.records import AcceptedEvent, SourceRecord, Stitch
 
 SOURCE = SourceRecord("g.events", 0, 0, None, b"{}")
 

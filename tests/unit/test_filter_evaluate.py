@@ -10,7 +10,7 @@ from connector.exceptions import FilterValueError
 from connector.filters.evaluate import item_mask, parse_filter_values
 from connector.filters.grammar import parse
 from connector.model.history import HistoryEntry
-from connector.serving.catalog import ItemTable
+from connector.stores.catalog import ItemTable
 
 IDS = ["m1", "m2", "m3", "m4", "m5", "m6"]
 ROWS = [

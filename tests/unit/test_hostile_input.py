@@ -28,8 +28,8 @@ from connector.exceptions import SchemaNotFoundError
 from connector.ingest import plan as planner
 from connector.ingest.limits import MAX_EVENT_BYTES, MAX_SENT_AT
 from connector.ingest.processor import EventProcessor
-from connector.ingest.records import BatchPlan, SourceRecord
 from connector.keys import Keys, Subject
+from connector.records import BatchPlan, SourceRecord
 from connector.registry.registry import ENVELOPE, RegisteredSchema
 from connector.registry.rules import check_schema
 

@@ -6,9 +6,9 @@ import json
 
 import schemas
 from connector.ingest import plan as planner
-from connector.ingest.records import UNDEFINED_SOURCE, BatchPlan, ServedList, SourceRecord
 from connector.ingest.rows import decode_json
 from connector.keys import Subject
+from connector.records import UNDEFINED_SOURCE, BatchPlan, ServedList, SourceRecord
 from connector.registry.rules import check_schema
 
 SCHEMA = check_schema("interactions", schemas.load("interactions.avsc"))

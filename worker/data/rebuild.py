@@ -36,8 +36,8 @@ import numpy as np
 from connector import redis_client, wire
 from connector.filters.store import open_filters
 from connector.ingest.plan import history_member
-from connector.ingest.records import UNDEFINED_SOURCE, AcceptedEvent, SourceRecord, Stitch
 from connector.keys import Keys, Subject
+from connector.records import UNDEFINED_SOURCE, AcceptedEvent, SourceRecord, Stitch
 from connector.registry.registry import RegisteredSchema, open_registry
 from connector.registry.rules import DatasetSchema
 from connector.serving.current_model import ModelHolder

@@ -6,21 +6,18 @@ coordinate (`[E | bias]` against `[query | 1]`), so the index answers maximum in
 search. It is faiss's IVF-Flat (Meta's similarity-search library, maintained and released
 several times a year): k-means cells over the items, a query scans the `nprobe` cells
 nearest to it, and the inner products it returns are exact (no compression), so candidates
-carry their true scores. IVF rather than a graph index (HNSW): graphs recall poorly on
-inner-product search where the bias dominates the score (measured: recall@25 0.5-0.7 where
-IVF reached 0.95-1.0 at the same query cost), and IVF builds in about a second for 100,000
-items and a few for 1,000,000.
+carry their true scores. IVF rather than a graph index (HNSW): graphs recalled poorly on
+inner-product search where the bias dominates the score, and IVF builds in seconds even for
+1,000,000 items (docs/performance-log.md, Serving).
 
 Before the cells are scanned, each query is tried against the HEAD items of highest bias
 alone (one matrix product for a batch): an item outside them scores at most the largest bias
 outside them plus the query's norm times the largest embedding norm outside them
 (Cauchy-Schwarz), so when a query's count-th best head score reaches that bound, the head's
 best items are the exact answer and the cells are not scanned. Where biases spread more than
-queries move the scores (bench/serve.py's random model: the bound held for every list
-refresh's query with a head of 4,096 items and for 99.5% with 2,048; the cells cost 0.16 ms
-a query there, since every query probed the same few large high-bias cells) this is exact
-and over 10 times cheaper; where it fails, the query goes to the cells as before, after
-about 12 us of wasted product.
+queries move the scores (as in bench/serve.py's model) this is exact and many times cheaper;
+where it fails, the query goes to the cells as before, after one wasted product
+(docs/performance-log.md, Serving).
 
 Only items with interaction data are indexed: items without any reach a list through
 exploration alone (ranking.py), which draws from the cold items directly, not from here.

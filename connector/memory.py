@@ -67,11 +67,10 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD_BYTES) -> bool:
 
     Setting the threshold also stops glibc moving the trim threshold, which then stays at
     its 128 KiB default: every free at the top of a heap handed pages back, and the next
-    batch faulted them in again. That cost a list refresh at 100,000 items a quarter more
-    CPU (bench/refresh_cpu.py, batches of 140, alternating runs: 0.221/0.236 ms per user
-    without the fixed threshold, 0.287/0.299 with it, 0.241/0.258 with the trim threshold
-    at 64 MiB too), so the trim threshold is raised as well; what a heap's top keeps is
-    still handed back by return_freed_memory after a version's refresh."""
+    batch faulted them in again. That cost a list refresh at 100,000 items about a quarter
+    more CPU (docs/performance-log.md, List refresh), so the trim threshold is raised as
+    well; what a heap's top keeps is still handed back by return_freed_memory after a
+    version's refresh."""
     libc = _libc()
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is None:

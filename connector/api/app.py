@@ -59,9 +59,9 @@ class _Runner:
 
     On the loop, a request holds it for its Redis round trips and numpy work (about a
     millisecond from a list), and no thread competes for the interpreter lock: against a
-    Redis on the same host, filtered requests at 500/s then kept p99 at 3-13 ms, where the
-    default pool of six threads swung between 14 and 745 ms from run to run (side by side,
-    docs/performance-log.md, Serving). A pool lets round trips to a distant Redis overlap."""
+    Redis on the same host that kept filtered requests' p99 low and steady where a pool of
+    threads swung widely from run to run (docs/performance-log.md, Serving). A pool lets
+    round trips to a distant Redis overlap."""
 
     def __init__(self, threads: int) -> None:
         self._pool = ThreadPoolExecutor(threads, "streamrec-api") if threads else None

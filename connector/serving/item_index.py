@@ -44,8 +44,8 @@ HEAD = 4096  # items of highest bias tried exactly before the cells (a query's b
 def single_threaded_numerics() -> None:
     """One BLAS and one OpenMP thread per call, for serving processes: a request or a batch
     scores a few vectors at a time from several threads, and multi-threaded BLAS then spins
-    threads against each other (measured: GetRecommendations at 100 requests/s went from a
-    3.3 s median to 5.8 ms with one BLAS thread, on 2 cores). OpenMP's setting holds for
+    threads against each other (seconds instead of milliseconds per request on 2 cores:
+    docs/performance-log.md, Serving). OpenMP's setting holds for
     the calling thread only, so ItemIndex.search sets it again in the thread that searches
     (a batch search from the connector's worker thread otherwise ran on 2 spinning threads)."""
     threadpool_limits(limits=1)

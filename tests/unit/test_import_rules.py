@@ -1,15 +1,17 @@
 """Which package may import which (docs/architecture.md, Tree and Worker).
 
-Three rules are import-linter contracts in pyproject.toml ([tool.importlinter]), run here one
+Five rules are import-linter contracts in pyproject.toml ([tool.importlinter]), run here one
 by one so a failure names its rule and the offending imports:
 
 - connector never imports worker (the connector deploys without it);
 - worker's subpackages import only downward: cli -> demo, report -> training -> evaluation
   -> data -> settings, exceptions, health (demo and report never import each other);
+- connector's rooms import only downward: cli -> app, api, demo, bulk_import, producer ->
+  wiring -> ingest -> serving -> filters -> stores, registry, trackers -> model;
 - no import cycle between worker's subpackages, nor between connector's subpackages and
   top-level modules.
 
-The fourth, that no module uses a private name (leading underscore) of another subpackage,
+The sixth, that no module uses a private name (leading underscore) of another subpackage,
 is about names, which import-linter's module graph does not record, so it is checked here
 over the source with ast. A private name belongs to the subpackage it is defined in
 (connector.stores, worker.data; a module directly under a top-level package, such as
@@ -34,6 +36,7 @@ CONTRACTS = (
     "connector-never-imports-worker",
     "worker-layers",
     "worker-acyclic",
+    "connector-layers",
     "connector-acyclic",
 )
 # import-linter's entry point, without its logo; exit status 0 when every contract is kept.

@@ -10,7 +10,7 @@ handler processes a batch in worker threads: the event loop (and aiokafka's fetc
 keep fetching while a batch waits on Redis and the broker; processing on the event loop left a
 standing backlog of about 1.4 s at 2,000 events/s (docs/performance-log.md, Ingest). The
 events handler is pipelined: it plans and pre-checks batch n+1 (`EventProcessor.prepare`) in
-one thread while batch n's append and Redis apply (`EventProcessor.finish`) wait in another.
+one thread while batch n's append and Redis apply (`append`, `apply`) wait in another.
 Redis calls time out (STREAMREC_REDIS_SOCKET_TIMEOUT_SECONDS) instead of hanging. Transient
 errors are retried with backoff; anything else crashes the worker for the orchestrator to
 restart.

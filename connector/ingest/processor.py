@@ -11,12 +11,13 @@ Offsets are committed by the caller only after this returns. A crash before 4 re
 batch: 3 may append an event twice (the header marker lets readers drop it), 4 applies it
 once. A crash after 4 replays nothing into Redis: 2 finds every marker.
 
-Steps 1-2 (`prepare`) and 3-5 (`finish`) are separate so the connector can prepare batch
-n+1 while batch n waits for the broker and Redis. Batch n's markers and stitches may not be
-in Redis yet then, so `prepare` is given batch n (`in_flight`) and treats its markers as
-recorded and its stitches as linked, as Redis will once n is applied. The connector also
-runs `finish` as its two parts, 3-4 (`record`) and 5 (`refresh_lists`), so that batch n's
-lists are refreshed while batch n+1 is recorded; it commits n's offsets after both.
+Each step group is a method, and the connector (connector/app.py) runs them as `process`
+does, pipelined across batches: 1-2 (`prepare`) for batch n+1 while batch n waits for the
+broker and Redis in 3 (`append`) and 4 (`apply`), each retried apart, and 5
+(`refresh_lists`) for batch n-1 meanwhile; it commits a batch's offsets after all five. Batch
+n's markers and stitches may not be in Redis yet when n+1 is prepared, so `prepare` is given
+batch n (`in_flight`) and treats its markers as recorded and its stitches as linked, as Redis
+will once n is applied.
 """
 
 from __future__ import annotations
@@ -90,8 +91,15 @@ class EventProcessor:
         self._lists = lists
 
     def process(self, records: list[SourceRecord]) -> BatchReport:
-        """Steps 1-5 above for `records`; raises on transient errors so the caller retries."""
-        return self.finish(self.prepare(records))
+        """Steps 1-5 above for `records`, one after the other: the steps the connector runs
+        (connector/app.py), which pipelines them across batches and retries each apart.
+        Raises on transient errors."""
+        prepared = self.prepare(records)
+        report = self.apply(prepared, self.append(prepared))
+        started = time.perf_counter()
+        refreshed = self.refresh_lists(prepared)
+        report.stages["lists"] = time.perf_counter() - started
+        return replace(report, lists_refreshed=refreshed)
 
     def prepare(
         self, records: list[SourceRecord], in_flight: PreparedBatch | None = None
@@ -107,20 +115,6 @@ class EventProcessor:
         window = self._store.policy.dedup_window_seconds
         carried = Carried.of(fresh, plan.stitches, window)
         return PreparedBatch(records, schema, plan, fresh, repeated, carried)
-
-    def finish(self, prepared: PreparedBatch) -> BatchReport:
-        """Steps 3-5 of a prepared batch; raises on transient errors so the caller retries
-        (the same prepared batch: a batch prepared after it counted on its markers)."""
-        report = self.record(prepared)
-        started = time.perf_counter()
-        refreshed = self.refresh_lists(prepared)
-        report.stages["lists"] = time.perf_counter() - started
-        return replace(report, lists_refreshed=refreshed)
-
-    def record(self, prepared: PreparedBatch) -> BatchReport:
-        """Steps 3-4: the dataset append and the Redis apply (the connector then refreshes
-        the lists with `refresh_lists`, overlapping the next batch's `record`)."""
-        return self.apply(prepared, self.append(prepared))
 
     def append(self, prepared: PreparedBatch) -> float:
         """Step 3: the batch's valid events to the Interactions dataset and its invalid ones

@@ -261,9 +261,9 @@ def test_lists_refreshed_while_the_next_batch_is_recorded_end_as_after_each_batc
 
     user = Subject("u", "overlap")
     first = processor.prepare(batch("i5", 7000))
-    processor.record(first)
+    processor.apply(first, processor.append(first))
     second = processor.prepare(batch("i20", 7001), in_flight=first)
-    processor.record(second)
+    processor.apply(second, processor.append(second))
     assert processor.refresh_lists(first) == 1
     assert "i21" in top(lists.read(user))  # n's refresh already sees n+1's event
     assert processor.refresh_lists(second) == 1

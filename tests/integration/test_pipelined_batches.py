@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
 
-from connector.ingest.processor import BatchReport, EventProcessor
+from connector.ingest.processor import BatchReport, EventProcessor, PreparedBatch
 from connector.keys import Keys, Subject
 from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
@@ -48,13 +49,19 @@ def batches(settings: ConnectorSettings, tracking_id: str) -> list[list[SourceRe
     ]
 
 
+def finish(processor: EventProcessor, prepared: PreparedBatch) -> BatchReport:
+    """The connector's steps after preparing: append, apply, then the lists."""
+    report = processor.apply(prepared, processor.append(prepared))
+    return replace(report, lists_refreshed=processor.refresh_lists(prepared))
+
+
 def pipelined(processor: EventProcessor, work: list[list[SourceRecord]]) -> list[BatchReport]:
     """The connector's order: n+1 is prepared before n finishes."""
     first = processor.process(work[0])
     batch_n = processor.prepare(work[1])
     batch_next = processor.prepare(work[2], in_flight=batch_n)
     assert [e.row["ITEM_ID"] for e in batch_next.fresh] == ["a1", "z"]  # before n is applied
-    return [first, processor.finish(batch_n), processor.finish(batch_next)]
+    return [first, finish(processor, batch_n), finish(processor, batch_next)]
 
 
 def redis_state(client: redis.Redis, group: str) -> dict[str, object]:

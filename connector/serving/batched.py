@@ -35,10 +35,10 @@ import numpy as np
 from connector.serving.ranking import (
     EXPLORATION_LEAN,
     IGNORED_IMPRESSION_PENALTY,
-    REFERENCE_DEPTH,
+    ListAsk,
     Ranked,
+    exploration_floors,
     explored_positions,
-    gate_width,
 )
 
 
@@ -108,17 +108,11 @@ class Window:
     sample_outside: np.ndarray  # (samples,) which tail-sample items are outside the window
 
 
-def rank_batch(
-    batch: Batch,
-    window: Window | None,
-    count: int,
-    slots: int,
-    weight: float,
-    rng: np.random.Generator,
-) -> list[Ranked | None]:
-    """Each row's top `count` items with up to `slots` explored ones, those of the window's
-    cold items that pass the row's exploration floor (window None: no exploration), or None
-    where the row must be ranked alone."""
+def rank_batch(batch: Batch, window: Window | None, ask: ListAsk) -> list[Ranked | None]:
+    """Each row's top `ask.count` items with up to `ask.slots` explored ones, those of the
+    window's cold items that pass the row's exploration floor (window None: no exploration),
+    or None where the row must be ranked alone."""
+    count, slots, weight = ask.count, ask.slots, ask.exploration.weight
     rows, k = batch.candidates.shape
     width = len(window.columns) if window is not None else 0
     if k + width < count:
@@ -138,7 +132,7 @@ def rank_batch(
     exploitable = allowed.copy()
     if window is not None:
         exploitable[:, k:][:, window.unproven] = -np.inf
-    drawn, explored = _explore(cold, _floors(exploitable, weight), slots, rng)
+    drawn, explored = _explore(cold, exploration_floors(exploitable, weight), slots, ask.rng)
     chosen = np.zeros((rows, count), np.int64)
     patterns = np.zeros((rows, count), bool)
     for number in np.unique(explored):
@@ -168,24 +162,6 @@ def _cold_scores(batch: Batch, window: Window) -> np.ndarray:
     seen = batch.seen.scattered(window.positions, shape) > 0
     times = batch.shown.scattered(window.positions, shape)
     return _masked(window.scores - IGNORED_IMPRESSION_PENALTY * times, ~seen)
-
-
-def _floors(exploitable: np.ndarray, weight: float) -> np.ndarray:
-    """ranking.exploration_floor per row."""
-    rows, width = exploitable.shape
-    depth = min(REFERENCE_DEPTH, width)
-    if depth == 0:
-        return np.full(rows, -np.inf)
-    top = np.partition(exploitable, width - depth, axis=1)[:, width - depth :]
-    finite = np.isfinite(top)
-    best = np.max(np.where(finite, top, -np.inf), axis=1)
-    reference = np.min(np.where(finite, top, np.inf), axis=1)
-    width = gate_width(weight)
-    if np.isinf(width):
-        return np.full(rows, -np.inf)
-    floors = reference - width * (best - reference)
-    result: np.ndarray = np.where(finite.any(axis=1), floors, -np.inf)
-    return result
 
 
 def _explore(

@@ -98,8 +98,9 @@ def recommend_indexed(
     queried = list(queries)
     stacked = np.stack(list(queries.values())) if queries else np.zeros((0, 1), np.float32)
     found = index.search(stacked[:, :-1], k) if queried else (np.zeros(0), np.zeros(0))
-    shared = _shared(served, stacked, count, exploration, rng)
-    fast = _batched(served, index, users, queried, found, shared, count, exploration, rng)
+    ask = ranking.ListAsk(count, exploration, rng)
+    shared = _shared(served, stacked, ask)
+    fast = _batched(served, index, users, queried, found, shared, ask)
     row_of = {n: row for row, n in enumerate(queried)}
     lists = []
     for n, user in enumerate(users):
@@ -108,7 +109,7 @@ def recommend_indexed(
             first = _popular(served, user, k) if row is None else _trim(*(f[row] for f in found))
             candidates = _enough(served, index, user, first, count)
             scored = shared.row(row) if row is not None else _Scored.of(served, user, exploration)
-            ranked = _rank(served, user, candidates, count, exploration, rng, scored)
+            ranked = _rank(served, user, candidates, ask, scored)
         lists.append(ranked)
     return lists
 
@@ -143,20 +144,14 @@ class _Shared:
         return _Scored(self.window, self.cold[row], self.sample[row])
 
 
-def _shared(
-    served: ServingModel,
-    queries: np.ndarray,
-    count: int,
-    exploration: Exploration,
-    rng: np.random.Generator,
-) -> _Shared:
+def _shared(served: ServingModel, queries: np.ndarray, ask: ranking.ListAsk) -> _Shared:
     if not len(queries):
         return _Shared(slice(0, 0), np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32))
     sample = queries @ _sample(served).vectors.T
-    if round(exploration.weight * count) <= 0:
+    if ask.slots <= 0:
         return _Shared(slice(0, 0), np.zeros((len(queries), 0), np.float32), sample)
-    pool = _cold_block(served, exploration)
-    window = _window(len(pool.columns), rng)
+    pool = _cold_block(served, ask.exploration)
+    window = _window(len(pool.columns), ask.rng)
     return _Shared(window, queries @ pool.vectors[window].T, sample)
 
 
@@ -167,9 +162,7 @@ def _batched(
     queried: list[int],
     found: tuple[np.ndarray, np.ndarray],
     shared: _Shared,
-    count: int,
-    exploration: Exploration,
-    rng: np.random.Generator,
+    ask: ranking.ListAsk,
 ) -> dict[int, Ranked]:
     """The lists of the users with a query and no filter, ranked together (batched.py);
     a user it leaves out is ranked alone."""
@@ -187,9 +180,8 @@ def _batched(
         shown=batched.Pairs.of(items, [u.shown for u in chosen], [u.times for u in chosen]),
         sample=shared.sample[rows],
     )
-    slots = round(exploration.weight * count)
-    window = _batch_window(served, exploration, shared, rows) if slots > 0 else None
-    ranked = batched.rank_batch(batch, window, count, slots, exploration.weight, rng)
+    window = _batch_window(served, ask.exploration, shared, rows) if ask.slots > 0 else None
+    ranked = batched.rank_batch(batch, window, ask)
     return {queried[row]: r for row, r in zip(rows, ranked, strict=True) if r is not None}
 
 
@@ -322,15 +314,13 @@ def _rank(
     served: ServingModel,
     user: _User,
     candidates: tuple[np.ndarray, np.ndarray],
-    count: int,
-    exploration: Exploration,
-    rng: np.random.Generator,
+    ask: ranking.ListAsk,
     scored: _Scored,
 ) -> Ranked:
     """ranking.rank over the candidates plus the cold items exploration may draw, with the
     softmax's denominator completed by the estimate of the rest."""
     columns, scores = candidates
-    slots = round(exploration.weight * count)
+    exploration, slots = ask.exploration, ask.slots
     window, cold_columns, cold_scores = slice(0, 0), columns[:0], scores[:0]
     if slots > 0:
         pool = _cold_block(served, exploration)
@@ -350,7 +340,7 @@ def _rank(
     unproven = np.zeros(len(universe), bool)
     unproven[len(columns) :] = served.popularity[cold_columns] <= 0
     personal = user.query is not None
-    ranked = ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven, personal)
+    ranked = ranking.rank(adjusted, ask, allowed, cold, unproven, personal)
     chosen = universe[ranked.columns]
     masked = np.where(allowed, adjusted, -np.inf)
     outside = _Outside(scores, window, exploration if slots > 0 else None, scored.sample)

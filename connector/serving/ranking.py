@@ -62,6 +62,21 @@ class Exploration:
 
 
 @dataclass(frozen=True)
+class ListAsk:
+    """What one ranking is asked for: the list's length, the exploration settings, and the
+    random source of its exploration draws."""
+
+    count: int
+    exploration: Exploration
+    rng: np.random.Generator
+
+    @property
+    def slots(self) -> int:
+        """The most slots exploration may take."""
+        return round(self.exploration.weight * self.count)
+
+
+@dataclass(frozen=True)
 class Ranked:
     """A ranked list: item columns of the model, best first, and their scores."""
 
@@ -164,15 +179,13 @@ def cold_items(served: ServingModel, exploration: Exploration) -> np.ndarray:
 
 def rank(
     scores: np.ndarray,
-    count: int,
+    ask: ListAsk,
     allowed: np.ndarray,
     cold: np.ndarray,
-    exploration: Exploration,
-    rng: np.random.Generator,
     unproven: np.ndarray | None = None,
     gated: bool = True,
 ) -> Ranked:
-    """The best `count` allowed items for one user, with up to round(weight × count)
+    """The best `ask.count` allowed items for one user, with up to `ask.slots`
     exploration slots filled from `cold` items that pass the relevance gate
     (`exploration_floor`; `gated` False for a user without history, whose scores are only
     popularity); scores are a softmax over the allowed items. `unproven` items (no
@@ -180,9 +193,9 @@ def rank(
     rests on interaction data alone."""
     adjusted = np.where(allowed, scores, -np.inf)
     exploitable = np.where(unproven, -np.inf, adjusted) if unproven is not None else adjusted.copy()
-    slots = round(exploration.weight * count)
-    floor = exploration_floor(exploitable, exploration.weight) if gated else -np.inf
-    explore = _explore(adjusted, cold & allowed & (adjusted >= floor), slots, rng)
+    count, slots = ask.count, ask.slots
+    floor = exploration_floor(exploitable, ask.exploration.weight) if gated else -np.inf
+    explore = _explore(adjusted, cold & allowed & (adjusted >= floor), slots, ask.rng)
     exploitable[_mask(len(scores), explore)] = -np.inf
     exploit = _top(exploitable, count - len(explore))
     columns, explored = interleave(exploit, explore, count, slots)
@@ -193,16 +206,27 @@ def rank(
 def exploration_floor(exploitable: np.ndarray, weight: float) -> float:
     """The least score a cold item needs to be explored for this user: `gate_width(weight)`
     top-ranges below the REFERENCE_DEPTH-th best exploitable score, a top-range being the
-    best score minus that one. Relative to the user's own top, so the
-    same on every serving path and for every list length; more weight lets less relevant
-    new items in. -inf when nothing is exploitable."""
-    finite = exploitable[np.isfinite(exploitable)]
-    if not len(finite):
-        return -np.inf
-    depth = min(REFERENCE_DEPTH, len(finite))
-    top = np.partition(finite, len(finite) - depth)[len(finite) - depth :]
-    reference, best = float(top.min()), float(top.max())
-    return reference - gate_width(weight) * (best - reference)
+    best score minus that one. Relative to the user's own top, so the same on every serving
+    path and for every list length; more weight lets less relevant new items in. -inf when
+    nothing is exploitable."""
+    return float(exploration_floors(exploitable[None, :], weight)[0])
+
+
+def exploration_floors(exploitable: np.ndarray, weight: float) -> np.ndarray:
+    """`exploration_floor` of each row of a (users, items) array (-inf: not exploitable)."""
+    rows, width = exploitable.shape
+    depth = min(REFERENCE_DEPTH, width)
+    floors = np.full(rows, -np.inf)
+    gate = gate_width(weight)
+    if depth == 0 or np.isinf(gate):
+        return floors
+    top = np.partition(exploitable, width - depth, axis=1)[:, width - depth :]
+    finite = np.isfinite(top)
+    best = np.max(np.where(finite, top, -np.inf), axis=1)
+    reference = np.min(np.where(finite, top, np.inf), axis=1)
+    some = finite.any(axis=1)
+    floors[some] = reference[some] - gate * (best[some] - reference[some])
+    return floors
 
 
 def gate_width(weight: float) -> float:

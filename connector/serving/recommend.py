@@ -19,7 +19,7 @@ from connector.model.history import HistoryEntry
 from connector.serving import ranking
 from connector.serving.candidates import recommend_indexed
 from connector.serving.current_model import ServingModel
-from connector.serving.ranking import Exploration, Ranked
+from connector.serving.ranking import Exploration, ListAsk, Ranked
 
 # Per user (by position in the batch): the items that may be recommended, or None for all.
 AllowedFor = Callable[[int], np.ndarray | None]
@@ -52,6 +52,7 @@ def recommend_many(
             context=context,
             allowed_for=allowed_for,
         )
+    ask = ListAsk(count, exploration, rng)
     scores = ranking.relevance(served, histories, context)
     cold = ranking.cold_items(served, exploration)
     unproven = ranking.unproven_items(served)
@@ -62,9 +63,7 @@ def recommend_many(
             served, history
         )
         personal = ranking.is_personal(served, history)
-        lists.append(
-            ranking.rank(adjusted, count, allowed, cold, exploration, rng, unproven, personal)
-        )
+        lists.append(ranking.rank(adjusted, ask, allowed, cold, unproven, personal))
     return lists
 
 

@@ -11,7 +11,7 @@ import pytest
 from connector.model.history import HistoryEntry
 from connector.serving import batched, candidates
 from connector.serving.current_model import ServingModel
-from connector.serving.ranking import Exploration, cold_items
+from connector.serving.ranking import Exploration, ListAsk, cold_items
 from connector.serving.recommend import recommend_many
 from tests.unit.test_candidates import ITEMS, artifacts
 
@@ -147,6 +147,7 @@ def test_a_window_with_fewer_cold_items_than_slots_explores_those_there_are() ->
         sample_outside=np.ones(16, bool),
     )
     rng = np.random.default_rng(0)
-    ranked = batched.rank_batch(batch, window, 100, 30, 1.0, rng)
+    ranked = batched.rank_batch(batch, window, ListAsk(100, Exploration(1.0), rng))
     assert all(r is not None and r.explored.sum() == 8 for r in ranked)  # all there are
-    assert all(r is not None for r in batched.rank_batch(batch, None, 100, 0, 0.0, rng))
+    unexplored = batched.rank_batch(batch, None, ListAsk(100, Exploration(0.0), rng))
+    assert all(r is not None for r in unexplored)

@@ -13,6 +13,7 @@ from connector.model.model import Hyperparameters, Model
 from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
 from connector.serving.ranking import (
     Exploration,
+    ListAsk,
     cold_items,
     cold_start_scores,
     exploration_floor,
@@ -83,12 +84,13 @@ def test_a_new_item_is_explored_only_when_relevant_enough_for_the_weight() -> No
     allowed = np.ones(40, bool)
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        default = rank(gate_scores(), 10, allowed, cold, Exploration(0.3), rng)
+        default = rank(gate_scores(), ListAsk(10, Exploration(0.3), rng), allowed, cold)
         assert default.columns[default.explored].tolist() == [20]  # the others are too far
         assert np.flatnonzero(default.explored).tolist() == [3]  # the first stretch's end
-        everything = rank(gate_scores(), 10, allowed, cold, Exploration(1.0), rng)
+        everything = rank(gate_scores(), ListAsk(10, Exploration(1.0), rng), allowed, cold)
         assert everything.explored.all() and cold[everything.columns].all()
-        popularity = rank(gate_scores(), 10, allowed, cold, Exploration(0.3), rng, gated=False)
+        ask = ListAsk(10, Exploration(0.3), rng)
+        popularity = rank(gate_scores(), ask, allowed, cold, gated=False)
         assert int(popularity.explored.sum()) == 3  # no history: the weight alone decides
 
 
@@ -186,14 +188,8 @@ def test_personalized_ranking_orders_the_given_items_and_reports_unknown_ones() 
 def test_rank_fills_what_it_can_when_few_items_are_allowed() -> None:
     allowed = np.zeros(40, dtype=bool)
     allowed[[4, 9]] = True
-    ranked = rank(
-        np.arange(40, dtype=np.float32),
-        10,
-        allowed,
-        np.zeros(40, bool),
-        Exploration(),
-        np.random.default_rng(0),
-    )
+    ask = ListAsk(10, Exploration(), np.random.default_rng(0))
+    ranked = rank(np.arange(40, dtype=np.float32), ask, allowed, np.zeros(40, bool))
     assert ranked.columns.tolist() == [9, 4]
     assert ranked.scores.sum() == pytest.approx(1.0)
 
@@ -205,7 +201,7 @@ def test_an_outlier_cold_item_does_not_take_every_exploration_slot() -> None:
     cold = np.array([False] * 20 + [True] * 20)
     rng = np.random.default_rng(3)
     picks = [
-        rank(scores, 1, np.ones(40, bool), cold, Exploration(weight=1.0), rng).columns[0]
+        rank(scores, ListAsk(1, Exploration(weight=1.0), rng), np.ones(40, bool), cold).columns[0]
         for _ in range(300)
     ]
     share = picks.count(25) / len(picks)

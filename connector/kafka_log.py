@@ -19,9 +19,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from connector.backoff import Backoff
 from connector.exceptions import ConcurrentWriteError, KafkaUnavailableError
 from connector.kafka_admin import TopicSpec, ensure_topics
-from connector.retry import Backoff
 from connector.settings import CommonSettings
 
 # What a just-created topic answers until its partition exists and has a leader.

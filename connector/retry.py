@@ -2,47 +2,22 @@
 
 `TRANSIENT` is every fault that passes on its own (a broker, Redis or the list refresh process
 away for a while): streamrec's `TransientError` and redis-py's connection and timeout errors.
-`Backoff` gives the waits: capped exponential by default, optionally a fixed number of tries
-or a deadline. Callers wait in their own way (asyncio, a thread's stop event, time.sleep) and
-iterate `Backoff.delays()` for how long.
+`Backoff` (connector/backoff.py, apart so that Kafka-only code such as the producer does not
+load redis-py) gives the waits. Callers wait in their own way (asyncio, a thread's stop
+event, time.sleep) and iterate `Backoff.delays()` for how long.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import redis
 
+from connector.backoff import Backoff
 from connector.exceptions import TransientError
+
+__all__ = ["TRANSIENT", "Backoff"]
 
 TRANSIENT: tuple[type[BaseException], ...] = (
     TransientError,
     redis.ConnectionError,
     redis.TimeoutError,
 )
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Waits of `first` seconds, times `factor` after each try, at most `most`; `tries` ends
-    the series after that many waits, `seconds` once that much time has passed since the
-    series began (None: no end)."""
-
-    first: float
-    most: float
-    factor: float = 2.0
-    tries: int | None = None
-    seconds: float | None = None
-
-    def delays(self) -> Iterator[float]:
-        """The waits, one per failed try, until the series ends."""
-        deadline = None if self.seconds is None else time.monotonic() + self.seconds
-        delay, given = self.first, 0
-        while self.tries is None or given < self.tries:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            yield delay
-            given += 1
-            delay = min(delay * self.factor, self.most)

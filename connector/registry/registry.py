@@ -14,11 +14,11 @@ from typing import Any, cast
 import fastavro
 from fastavro.schema import SchemaParseException
 
+from connector.backoff import Backoff
 from connector.exceptions import ConcurrentWriteError, SchemaNotFoundError, SchemaRuleError
 from connector.kafka_log import CompactedLog, LogRecord, settings_log
 from connector.registry.compatibility import check_compatible
 from connector.registry.rules import DatasetSchema, check_schema
-from connector.retry import Backoff
 from connector.settings import CommonSettings
 from connector.topic_view import TopicView
 

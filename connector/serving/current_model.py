@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import redis
 
+from connector.backoff import Backoff
 from connector.exceptions import ModelNotFoundError
 from connector.memory import return_freed_memory
 from connector.model.artifacts import ModelArtifacts
 from connector.model.model import Model
-from connector.retry import Backoff
 from connector.serving.item_index import ItemIndex
 from connector.stores.model_versions import ModelStore
 

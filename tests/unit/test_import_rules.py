@@ -161,3 +161,27 @@ def test_no_module_uses_another_subpackages_private_names() -> None:
 )
 def test_the_private_name_rule(module: str, source: str, offends: bool) -> None:
     assert bool(list(private_uses(module, source))) is offends
+
+
+def test_the_producer_loads_no_serving_or_training_library() -> None:
+    """A producer application imports EventProducer alone: it must not pull in what only
+    the connector, the API or the worker need."""
+    heavy = ("faust", "faiss", "matplotlib", "scipy", "numpy", "redis", "aiohttp")
+    code = (
+        "import sys; from connector.producer import EventProducer; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "", f"EventProducer loads {result.stdout.strip()}"

@@ -112,7 +112,7 @@ def rank_batch(batch: Batch, window: Window | None, ask: ListAsk) -> list[Ranked
     """Each row's top `ask.count` items with up to `ask.slots` explored ones, those of the
     window's cold items that pass the row's exploration floor (window None: no exploration),
     or None where the row must be ranked alone."""
-    count, slots, weight = ask.count, ask.slots, ask.exploration.weight
+    count, slots = ask.count, ask.slots
     rows, k = batch.candidates.shape
     width = len(window.columns) if window is not None else 0
     if k + width < count:
@@ -132,7 +132,7 @@ def rank_batch(batch: Batch, window: Window | None, ask: ListAsk) -> list[Ranked
     exploitable = allowed.copy()
     if window is not None:
         exploitable[:, k:][:, window.unproven] = -np.inf
-    drawn, explored = _explore(cold, exploration_floors(exploitable, weight), slots, ask.rng)
+    drawn, explored = _explore(cold, exploitable, ask)
     chosen = np.zeros((rows, count), np.int64)
     patterns = np.zeros((rows, count), bool)
     for number in np.unique(explored):
@@ -165,15 +165,17 @@ def _cold_scores(batch: Batch, window: Window) -> np.ndarray:
 
 
 def _explore(
-    cold: np.ndarray, floors: np.ndarray, slots: int, rng: np.random.Generator
+    cold: np.ndarray, exploitable: np.ndarray, ask: ListAsk
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the positions of up to `slots` of its cold items at or above its floor,
-    drawn by Gumbel top-k over their standardised scores capped at EXPLORATION_LEAN (best
-    draw first, then positions not drawn), and how many were drawn."""
+    """Per row, the positions of up to `ask.slots` of its cold items at or above its
+    exploration floor (from its `exploitable` scores), drawn by Gumbel top-k over their
+    standardised scores capped at EXPLORATION_LEAN (best draw first, then positions not
+    drawn), and how many were drawn."""
     rows, width = cold.shape
-    slots = min(slots, width)
+    slots = min(ask.slots, width)
     if slots <= 0:
         return np.zeros((rows, 0), np.int64), np.zeros(rows, np.int64)
+    floors = exploration_floors(exploitable, ask.exploration.weight)
     eligible = np.isfinite(cold)
     number = eligible.sum(axis=1)
     mean = np.where(eligible, cold, 0.0).sum(axis=1) / np.maximum(number, 1)
@@ -182,7 +184,7 @@ def _explore(
     spread = np.where(number > 1, np.maximum(spread, 1e-6), 1.0)
     leaning = np.clip(deviation / spread[:, None], -EXPLORATION_LEAN, EXPLORATION_LEAN)
     passing = eligible & (cold >= floors[:, None])
-    noisy = np.where(passing, leaning + _gumbel(rng, cold.shape), -np.inf)
+    noisy = np.where(passing, leaning + _gumbel(ask.rng, cold.shape), -np.inf)
     drawn, _ = _top(noisy, slots)  # finite draws first: _top sorts by score
     number = np.isfinite(np.take_along_axis(noisy, drawn, axis=1)).sum(axis=1)
     return drawn, number

@@ -73,7 +73,12 @@ class ListAsk:
     @property
     def slots(self) -> int:
         """The most slots exploration may take."""
-        return round(self.exploration.weight * self.count)
+        return exploration_slots(self.exploration.weight, self.count)
+
+
+def exploration_slots(weight: float, count: int) -> int:
+    """The most slots exploration may take in a list of `count`: round(weight × count)."""
+    return round(weight * count)
 
 
 @dataclass(frozen=True)
@@ -194,8 +199,10 @@ def rank(
     adjusted = np.where(allowed, scores, -np.inf)
     exploitable = np.where(unproven, -np.inf, adjusted) if unproven is not None else adjusted.copy()
     count, slots = ask.count, ask.slots
-    floor = exploration_floor(exploitable, ask.exploration.weight) if gated else -np.inf
-    explore = _explore(adjusted, cold & allowed & (adjusted >= floor), slots, ask.rng)
+    eligible = cold & allowed
+    if gated and slots > 0 and eligible.any():  # the floor costs a pass over the catalogue
+        eligible &= adjusted >= exploration_floor(exploitable, ask.exploration.weight)
+    explore = _explore(adjusted, eligible, slots, ask.rng)
     exploitable[_mask(len(scores), explore)] = -np.inf
     exploit = _top(exploitable, count - len(explore))
     columns, explored = interleave(exploit, explore, count, slots)

@@ -163,16 +163,17 @@ def _metadata_handler(topic: str, processor: MetadataProcessor) -> BatchHandler:
 async def _retrying(work: Callable[..., T], *args: Any) -> tuple[T, float]:
     """`work(*args)` in a worker thread, retried with capped exponential backoff while it
     fails transiently; its result and how long the attempt that succeeded took."""
-    for delay in BATCH_BACKOFF.delays():
+    delays = BATCH_BACKOFF.delays()
+    while True:
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(work, *args)
         except TRANSIENT as exc:
+            delay = next(delays)
             log.warning("batch failed, retrying", extra={"error": str(exc), "retry_in": delay})
             await asyncio.sleep(delay)
             continue
         return result, time.perf_counter() - started
-    raise AssertionError("BATCH_BACKOFF never ends")  # pragma: no cover
 
 
 def _credentials(settings: ConnectorSettings) -> Any:

@@ -22,8 +22,11 @@ class Backoff:
     seconds: float | None = None
 
     def delays(self) -> Iterator[float]:
-        """The waits, one per failed try, until the series ends."""
+        """The waits, one per failed try, until the series ends; the series begins now."""
         deadline = None if self.seconds is None else time.monotonic() + self.seconds
+        return self._series(deadline)
+
+    def _series(self, deadline: float | None) -> Iterator[float]:
         delay, given = self.first, 0
         while self.tries is None or given < self.tries:
             if deadline is not None and time.monotonic() >= deadline:

@@ -26,6 +26,12 @@ def test_a_number_of_tries_ends_the_series() -> None:
     assert list(Backoff(first=0.2, most=0.8, tries=4).delays()) == [0.2, 0.4, 0.8, 0.8]
 
 
+def test_a_deadline_counts_from_when_the_series_is_asked_for() -> None:
+    delays = Backoff(first=0.01, most=0.01, seconds=0.05).delays()
+    time.sleep(0.06)  # the first try took longer than the deadline
+    assert list(delays) == []
+
+
 def test_a_deadline_ends_the_series() -> None:
     started = time.monotonic()
     waits = 0

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connector.serving.ranking import interleave
+from connector.serving.ranking import exploration_slots, interleave
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def filtered(
     """The answer under a filter that allows the entries `allowed` (bool per entry) and the
     share `rest_share` (0-1) of the items the list does not hold; None when the list holds
     too few allowed entries to fill `count` slots as ranking would."""
-    slots = round(exploration_weight * count)
+    slots = exploration_slots(exploration_weight, count)
     explore = np.flatnonzero(allowed & entries.explored)[:slots]
     exploit = np.flatnonzero(allowed & ~entries.explored)[: count - len(explore)]
     if len(exploit) < count - len(explore):

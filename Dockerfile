@@ -15,7 +15,7 @@ COPY pyproject.toml README.md ./
 COPY connector ./connector
 COPY worker ./worker
 COPY schemas ./schemas
-RUN /opt/streamrec/bin/pip install --no-cache-dir . \
+RUN /opt/streamrec/bin/pip install --no-cache-dir '.[all]' \
     && /opt/streamrec/bin/python -m compileall -q /opt/streamrec/lib
 
 # Runtime stage: the same Python base, the virtualenv and nothing else; no pip cache, no

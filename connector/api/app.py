@@ -34,7 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from connector import logs, redis_client
+from connector import http_logs, redis_client
 from connector.api import ApiRequestError, ModelChangedError, dashboard
 from connector.api.auth import middlewares as api_key_middlewares
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
@@ -107,7 +107,7 @@ def create_app(
 ) -> web.Application:
     """The API of the settings' dataset group; its model holder starts with the app."""
     client = client or redis_client.connect(settings)
-    logs.quiet_malformed_http()
+    http_logs.quiet_malformed_http()
     store = ModelStore(client, Keys(settings.dataset_group))
     single_threaded_numerics()
     holder = ModelHolder(store, settings.api_model_poll_seconds, settings.serving_index_min_items)

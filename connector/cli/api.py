@@ -12,7 +12,7 @@ from connector.api.app import create_app
 from connector.api.settings import ApiSettings
 from connector.cli.listen import Listen
 from connector.cli.options import group_option
-from connector.logs import RedactingAccessLogger
+from connector.http_logs import RedactingAccessLogger
 
 
 @click.command()

@@ -7,7 +7,7 @@ import logging
 import click
 import faust
 
-from connector import logs
+from connector import http_logs, logs
 from connector.app import create_app
 from connector.cli.listen import Listen
 from connector.settings import ConnectorSettings
@@ -30,6 +30,7 @@ def connector(verbose_faust: bool) -> None:
     settings = ConnectorSettings()
     ensure_group_topics(settings)
     app = create_app(settings, processors(settings))
+    http_logs.quiet_malformed_http()  # faust's web server is aiohttp's too
     # faust would log a bind error as one JSON line holding a 40-frame traceback
     if app.conf.web_enabled:
         Listen(app.conf.web_host, app.conf.web_port, "STREAMREC_CONNECTOR_WEB_PORT").check()

@@ -1,20 +1,16 @@
 """Ranking a batch of users from their index candidates in 2-D numpy operations, for the
 precomputed lists' refresh (hundreds of users a call).
 
-candidates.py ranks one user at a time with ranking.rank; for a batch that was about twenty
-small numpy calls per user, most of the cost of a refresh at 100,000 items
-(docs/performance-log.md, List refresh). This module applies the same rules to every row of
-a batch at once:
+candidates.py ranks one user at a time; for a batch that was about twenty small numpy calls
+per user, most of the cost of a refresh at 100,000 items (docs/performance-log.md, List
+refresh). This module builds the batch's scores in 2-D and ranks every row with the same
+kernel as one user (ranking.choose):
 
 - the universe of a row is its candidates (minus the cold items of the exploration window,
   which are ranked once, as cold items) followed by the window, shared by the batch;
 - seen items are excluded, shown-and-ignored ones lose IGNORED_IMPRESSION_PENALTY per
   showing;
-- exploration draws up to `slots` cold items per row, of those at or above the row's
-  exploration floor (ranking.exploration_floor), by Gumbel top-k over their standardised
-  relevance capped at EXPLORATION_LEAN (ranking._explore); items without interaction data
-  are never exploited; the explored ones sit where ranking.interleave puts them (rows are
-  grouped by how many they explore);
+- exploration, the exploitable items and where the explored ones sit are ranking.choose's;
 - scores are the softmax over the row's allowed universe, completed by the tail estimate
   (candidates._tail).
 
@@ -32,14 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connector.serving.ranking import (
-    EXPLORATION_LEAN,
-    IGNORED_IMPRESSION_PENALTY,
-    ListAsk,
-    Ranked,
-    exploration_floors,
-    explored_positions,
-)
+from connector.serving.ranking import IGNORED_IMPRESSION_PENALTY, ListAsk, Ranked, choose
 
 
 @dataclass(frozen=True)
@@ -112,7 +101,7 @@ def rank_batch(batch: Batch, window: Window | None, ask: ListAsk) -> list[Ranked
     """Each row's top `ask.count` items with up to `ask.slots` explored ones, those of the
     window's cold items that pass the row's exploration floor (window None: no exploration),
     or None where the row must be ranked alone."""
-    count, slots = ask.count, ask.slots
+    count = ask.count
     rows, k = batch.candidates.shape
     width = len(window.columns) if window is not None else 0
     if k + width < count:
@@ -129,25 +118,19 @@ def rank_batch(batch: Batch, window: Window | None, ask: ListAsk) -> list[Ranked
     exploit = _masked(batch.scores - IGNORED_IMPRESSION_PENALTY * times, valid & ~seen)
     cold = _cold_scores(batch, window) if window is not None else np.zeros((rows, 0), np.float32)
     allowed = np.hstack([exploit, cold])
-    exploitable = allowed.copy()
+    is_cold = np.arange(k + width) >= k
+    unproven = np.zeros(k + width, bool)
     if window is not None:
-        exploitable[:, k:][:, window.unproven] = -np.inf
-    drawn, explored = _explore(cold, exploitable, ask)
-    chosen = np.zeros((rows, count), np.int64)
-    patterns = np.zeros((rows, count), bool)
-    for number in np.unique(explored):
-        group = np.flatnonzero(explored == number)
-        picks = drawn[group, :number] + k
-        barred = exploitable[group]
-        np.put_along_axis(barred, picks, -np.inf, axis=1)
-        best, enough = _top(barred, count - number)
-        ok[group] &= enough
-        chosen[group], patterns[group] = _interleave(best, picks, count, slots)
+        unproven[k:] = window.unproven
+    choice = choose(allowed, is_cold, unproven, ask)
+    ok &= choice.lengths == count
+    chosen = np.maximum(choice.positions, 0)
     universe = _universe(batch.candidates, window)
     probabilities = _probabilities(batch, window, allowed, valid, chosen)
     picked = np.take_along_axis(universe, chosen, axis=1)
     return [
-        Ranked(picked[r], probabilities[r], patterns[r]) if ok[r] else None for r in range(rows)
+        Ranked(picked[r], probabilities[r], choice.explored[r]) if ok[r] else None
+        for r in range(rows)
     ]
 
 
@@ -162,65 +145,6 @@ def _cold_scores(batch: Batch, window: Window) -> np.ndarray:
     seen = batch.seen.scattered(window.positions, shape) > 0
     times = batch.shown.scattered(window.positions, shape)
     return _masked(window.scores - IGNORED_IMPRESSION_PENALTY * times, ~seen)
-
-
-def _explore(
-    cold: np.ndarray, exploitable: np.ndarray, ask: ListAsk
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the positions of up to `ask.slots` of its cold items at or above its
-    exploration floor (from its `exploitable` scores), drawn by Gumbel top-k over their
-    standardised scores capped at EXPLORATION_LEAN (best draw first, then positions not
-    drawn), and how many were drawn."""
-    rows, width = cold.shape
-    slots = min(ask.slots, width)
-    if slots <= 0:
-        return np.zeros((rows, 0), np.int64), np.zeros(rows, np.int64)
-    floors = exploration_floors(exploitable, ask.exploration.weight)
-    eligible = np.isfinite(cold)
-    number = eligible.sum(axis=1)
-    mean = np.where(eligible, cold, 0.0).sum(axis=1) / np.maximum(number, 1)
-    deviation = np.where(eligible, cold - mean[:, None], 0.0)
-    spread = np.sqrt((deviation**2).sum(axis=1) / np.maximum(number, 1))
-    spread = np.where(number > 1, np.maximum(spread, 1e-6), 1.0)
-    leaning = np.clip(deviation / spread[:, None], -EXPLORATION_LEAN, EXPLORATION_LEAN)
-    passing = eligible & (cold >= floors[:, None])
-    noisy = np.where(passing, leaning + _gumbel(ask.rng, cold.shape), -np.inf)
-    drawn, _ = _top(noisy, slots)  # finite draws first: _top sorts by score
-    number = np.isfinite(np.take_along_axis(noisy, drawn, axis=1)).sum(axis=1)
-    return drawn, number
-
-
-def _gumbel(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Standard Gumbel noise in float32 (-log(-log(U))): a fifth of the cost of
-    rng.gumbel's float64 for the 1,024 cold items of every row."""
-    uniform = rng.random(shape, dtype=np.float32)
-    with np.errstate(divide="ignore"):
-        result: np.ndarray = -np.log(-np.log(uniform))
-    return result
-
-
-def _top(scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the positions of its `count` best finite scores, best first (ties by
-    position), and whether the row had that many."""
-    rows = len(scores)
-    if count <= 0:
-        return np.zeros((rows, 0), np.int64), np.ones(rows, bool)
-    enough = np.isfinite(scores).sum(axis=1) >= count
-    best = np.argpartition(-scores, count - 1, axis=1)[:, :count]
-    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(best, order, axis=1), enough
-
-
-def _interleave(
-    exploit: np.ndarray, explore: np.ndarray, count: int, slots: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """ranking.interleave for rows that all have `count` items and as many explored ones:
-    the explored ones at the same positions in every row."""
-    pattern = explored_positions(count, explore.shape[1], slots)
-    chosen = np.empty((len(exploit), count), np.int64)
-    chosen[:, pattern] = explore
-    chosen[:, ~pattern] = exploit
-    return chosen, pattern
 
 
 def _universe(candidates: np.ndarray, window: Window | None) -> np.ndarray:

@@ -14,9 +14,11 @@ from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
 from connector.serving.ranking import (
     Exploration,
     ListAsk,
+    choose,
     cold_items,
     cold_start_scores,
     exploration_floor,
+    explored_positions,
     interleave,
     rank,
 )
@@ -142,6 +144,36 @@ def test_explored_items_take_the_last_slot_of_each_equal_stretch() -> None:
     _, fewer = interleave(np.arange(100, 198), np.arange(2), 100, slots=30)
     _, short = interleave(np.arange(100, 108), np.arange(2), 10, slots=3)
     assert np.flatnonzero(fewer).tolist() == np.flatnonzero(short).tolist() == [3, 6]
+
+
+def test_short_lists_still_place_every_explored_item_once() -> None:
+    for total in range(1, 12):
+        for explored in range(0, total + 1):
+            for slots in (explored, 3, 10):
+                positions = explored_positions(total, explored, max(slots, explored))
+                assert int(positions.sum()) == explored, (total, explored, slots)
+
+
+def test_a_batch_ranks_each_row_as_that_user_alone() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(6, 40)).astype(np.float32)
+    scores[1, 5:] = -np.inf  # one user with only five items allowed: a short list
+    scores[2, ::2] = -np.inf
+    cold = np.arange(40) >= 30
+    unproven = np.arange(40) >= 36
+    batch = choose(scores, cold, unproven, ListAsk(10, Exploration(0.0), rng))
+    assert batch.lengths.tolist() == [10, 5, 10, 10, 10, 10]
+    for row in range(6):
+        alone = choose(scores[row : row + 1], cold, unproven, ListAsk(10, Exploration(0.0), rng))
+        assert batch.row(row)[0].tolist() == alone.row(0)[0].tolist()
+        assert not set(batch.row(row)[0].tolist()) & set(range(36, 40))
+    explored = choose(scores, cold, unproven, ListAsk(10, Exploration(1.0), rng))
+    for row in range(6):
+        columns, flags = explored.row(row)
+        assert set(columns[flags].tolist()) <= set(range(30, 40))
+        assert np.isfinite(scores[row, columns]).all() and len(set(columns.tolist())) == len(
+            columns
+        )
 
 
 def test_lists_exclude_seen_items_and_scores_are_probabilities() -> None:

@@ -50,7 +50,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def on_init(self) -> None:
         super().on_init()
         self._batch_generation: int | None = None
-        self._pipeline = BatchPipeline(self._acknowledge, lambda: notify(self._waiting_for_ack))
+        app: BatchApp = self.app  # type: ignore[assignment]
+        self._pipeline = BatchPipeline(
+            self._acknowledge, lambda: notify(self._waiting_for_ack), app.batches_in_flight
+        )
 
     async def _drain_messages(self, fetcher: Any) -> None:  # faust's fetcher service
         """The fetch loop faust runs in its Fetcher service: fetch, deliver, repeat (the
@@ -195,11 +198,19 @@ class BatchApp(faust.App):
     `batch_topic` registers a topic with faust (so the group subscribes to it and the
     assignor gives out its partitions) and its handler with the consumer."""
 
-    def __init__(self, *args: Any, batch_size: int, batch_seconds: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        batch_size: int,
+        batch_seconds: float,
+        batches_in_flight: int = 2,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, broker_max_poll_records=batch_size, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
+        self.batches_in_flight = batches_in_flight
 
     def batch_topic(self, topic: str, handler: BatchHandler) -> None:
         self.topics.add(self.topic(topic, key_serializer="raw", value_serializer="raw"))

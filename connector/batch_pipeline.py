@@ -1,17 +1,21 @@
 """The order a topic's batches go through their steps once prepared: `finish` one batch at a
 time in fetch order, then `complete` in the same order, then acknowledge.
 
-At most two batches are past preparing at any time: one finishing and, overlapping it, the
-one before completing. A batch starts finishing only once the batch before it has finished
-and the one before that has completed and been acknowledged, so a slow `complete` (the
-list refresh) slows the fetch loop instead of queueing finished batches behind it, whose
-offsets would wait uncommitted and whose prepared values would pile up in memory. Pure
-asyncio: connector/batch_consumer.py drives it from faust's fetch loop.
+At most `depth` batches are past preparing at any time: one finishing and, overlapping it,
+those before it completing in order. A batch starts finishing only once the batch before it
+has finished and fewer than `depth` batches are uncompleted, so a `complete` (the list
+refresh) slower than arrivals slows the fetch loop instead of queueing finished batches
+without bound, whose offsets would wait uncommitted and whose prepared values would pile up
+in memory. While the refresh keeps up, several small batches may wait for it at once: held
+to two, each batch gathered everything that arrived during a refresh, and its events waited
+for two refreshes of that size (docs/performance-log.md, Serving). Pure asyncio:
+connector/batch_consumer.py drives it from faust's fetch loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,17 +51,24 @@ class _Batch:
 
 
 class BatchPipeline:
-    """Batches from `start` to `acknowledge(pairs)`, two at most in flight (module doc);
+    """Batches from `start` to `acknowledge(pairs)`, `depth` at most in flight (module doc);
     `settled()` is called whenever a batch's task ends, acknowledged or failed."""
 
     def __init__(
-        self, acknowledge: Callable[[Any], None], settled: Callable[[], None] = lambda: None
+        self,
+        acknowledge: Callable[[Any], None],
+        settled: Callable[[], None] = lambda: None,
+        depth: int = 2,
     ) -> None:
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2 (one finishing, one completing): {depth}")
         self._acknowledge = acknowledge
         self._settled = settled
+        self._depth = depth
         self.idle = asyncio.Event()  # set while no batch is in flight
         self.idle.set()
         self._newest: _Batch | None = None
+        self._uncompleted: deque[asyncio.Future[None]] = deque()  # tasks, oldest first
 
     def in_flight(self, topic: str) -> Any:
         """The prepared value of the topic's batch still finishing, if one is."""
@@ -67,26 +78,31 @@ class BatchPipeline:
         return newest.prepared
 
     async def ready(self) -> None:
-        """Wait until a batch may start finishing: the newest has finished and the one
-        before it has completed. Raises what either raised. Shielded: the caller being
-        cancelled cancels neither."""
+        """Wait until a batch may start finishing: the newest has finished and fewer than
+        `depth` batches are uncompleted. Raises what finishing raised. Shielded: the caller
+        being cancelled cancels no batch."""
         newest = self._newest
         if newest is None:
             return
         await asyncio.shield(newest.finished)
-        if newest.before is not None:
-            await asyncio.shield(newest.before)
+        while self._pending() >= self._depth:
+            await asyncio.shield(self._uncompleted[0])
+
+    def _pending(self) -> int:
+        """Batches started and not yet completed (they complete in order); raises what the
+        oldest raised, and keeps raising it."""
+        while self._uncompleted and self._uncompleted[0].done():
+            _raise_if_failed(self._uncompleted[0])
+            self._uncompleted.popleft()
+        return len(self._uncompleted)
 
     def raise_failure(self) -> None:
         """Raise, without waiting, what finishing or completing a batch in flight raised."""
         newest = self._newest
         if newest is None:
             return
-        for step in (newest.finished, newest.before, newest.task):
-            if step is not None and step.done() and not step.cancelled():
-                exc = step.exception()
-                if exc is not None:
-                    raise exc
+        for step in (newest.finished, *self._uncompleted):
+            _raise_if_failed(step)
 
     def start(self, topic: str, handler: BatchHandler, prepared: Any, pairs: Any) -> None:
         """Start finishing a prepared batch; call after `ready()` returned."""
@@ -95,6 +111,7 @@ class BatchPipeline:
         before = self._newest.task if self._newest is not None else None
         task = asyncio.ensure_future(self._run(handler, prepared, pairs, finished, before))
         self._newest = _Batch(topic, prepared, finished, task, before)
+        self._uncompleted.append(task)
 
     async def _run(
         self,
@@ -125,3 +142,10 @@ class BatchPipeline:
             if newest is None or newest.task is asyncio.current_task():
                 self.idle.set()  # no batch after this one is in flight
             self._settled()
+
+
+def _raise_if_failed(step: asyncio.Future[None]) -> None:
+    if step.done() and not step.cancelled():
+        exc = step.exception()
+        if exc is not None:
+            raise exc

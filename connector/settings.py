@@ -216,6 +216,13 @@ class ConnectorSettings(CommonSettings):
     connector_batch_seconds: float = Field(
         0.05, description="Longest wait for a batch to fill before it is processed anyway."
     )
+    connector_batches_in_flight: int = Field(
+        8,
+        ge=2,
+        description="Most batches written and not yet through their list refresh, the one "
+        "writing included; when the refresh falls behind, the fetch loop waits, so at most "
+        "this many times connector_batch_size records are uncommitted.",
+    )
     connector_session_timeout_seconds: float = Field(
         30.0,
         description="Kafka group session timeout: how soon a crashed connector's partitions "

@@ -1,6 +1,6 @@
 """The batch pipeline's order: finish one at a time, complete in order, acknowledge after
-complete, and never more than two batches past preparing (so a slow list refresh holds the
-fetch loop back instead of leaving acknowledged work and memory to pile up)."""
+complete, and never more than `depth` batches past preparing (so a slow list refresh holds
+the fetch loop back instead of leaving unacknowledged work and memory to pile up)."""
 
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ class Recorder:
         return BatchHandler(prepare, self.finish, self.complete)
 
 
-async def run_batches(recorder: Recorder, count: int) -> tuple[BatchPipeline, list[int]]:
+async def run_batches(
+    recorder: Recorder, count: int, depth: int = 2
+) -> tuple[BatchPipeline, list[int]]:
     """The consumer's loop: wait until ready, start the next batch; then wait until idle."""
     acknowledged: list[int] = []
-    pipeline = BatchPipeline(lambda batch: acknowledged.append(batch))
+    pipeline = BatchPipeline(lambda batch: acknowledged.append(batch), depth=depth)
     handler = recorder.handler()
     for batch in range(count):
         await pipeline.ready()
@@ -52,19 +54,25 @@ async def run_batches(recorder: Recorder, count: int) -> tuple[BatchPipeline, li
     return pipeline, acknowledged
 
 
-def test_a_batch_starts_only_when_the_one_two_before_has_completed() -> None:
+@pytest.mark.parametrize("depth", [2, 4])
+def test_a_batch_starts_only_when_fewer_than_depth_are_uncompleted(depth: int) -> None:
     recorder = Recorder(complete_seconds=0.02)
-    _, acknowledged = asyncio.run(run_batches(recorder, 6))
-    assert acknowledged == list(range(6))
+    _, acknowledged = asyncio.run(run_batches(recorder, 8, depth))
+    assert acknowledged == list(range(8))
     log = recorder.log
-    for batch in range(2, 6):
-        assert log.index(("completed", batch - 2)) < log.index(("start", batch)), log
+    for batch in range(depth, 8):
+        assert log.index(("completed", batch - depth)) < log.index(("start", batch)), log
     in_flight = 0
     most = 0
     for step, _ in log:
         in_flight += {"start": 1, "completed": -1}.get(step, 0)
         most = max(most, in_flight)
-    assert most == 2
+    assert most == depth  # the slow refresh holds the loop back, at `depth`
+
+
+def test_a_depth_below_two_is_refused() -> None:
+    with pytest.raises(ValueError, match="depth"):
+        BatchPipeline(lambda batch: None, depth=1)
 
 
 def test_the_next_batch_finishes_while_the_one_before_completes() -> None:

@@ -1,7 +1,7 @@
 """The Confluent wire format: magic byte 0, a 4-byte big-endian schema id, Avro binary.
 
 Producers that already speak it (Confluent serializers, kcat -s avro) can publish to streamrec
-unchanged, using the schema ids of streamrec's own registry.
+unchanged, with the schema ids of streamrec's registry (docs/producing.md).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import struct
 from typing import Any
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 
 from connector.exceptions import InvalidEventError
 
@@ -36,14 +37,25 @@ def encode(schema_id: int, parsed: dict[str, Any], record: dict[str, Any]) -> by
     return buffer.getvalue()
 
 
-def decode(raw: bytes, parsed: dict[str, Any]) -> dict[str, Any]:
-    """The record in a wire-format message whose schema is `parsed`; InvalidEventError if
-    the bytes do not decode or are longer than the record."""
+def decode(
+    raw: bytes, parsed: dict[str, Any], reader: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The record in a wire-format message whose schema is `parsed`, read as `reader` by
+    Avro schema resolution when given; InvalidEventError if the bytes do not decode (or do
+    not resolve) or are longer than the record."""
     buffer = io.BytesIO(raw)
     buffer.seek(_HEADER.size)
     try:
-        record = fastavro.schemaless_reader(buffer, parsed, None)
-    except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as exc:
+        record = fastavro.schemaless_reader(buffer, parsed, reader)
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        UnicodeDecodeError,
+        OverflowError,
+        SchemaResolutionError,
+    ) as exc:
         raise InvalidEventError(
             f"Avro record does not decode with schema {schema_id(raw)}: {exc}"
         ) from exc

@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from connector import http_logs, redis_client
-from connector.api import ApiRequestError, ModelChangedError, dashboard
+from connector.api import ApiRequestError, ModelChangedError, dashboard, schema_registry
 from connector.api.auth import middlewares as api_key_middlewares
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
 from connector.api.service import RecommendationService, Served, ServedItem
@@ -129,6 +129,7 @@ def create_app(
     runner = _Runner(settings.api_threads)
     _routes(app, service, runner, _limits(settings), metrics, settings.api_max_body_bytes)
     dashboard.register(app, settings, client, holder)
+    schema_registry.register(app, settings)
     app.on_startup.append(_start_holder)
     app.on_cleanup.append(_stop_holder)
 

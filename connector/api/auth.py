@@ -3,7 +3,8 @@
 Keys come from `STREAMREC_API_KEYS` (comma-separated, a SecretStr so it never reaches logs
 or `streamrec config show`) and/or `STREAMREC_API_KEYS_FILE` (one key per line, as a
 Kubernetes Secret is mounted), read once at start-up. A client sends one as
-`Authorization: Bearer <key>` or `x-api-key: <key>`; it is compared with every configured
+`Authorization: Bearer <key>`, as the password of `Authorization: Basic` (Schema Registry
+clients' `basic.auth.user.info`) or as `x-api-key: <key>`; it is compared with every configured
 key in constant time (`hmac.compare_digest`), so timing reveals neither a key nor which one
 matched. Without a valid key a request gets 401 and a JSON message; the probes `/healthz`
 and `/readyz` stay open so an orchestrator needs no key, and `/metrics` stays open only when
@@ -13,6 +14,8 @@ move clients, remove the old one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -51,12 +54,25 @@ def middlewares(settings: ApiSettings) -> list[Middleware]:
 
 
 def presented_key(request: web.Request) -> bytes | None:
-    """The key a request carries: `Authorization: Bearer <key>`, else `x-api-key`."""
+    """The key a request carries: `Authorization: Bearer <key>`, the password of
+    `Authorization: Basic` (how Schema Registry clients send credentials, with any user
+    name), else `x-api-key`."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip().encode()
+    if scheme.lower() == "basic" and credentials.strip():
+        return _basic_password(credentials.strip())
     key = request.headers.get("x-api-key", "").strip()
     return key.encode() if key else None
+
+
+def _basic_password(credentials: str) -> bytes | None:
+    try:
+        decoded = base64.b64decode(credentials, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    _, colon, password = decoded.partition(b":")
+    return password if colon and password else None
 
 
 def is_valid(presented: bytes, keys: tuple[bytes, ...]) -> bool:

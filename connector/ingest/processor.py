@@ -160,7 +160,9 @@ class EventProcessor:
         return planner.plan_events(envelopes, context, served, links, plan), carried
 
     def decode(self, raw: bytes) -> dict[str, object]:
-        """A PutEvents record from JSON, or from Avro in the Confluent wire format."""
+        """A PutEvents record from JSON, or from Avro in the Confluent wire format: written
+        with the group's envelope schema, or with a writer schema registered for it, read
+        as the current envelope by Avro schema resolution."""
         if not wire.is_wire_format(raw):
             return decode_json(raw)
         schema_id = wire.schema_id(raw)
@@ -173,7 +175,10 @@ class EventProcessor:
                 f"schema id {schema_id} is the {schema.dataset} schema of group "
                 f"{schema.group!r}, not a PutEvents schema of {self._group!r}"
             )
-        return wire.decode(raw, schema.parsed)
+        if schema.subject is None:
+            return wire.decode(raw, schema.parsed)
+        envelope = self._registry.current(self._group, ENVELOPE)
+        return wire.decode(raw, schema.parsed, self._registry.reader_for(schema, envelope))
 
     def _over_budget(self, plan: BatchPlan, schema: DatasetSchema) -> list[DeadLetter]:
         """Reject events whose type would exceed the distinct-event-type budget."""

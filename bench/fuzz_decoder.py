@@ -46,8 +46,8 @@ with atheris.instrument_imports(include=["connector"]):
 import fastavro
 
 import schemas
-from connector.registry.registry import ENVELOPE, RegisteredSchema
 from connector.registry.rules import check_schema
+from connector.registry.schema import ENVELOPE, RegisteredSchema
 
 GROUP, TRACKING = "shop", "tid"
 ENVELOPE_ID, INTERACTIONS_ID, FOREIGN_ID = 3, 5, 8

@@ -19,7 +19,8 @@ from typing import Any, cast
 import fastavro
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from connector.registry.registry import SchemaRegistry, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import SchemaRegistry
 from connector.settings import ConnectorSettings
 
 TYPES = ("click", "watch", "purchase")

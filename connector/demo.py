@@ -24,7 +24,8 @@ from connector.ingest import plan as planner
 from connector.ingest.rows import decode_json
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.records import BatchPlan, SourceRecord
-from connector.registry.registry import RegisteredSchema, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import RegisteredSchema
 from connector.settings import CommonSettings
 from connector.trackers import open_trackers
 

@@ -45,6 +45,10 @@ class KafkaUnavailableError(TransientError):
     """The Kafka broker did not answer in time."""
 
 
+class SchemaRegistryUnavailableError(TransientError):
+    """The Schema Registry at STREAMREC_SCHEMA_REGISTRY_URL did not answer, or failed."""
+
+
 class RedisUnavailableError(TransientError):
     """Redis refused the connection or the credentials; the message says which."""
 

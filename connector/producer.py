@@ -15,7 +15,8 @@ from confluent_kafka import Producer
 from connector import wire
 from connector.exceptions import KafkaUnavailableError
 from connector.kafka_produce import produce
-from connector.registry.registry import ENVELOPE, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import ENVELOPE
 from connector.settings import CommonSettings
 
 Encoding = Literal["json", "avro"]

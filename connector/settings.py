@@ -84,6 +84,24 @@ class CommonSettings(BaseSettings):
     redis_ssl_ca_certs: str | None = Field(
         None, description="CA certificate file for rediss:// connections."
     )
+    schema_registry_url: str | None = Field(
+        None,
+        description="A Confluent-compatible Schema Registry (Confluent, Karapace, Apicurio's "
+        "ccompat API) that holds the dataset schemas and producers' writer schemas instead of "
+        "the schemas topic; unset, streamrec's own registry answers on the API's port.",
+    )
+    schema_registry_user_info: SecretStr | None = Field(
+        None, description="user:password for the Schema Registry's basic auth (never logged)."
+    )
+    schema_registry_ca_location: str | None = Field(
+        None, description="CA certificate file that signed the Schema Registry's certificate."
+    )
+    schema_registry_certificate_location: str | None = Field(
+        None, description="Client certificate file for mutual TLS with the Schema Registry."
+    )
+    schema_registry_key_location: str | None = Field(
+        None, description="Client private key file for mutual TLS with the Schema Registry."
+    )
     schemas_topic: str = Field(
         "_streamrec.schemas",
         description="Compacted topic that stores the schema registry of every dataset group.",
@@ -189,6 +207,18 @@ class CommonSettings(BaseSettings):
             # librdkafka logs through Python logging, so it follows streamrec's log level.
             "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
         }
+        config.update({key: value for key, value in optional.items() if value is not None})
+        return config
+
+    def schema_registry_config(self) -> dict[str, Any]:
+        """confluent-kafka's SchemaRegistryClient configuration for schema_registry_url."""
+        optional = {
+            "basic.auth.user.info": _reveal(self.schema_registry_user_info),
+            "ssl.ca.location": self.schema_registry_ca_location,
+            "ssl.certificate.location": self.schema_registry_certificate_location,
+            "ssl.key.location": self.schema_registry_key_location,
+        }
+        config: dict[str, Any] = {"url": self.schema_registry_url}
         config.update({key: value for key, value in optional.items() if value is not None})
         return config
 

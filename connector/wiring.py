@@ -13,7 +13,8 @@ from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import MAX_DEAD_LETTER_BYTES, DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
-from connector.registry.registry import ENVELOPE, SchemaRegistry, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import ENVELOPE, SchemaRegistry
 from connector.serving.list_refresh import RefreshesLists
 from connector.serving.lists_setup import list_refresher, lists_filters
 from connector.serving.refresh_process import RefreshProcesses

@@ -28,8 +28,9 @@ from connector.exceptions import (
 )
 from connector.registry import subjects
 from connector.registry.compatibility import check_compatible, check_readable
-from connector.registry.registry import RegisteredSchema, SchemaRegistry, open_registry
+from connector.registry.registry import open_registry
 from connector.registry.rules import check_schema
+from connector.registry.schema import RegisteredSchema, SchemaRegistry
 from connector.settings import CommonSettings
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -117,7 +118,10 @@ class _Registry:
 
 
 def register(app: web.Application, settings: CommonSettings) -> None:
-    """Add the Schema Registry routes for the settings' dataset group to `app`."""
+    """Add the Schema Registry routes for the settings' dataset group to `app`, unless the
+    schemas live in an external Schema Registry, which producers then use directly."""
+    if settings.schema_registry_url:
+        return
     registry = _Registry(settings)
     routes: list[tuple[str, str, Callable[[_Registry, web.Request], Awaitable[Any]]]] = [
         ("GET", "/subjects", _list_subjects),
@@ -127,6 +131,8 @@ def register(app: web.Application, settings: CommonSettings) -> None:
         ("POST", "/subjects/{subject}/versions", _register),
         ("POST", "/subjects/{subject}", _lookup),
         ("GET", "/schemas/ids/{id}", _get_by_id),
+        ("GET", "/schemas/ids/{id}/versions", _versions_by_id),
+        ("GET", "/schemas/ids/{id}/subjects", _subjects_by_id),
         ("GET", "/schemas/types", _types),
         ("POST", "/compatibility/subjects/{subject}/versions/{version}", _compatibility),
         ("GET", "/config", _config),
@@ -210,11 +216,24 @@ async def _lookup(registry: _Registry, request: web.Request) -> dict[str, Any]:
 
 
 async def _get_by_id(registry: _Registry, request: web.Request) -> dict[str, Any]:
+    entry = await _entry_by_id(registry, request)
+    return {"schema": json.dumps(entry.schema)}
+
+
+async def _versions_by_id(registry: _Registry, request: web.Request) -> list[dict[str, Any]]:
+    entry = await _entry_by_id(registry, request)
+    return [{"subject": subjects.subject_of(entry), "version": entry.version}]
+
+
+async def _subjects_by_id(registry: _Registry, request: web.Request) -> list[str]:
+    return [subjects.subject_of(await _entry_by_id(registry, request))]
+
+
+async def _entry_by_id(registry: _Registry, request: web.Request) -> RegisteredSchema:
     text = request.match_info["id"]
     if not text.isdigit():
         raise RegistryError(404, 40403, f"schema {text} not found")
-    entry = await asyncio.to_thread(registry.by_id, int(text))
-    return {"schema": json.dumps(entry.schema)}
+    return await asyncio.to_thread(registry.by_id, int(text))
 
 
 async def _types(registry: _Registry, request: web.Request) -> list[str]:

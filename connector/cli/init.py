@@ -13,7 +13,8 @@ import click
 import schemas
 from connector.cli.options import group_option
 from connector.filters.store import open_filters
-from connector.registry.registry import ENVELOPE, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import ENVELOPE
 from connector.settings import ConnectorSettings
 from connector.trackers import open_trackers
 from connector.wiring import ensure_group_topics

@@ -21,7 +21,7 @@ from connector.ingest.rows import decode_json, metadata_row
 from connector.ingest.writer import DatasetWriter
 from connector.keys import Keys
 from connector.records import DeadLetter, SourceRecord
-from connector.registry.registry import SchemaRegistry
+from connector.registry.schema import SchemaRegistry
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from connector.ingest.rows import decode_json
 from connector.ingest.writer import DatasetWriter
 from connector.keys import Subject
 from connector.records import AcceptedEvent, BatchPlan, DeadLetter, SourceRecord
-from connector.registry.registry import ENVELOPE, RegisteredSchema, SchemaRegistry
 from connector.registry.rules import DatasetSchema
+from connector.registry.schema import ENVELOPE, RegisteredSchema, SchemaRegistry
 from connector.serving.list_refresh import RefreshesLists
 from connector.stores.served import ServedLists
 from connector.stores.sessions import SessionStore

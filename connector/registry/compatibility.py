@@ -22,7 +22,7 @@ from connector.registry.resolution import reader_for
 from connector.registry.rules import DatasetSchema, FieldSpec
 
 if TYPE_CHECKING:
-    from connector.registry.registry import RegisteredSchema
+    from connector.registry.schema import RegisteredSchema
 
 # Avro's type promotions: a value of the key type can be read as any type in its set.
 _WIDER = {

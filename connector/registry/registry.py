@@ -1,4 +1,5 @@
-"""The schema registry of every dataset group: register, list and get versioned schemas.
+"""streamrec's own schema registry of every dataset group, in a compacted Kafka topic:
+register, list and get versioned schemas (schema.py's SchemaRegistry).
 
 Two kinds of entries share one id space (an entry's offset in the schemas topic):
 - the versions of a group's dataset schemas (and of its PutEvents envelope), checked against
@@ -14,22 +15,25 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, cast
-
-import fastavro
-from fastavro.schema import SchemaParseException
+from typing import Any
 
 from connector.backoff import Backoff
-from connector.exceptions import ConcurrentWriteError, SchemaNotFoundError, SchemaRuleError
+from connector.exceptions import ConcurrentWriteError, SchemaNotFoundError
 from connector.kafka_log import CompactedLog, LogRecord, settings_log
-from connector.registry import resolution
 from connector.registry.compatibility import check_compatible, check_readable
-from connector.registry.rules import DatasetSchema, check_schema
+from connector.registry.external import ExternalSchemaRegistry
+from connector.registry.rules import DatasetSchema
+from connector.registry.schema import (
+    Readers,
+    RegisteredSchema,
+    SchemaRegistry,
+    canonical,
+    checked_schema,
+    parsed_schema,
+)
 from connector.settings import CommonSettings
 from connector.topic_view import Rereader, TopicView
 
-ENVELOPE = "putevents"  # the PutEvents record producers encode in the Confluent wire format
 _REREAD_INTERVAL = 5.0
 # An unknown id past what the view has read may be a writer schema registered a moment ago:
 # re-read for it at once, but at most this often, so a stream of garbage ids stays cheap.
@@ -38,43 +42,20 @@ _UNKNOWN_ID_REREAD_INTERVAL = 1.0
 _WRITE_BACKOFF = Backoff(first=0.2, most=0.8, tries=4)
 
 
-@dataclass(frozen=True)
-class RegisteredSchema:
-    """One version of a dataset schema of one dataset group."""
-
-    id: int
-    group: str
-    dataset: str
-    version: int
-    schema: dict[str, Any]
-    parsed: dict[str, Any]
-    spec: DatasetSchema | None  # None for the envelope and writer schemas: no dataset rules
-    subject: str | None = None  # a writer schema's subject; None for a dataset version
-
-    def summary(self) -> dict[str, Any]:
-        """What `schemas list` and `schemas get` show about this version."""
-        return {
-            "group": self.group,
-            "dataset": self.dataset,
-            "version": self.version,
-            "id": self.id,
-            "schema": self.schema,
-        }
-
-
 # The versions of one dataset schema (subject None), or of one subject's writer schemas.
 Slot = tuple[str, str, str | None]  # (group, dataset, subject)
 
 
-class SchemaRegistry(TopicView):
-    """In-memory view of the schema store, re-read incrementally before each lookup."""
+class KafkaSchemaRegistry(TopicView):
+    """streamrec's own registry: an in-memory view of the schemas topic, re-read
+    incrementally before each lookup."""
 
     def __init__(self, log: CompactedLog) -> None:
         super().__init__(log, _REREAD_INTERVAL)
         self._versions: dict[Slot, list[RegisteredSchema]] = {}
         self._by_id: dict[int, RegisteredSchema] = {}
         self._unknown_ids = Rereader(self._read_new, _UNKNOWN_ID_REREAD_INTERVAL)
-        self._readers: dict[tuple[int, int], dict[str, Any]] = {}
+        self._readers = Readers()
 
     def _apply(self, record: LogRecord) -> None:
         self._add(_decode(record))
@@ -89,7 +70,9 @@ class SchemaRegistry(TopicView):
         together) fence each other's transactions; the loser re-reads and finds the winner's.
         """
         slot = (group, dataset, subject)
-        spec, parsed = _checked(dataset, schema) if subject is None else (None, _parsed(schema))
+        spec, parsed = (
+            checked_schema(dataset, schema) if subject is None else (None, parsed_schema(schema))
+        )
         delays = _WRITE_BACKOFF.delays()
         while True:
             self.reread()
@@ -105,9 +88,9 @@ class SchemaRegistry(TopicView):
                 time.sleep(delay)
 
     def _known(self, slot: Slot, schema: dict[str, Any]) -> RegisteredSchema | None:
-        wanted = _canonical(schema)
+        wanted = canonical(schema)
         same = [
-            entry for entry in self._versions.get(slot, []) if _canonical(entry.schema) == wanted
+            entry for entry in self._versions.get(slot, []) if canonical(entry.schema) == wanted
         ]
         return same[0] if same else None
 
@@ -125,7 +108,7 @@ class SchemaRegistry(TopicView):
             key = f"{group}/{dataset}/{version}"
             if subject is not None:
                 value["subject"], key = subject, f"{group}/{dataset}/@{subject}/{version}"
-            offset = writer.append(key, _canonical(value).encode())
+            offset = writer.append(key, canonical(value).encode())
         registered = RegisteredSchema(
             offset, group, dataset, version, schema, parsed, spec, subject
         )
@@ -146,12 +129,8 @@ class SchemaRegistry(TopicView):
             check_compatible(previous, spec, history[-1].version)
 
     def reader_for(self, writer: RegisteredSchema, reader: RegisteredSchema) -> dict[str, Any]:
-        """The parsed schema records written with `writer` are read as, to get `reader`'s
-        shape: `reader` with the aliases `writer` declares (resolution.py), built once."""
-        key = (writer.id, reader.id)
-        if key not in self._readers:
-            self._readers[key] = _parsed(resolution.reader_for(writer.schema, reader.schema))
-        return self._readers[key]
+        """The parsed schema `writer`'s records are read as to get `reader`'s shape."""
+        return self._readers.reader_for(writer, reader)
 
     def writers(self, group: str, dataset: str, subject: str) -> list[RegisteredSchema]:
         """The writer schemas registered under `subject`, by version."""
@@ -219,9 +198,9 @@ def _decode(record: LogRecord) -> RegisteredSchema:
     value = json.loads(record.value or b"null")
     subject = value.get("subject")
     if subject is None:
-        spec, parsed = _checked(value["dataset"], value["schema"])
+        spec, parsed = checked_schema(value["dataset"], value["schema"])
     else:
-        spec, parsed = None, _parsed(value["schema"])
+        spec, parsed = None, parsed_schema(value["schema"])
     return RegisteredSchema(
         record.offset,
         value["group"],
@@ -234,27 +213,11 @@ def _decode(record: LogRecord) -> RegisteredSchema:
     )
 
 
-def _checked(dataset: str, schema: dict[str, Any]) -> tuple[DatasetSchema | None, dict[str, Any]]:
-    """Dataset schemas pass Personalize's rules; the envelope only has to be valid Avro."""
-    if dataset != ENVELOPE:
-        spec = check_schema(dataset, schema)
-        return spec, spec.parsed
-    return None, _parsed(schema)
-
-
-def _parsed(schema: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return cast(dict[str, Any], fastavro.parse_schema(schema))
-    except (SchemaParseException, ValueError, TypeError, KeyError) as exc:
-        raise SchemaRuleError(f"not a valid Avro schema: {exc}") from exc
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def open_registry(settings: CommonSettings) -> SchemaRegistry:
-    """The registry stored in the settings' schemas topic (created on first use)."""
-    return SchemaRegistry(
+    """The settings' registry: the Schema Registry at STREAMREC_SCHEMA_REGISTRY_URL when
+    set, else streamrec's own in the schemas topic (created on first use)."""
+    if settings.schema_registry_url:
+        return ExternalSchemaRegistry(settings)
+    return KafkaSchemaRegistry(
         settings_log(settings, settings.schemas_topic, "streamrec-schema-registry")
     )

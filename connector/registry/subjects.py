@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connector.exceptions import SchemaNotFoundError
-from connector.registry.registry import ENVELOPE, RegisteredSchema
+from connector.registry.schema import ENVELOPE, RegisteredSchema
 
 DATASETS = ("interactions", "items", "users", ENVELOPE)
 SUFFIX = "-value"

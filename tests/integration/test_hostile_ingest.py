@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from connector.ingest.processor import EventProcessor
 from connector.keys import Keys, Subject
 from connector.records import SourceRecord
-from connector.registry.registry import ENVELOPE, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import ENVELOPE
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
 from tests.integration.helpers import decode_rows, prepare_group, read_topic

@@ -12,7 +12,8 @@ from connector import wire
 from connector.ingest.processor import EventProcessor
 from connector.keys import Keys, Subject
 from connector.records import ServedList, SourceRecord
-from connector.registry.registry import ENVELOPE, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import ENVELOPE
 from connector.settings import ConnectorSettings
 from connector.stores.served import RedisServedLists
 from connector.wiring import event_processor

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from connector.exceptions import IncompatibleSchemaError, SchemaNotFoundError, SchemaRuleError
-from connector.registry.registry import SchemaRegistry, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import SchemaRegistry
 from connector.settings import CommonSettings
 from tests.conftest import example
 

@@ -21,6 +21,7 @@ import schemas
 from connector.api.app import create_app
 from connector.keys import Keys, Subject
 from connector.records import SourceRecord
+from connector.registry.registry import open_registry
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
 from tests.integration.helpers import decode_rows, prepare_group, read_topic
@@ -215,3 +216,30 @@ def test_with_api_keys_the_registry_takes_the_key_as_basic_auth(
         right = SchemaRegistryClient({"url": server.base, "basic.auth.user.info": "app:k-right"})
         assert right.register_schema(subject, Schema(envelope, "AVRO")) > 0
         assert right.get_versions(subject) == [1]
+
+
+def test_with_an_external_schema_registry_the_schemas_live_there(
+    settings: ConnectorSettings, redis_db: redis.Redis
+) -> None:
+    """STREAMREC_SCHEMA_REGISTRY_URL set: `schemas register`, the connector's envelope, the
+    producer's writer schema and the dataset rows' ids all use that registry, and nothing is
+    written to streamrec's own schemas topic. The registry here is another streamrec API
+    with a schemas topic of its own, reached through confluent-kafka's client."""
+    own_topic = settings.model_copy(update={"schemas_topic": f"_sr.{settings.dataset_group}"})
+    with registry_api(own_topic) as external:
+        configured = settings.model_copy(update={"schema_registry_url": external.base})
+        tracking_id = prepare_group(configured)
+        event_processor(configured)  # registers the envelope there
+        client = SchemaRegistryClient({"url": external.base})
+        produce(
+            configured,
+            AvroSerializer(client, json.dumps(shop_writer())),
+            [shop_click(tracking_id, "u1", "i7", T0), shop_click(tracking_id, "u2", "i8", T0 + 1)],
+        )
+        assert ingest(configured, tracking_id) == (2, 0)
+        rows = decode_rows(configured, read_topic(settings, settings.topics.interactions))
+        listed = open_registry(configured).list(settings.dataset_group)
+    assert sorted((r["USER_ID"], r["ITEM_ID"]) for r in rows) == [("u1", "i7"), ("u2", "i8")]
+    assert history_items(redis_db, settings, "u2") == ["i8"]
+    assert sorted(entry.dataset for entry in listed) == sorted(DATASETS)
+    assert open_registry(settings).list(settings.dataset_group) == []

@@ -30,8 +30,8 @@ from connector.ingest.limits import MAX_EVENT_BYTES, MAX_SENT_AT
 from connector.ingest.processor import EventProcessor
 from connector.keys import Keys, Subject
 from connector.records import BatchPlan, SourceRecord
-from connector.registry.registry import ENVELOPE, RegisteredSchema
 from connector.registry.rules import check_schema
+from connector.registry.schema import ENVELOPE, RegisteredSchema
 
 # Bounded so the module runs in seconds on 2 cores; raise max_examples locally to dig deeper.
 HOSTILE = settings(

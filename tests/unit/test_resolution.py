@@ -13,8 +13,8 @@ import pytest
 import schemas
 from connector.exceptions import IncompatibleSchemaError
 from connector.registry.compatibility import check_readable
-from connector.registry.registry import ENVELOPE, RegisteredSchema
 from connector.registry.resolution import reader_for
+from connector.registry.schema import ENVELOPE, RegisteredSchema
 
 ENVELOPE_SCHEMA = schemas.load(schemas.ENVELOPE_FILE)
 

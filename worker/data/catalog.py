@@ -17,7 +17,8 @@ from functools import cached_property
 from typing import Any
 
 from connector.exceptions import SchemaNotFoundError
-from connector.registry.registry import SchemaRegistry, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import SchemaRegistry
 from connector.settings import CommonSettings
 from worker.data.reader import RowDecoder, TopicReader
 

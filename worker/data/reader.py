@@ -35,7 +35,8 @@ from confluent_kafka.admin import AdminClient
 
 from connector import wire
 from connector.exceptions import InvalidEventError, KafkaUnavailableError, SchemaNotFoundError
-from connector.registry.registry import SchemaRegistry, open_registry
+from connector.registry.registry import open_registry
+from connector.registry.schema import SchemaRegistry
 from connector.settings import CommonSettings
 
 log = logging.getLogger(__name__)

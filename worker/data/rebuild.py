@@ -38,8 +38,9 @@ from connector.filters.store import open_filters
 from connector.ingest.plan import history_member
 from connector.keys import Keys, Subject
 from connector.records import UNDEFINED_SOURCE, AcceptedEvent, SourceRecord, Stitch
-from connector.registry.registry import RegisteredSchema, open_registry
+from connector.registry.registry import open_registry
 from connector.registry.rules import DatasetSchema
+from connector.registry.schema import RegisteredSchema
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
 from connector.serving.list_refresh import ListRefresher

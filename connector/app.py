@@ -69,6 +69,11 @@ def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App
     app.batch_topic(topics.events, _events_handler(topics.events, processors.events))
     app.batch_topic(topics.items, _metadata_handler(topics.items, processors.items))
     app.batch_topic(topics.users, _metadata_handler(topics.users, processors.users))
+    for topic, processor in processors.sources.items():
+        if isinstance(processor, EventProcessor):
+            app.batch_topic(topic, _events_handler(topic, processor))
+        else:
+            app.batch_topic(topic, _metadata_handler(topic, processor))
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

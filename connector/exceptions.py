@@ -37,6 +37,15 @@ class InvalidEventError(StreamrecError, ValueError):
     """An event or dataset record does not match its registered schema."""
 
 
+class MappingError(StreamrecError, ValueError):
+    """A source's mapping is malformed, or cannot map a record: the message names the field
+    and the step."""
+
+
+class SourceError(StreamrecError, ValueError):
+    """A source cannot be created, changed or found: the message says why."""
+
+
 class TransientError(StreamrecError, ConnectionError):
     """A fault that passes on its own: retry later (connector/retry.py has the policy)."""
 

@@ -40,3 +40,15 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaUnavailableError(f"could not create topic {name}: {exc}") from exc
+
+
+def topic_exists(kafka_config: dict[str, Any], topic: str, timeout: float = 30.0) -> bool:
+    """Whether `topic` exists on the cluster. The metadata of every topic is read, not of
+    `topic` alone: asking for one topic's metadata creates it on brokers that auto-create."""
+    admin = AdminClient(kafka_config)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"could not read the metadata of topic {topic}: {exc}") from exc
+    found = metadata.topics.get(topic)
+    return found is not None and found.error is None

@@ -110,6 +110,11 @@ class CommonSettings(BaseSettings):
         "_streamrec.trackers",
         description="Compacted topic that maps each dataset group to its event tracker.",
     )
+    sources_topic: str = Field(
+        "_streamrec.sources",
+        description="Compacted topic that stores the sources (existing topics and their "
+        "mappings) of every dataset group.",
+    )
     filters_topic: str = Field(
         "_streamrec.filters",
         description="Compacted topic that stores the named recommendation filters of every "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 import schemas
 from connector import redis_client
-from connector.ingest.metadata import ITEMS, USERS, MetadataProcessor
+from connector.ingest.metadata import ITEMS, USERS, Entity, EntriesDecoder, MetadataProcessor
+from connector.ingest.plan import Decoder
 from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import MAX_DEAD_LETTER_BYTES, DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
@@ -19,6 +20,8 @@ from connector.serving.list_refresh import RefreshesLists
 from connector.serving.lists_setup import list_refresher, lists_filters
 from connector.serving.refresh_process import RefreshProcesses
 from connector.settings import ConnectorSettings
+from connector.sources.decoder import EntriesSourceDecoder, EventSourceDecoder, SourceRecords
+from connector.sources.store import Source, open_sources
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import HistoryPolicy, SessionStore
 from connector.trackers import open_trackers
@@ -61,36 +64,68 @@ def history_policy(settings: ConnectorSettings) -> HistoryPolicy:
 
 @dataclass(frozen=True)
 class Processors:
-    """The batch processors of one connector process, one per consumed topic."""
+    """The batch processors of one connector process, one per consumed topic; `sources`
+    by each source's topic (docs/sources.md)."""
 
     events: EventProcessor
     items: MetadataProcessor
     users: MetadataProcessor
+    sources: dict[str, EventProcessor | MetadataProcessor] = field(default_factory=dict)
 
 
 def processors(settings: ConnectorSettings) -> Processors:
-    """Every processor of the group, sharing one registry and one Redis client."""
+    """Every processor of the group, sharing one registry and one Redis client, with one
+    for each of the group's sources as they stand when the connector starts."""
     registry = open_registry(settings)
     client = redis_client.connect(settings)
-    topics, config, group = settings.topics, settings.kafka_config(), settings.dataset_group
-    timeout = settings.connector_append_timeout_seconds
     return Processors(
         _event_processor(settings, registry, client),
-        MetadataProcessor(
-            group,
-            ITEMS,
-            registry,
-            client,
-            DatasetWriter(config, topics.items_dataset, topics.deadletter, timeout),
-        ),
-        MetadataProcessor(
-            group,
-            USERS,
-            registry,
-            client,
-            DatasetWriter(config, topics.users_dataset, topics.deadletter, timeout),
-        ),
+        _metadata_processor(settings, ITEMS, registry, client),
+        _metadata_processor(settings, USERS, registry, client),
+        {
+            source.topic: _source_processor(settings, source, registry, client)
+            for source in open_sources(settings).list()
+        },
     )
+
+
+def _metadata_processor(
+    settings: ConnectorSettings,
+    entity: Entity,
+    registry: SchemaRegistry,
+    client: redis.Redis,
+    entries: EntriesDecoder | None = None,
+) -> MetadataProcessor:
+    topics = settings.topics
+    dataset = topics.items_dataset if entity is ITEMS else topics.users_dataset
+    writer = DatasetWriter(
+        settings.kafka_config(),
+        dataset,
+        topics.deadletter,
+        settings.connector_append_timeout_seconds,
+    )
+    return MetadataProcessor(settings.dataset_group, entity, registry, client, writer, entries)
+
+
+def _source_processor(
+    settings: ConnectorSettings, source: Source, registry: SchemaRegistry, client: redis.Redis
+) -> EventProcessor | MetadataProcessor:
+    """The processor of one source: the event path or the items or users path, reading
+    the source's records through its mapping."""
+    records = SourceRecords(source, registry)
+    target = source.mapping.target
+    if target == "items" or target == "users":
+        entity = ITEMS if target == "items" else USERS
+        return _metadata_processor(
+            settings, entity, registry, client, EntriesSourceDecoder(records)
+        )
+    trackers = open_trackers(settings)
+
+    def tracking_id() -> str | None:
+        tracker = trackers.of_group(settings.dataset_group)
+        return tracker.tracking_id if tracker else None
+
+    return _event_processor(settings, registry, client, EventSourceDecoder(records, tracking_id))
 
 
 def event_processor(settings: ConnectorSettings) -> EventProcessor:
@@ -99,7 +134,10 @@ def event_processor(settings: ConnectorSettings) -> EventProcessor:
 
 
 def _event_processor(
-    settings: ConnectorSettings, registry: SchemaRegistry, client: redis.Redis
+    settings: ConnectorSettings,
+    registry: SchemaRegistry,
+    client: redis.Redis,
+    decode: Decoder | None = None,
 ) -> EventProcessor:
     registry.register(settings.dataset_group, ENVELOPE, schemas.load(schemas.ENVELOPE_FILE))
     registry.get(settings.dataset_group, "interactions")  # fails now if none is registered
@@ -117,6 +155,7 @@ def _event_processor(
             settings.connector_append_timeout_seconds,
         ),
         _lists(settings, client),
+        decode,
     )
 
 

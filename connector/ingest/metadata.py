@@ -10,6 +10,7 @@ Both writes are whole-row replacements, so a replay changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ class Entity:
     id_field: str  # "itemId" or "userId"
     row_id: str  # "ITEM_ID" or "USER_ID"
 
+
+# A record's value to its entries (an empty list for a record a source mapping skips).
+EntriesDecoder = Callable[[bytes], list[Any]]
 
 ITEMS = Entity("items", "items", "itemId", "ITEM_ID")
 USERS = Entity("users", "users", "userId", "USER_ID")
@@ -65,13 +69,17 @@ class MetadataProcessor:
         registry: SchemaRegistry,
         client: redis.Redis,
         writer: DatasetWriter,
+        entries: EntriesDecoder | None = None,
     ) -> None:
+        """`entries` turns a record into its entries: a source's mapping
+        (connector/sources), else PutItems / PutUsers JSON."""
         self._group = group
         self._entity = entity
         self._registry = registry
         self._client = client
         self._keys = Keys(group)
         self._writer = writer
+        self._decode_entries: EntriesDecoder = entries or self._put_entries
 
     def process(self, records: list[SourceRecord]) -> MetadataReport:
         """Validate, append to the dataset topic, then upsert the Redis hashes."""
@@ -121,7 +129,10 @@ class MetadataProcessor:
     def _entries(self, record: SourceRecord) -> list[Any]:
         if record.value is None:
             raise InvalidEventError("record has no value")
-        entries = decode_json(record.value).get(self._entity.list_field)
+        return self._decode_entries(record.value)
+
+    def _put_entries(self, raw: bytes) -> list[Any]:
+        entries = decode_json(raw).get(self._entity.list_field)
         if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_EVENTS_PER_RECORD:
             raise InvalidEventError(
                 f"{self._entity.list_field} must be a list of 1 to {MAX_EVENTS_PER_RECORD} entries"

@@ -29,7 +29,8 @@ from connector.records import (
 )
 from connector.registry.rules import DatasetSchema
 
-Decoder = Callable[[bytes], dict[str, Any]]
+# A record's value to its PutEvents envelope; None for a record a source mapping skips.
+Decoder = Callable[[bytes], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -55,20 +56,26 @@ class PlanContext:
 def open_envelopes(
     records: list[SourceRecord], context: PlanContext, plan: BatchPlan
 ) -> list[Envelope]:
-    """Decode each record and check its tracker; failures become dead letters in `plan`."""
+    """Decode each record and check its tracker; failures become dead letters in `plan`,
+    records the decoder skips are left out."""
     envelopes = []
     for record in records:
         try:
-            envelopes.append(_open(record, context))
+            opened = _open(record, context)
         except InvalidEventError as exc:
             plan.dead.append(DeadLetter(record, str(exc)))
+            continue
+        if opened is not None:
+            envelopes.append(opened)
     return envelopes
 
 
-def _open(record: SourceRecord, context: PlanContext) -> Envelope:
+def _open(record: SourceRecord, context: PlanContext) -> Envelope | None:
     if record.value is None:
         raise InvalidEventError("record has no value (a tombstone is not an event)")
     envelope = context.decode(record.value)
+    if envelope is None:
+        return None
     tracking_id = envelope.get("trackingId")
     if tracking_id is None or tracking_id == "":
         raise InvalidEventError("trackingId is missing")

@@ -81,7 +81,10 @@ class EventProcessor:
         served: ServedLists,
         writer: DatasetWriter,
         lists: RefreshesLists | None = None,
+        decode: planner.Decoder | None = None,
     ) -> None:
+        """`decode` turns a record into its PutEvents envelope: a source's mapping
+        (connector/sources), else `decode` below (PutEvents in JSON or Avro)."""
         self._group = group
         self._registry = registry
         self._trackers = trackers
@@ -89,6 +92,7 @@ class EventProcessor:
         self._served = served
         self._writer = writer
         self._lists = lists
+        self._decode: planner.Decoder = decode or self.decode
 
     def process(self, records: list[SourceRecord]) -> BatchReport:
         """Steps 1-5 above for `records`, one after the other: the steps the connector runs
@@ -150,7 +154,9 @@ class EventProcessor:
         self, records: list[SourceRecord], schema: DatasetSchema, previous: Carried | None
     ) -> tuple[BatchPlan, Carry]:
         tracker = self._trackers.of_group(self._group)
-        context = planner.PlanContext(tracker.tracking_id if tracker else None, schema, self.decode)
+        context = planner.PlanContext(
+            tracker.tracking_id if tracker else None, schema, self._decode
+        )
         plan = BatchPlan()
         envelopes = planner.open_envelopes(records, context, plan)
         served = self._served.get_many(planner.recommendation_ids(envelopes))

@@ -17,8 +17,10 @@ import redis
 from confluent_kafka import Producer
 
 from connector.devservices.process import free_port
+from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys, Subject
 from connector.settings import ConnectorSettings
+from connector.sources.store import open_sources
 from tests.integration.helpers import prepare_group, put_events, read_topic
 
 
@@ -198,3 +200,33 @@ def test_two_connectors_split_the_partitions_and_agree_with_one(
         assert [json.loads(member)["item"] for member in members] == expected
     assert records_consumed(ports[0]) > 0
     assert first.poll() is None
+
+
+def test_the_running_connector_reads_the_sources_of_its_group(
+    settings: ConnectorSettings, redis_db: redis.Redis, start_connector
+) -> None:
+    """A source created before the connector starts is consumed beside the events topic."""
+    prepare_group(settings)
+    topic = f"web.clicks.{settings.dataset_group}"
+    ensure_topics(settings.kafka_config(), [TopicSpec(topic, 2)])
+    mapping = {
+        "fields": {
+            "userId": {"path": "user"},
+            "eventType": {"const": "click"},
+            "itemId": {"path": "item"},
+            "sentAt": {"path": "ms", "convert": "epoch_millis"},
+        }
+    }
+    open_sources(settings).create("clicks", topic, "json", mapping, None)
+    producer = Producer(settings.kafka_config())
+    for n in range(20):
+        value = {"user": f"u{n % 4}", "item": f"i{n}", "ms": 1_700_000_000_000 + 1000 * n}
+        producer.produce(topic, json.dumps(value).encode(), key=f"u{n % 4}".encode())
+    assert producer.flush(60) == 0
+    connector = start_connector()
+    keys = Keys(settings.dataset_group)
+    wait_for(lambda: counted_events(redis_db, keys) == 20, 120, "20 source events in Redis")
+    assert redis_db.zcard(keys.history(Subject("u", "u1"))) == 5
+    connector.send_signal(signal.SIGTERM)
+    assert connector.wait(60) is not None
+    assert len(read_topic(settings, settings.topics.interactions)) == 20

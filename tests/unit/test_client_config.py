@@ -256,7 +256,7 @@ def test_every_redis_client_is_built_with_redis_options() -> None:
 
 def _faust_app(settings: ConnectorSettings) -> faust.App:
     unused = SimpleNamespace(process=lambda records: None)
-    processors: Any = SimpleNamespace(events=unused, items=unused, users=unused)
+    processors: Any = SimpleNamespace(events=unused, items=unused, users=unused, sources={})
     return connector_app.create_app(settings, processors)
 
 

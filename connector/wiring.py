@@ -20,7 +20,12 @@ from connector.serving.list_refresh import RefreshesLists
 from connector.serving.lists_setup import list_refresher, lists_filters
 from connector.serving.refresh_process import RefreshProcesses
 from connector.settings import ConnectorSettings
-from connector.sources.decoder import EntriesSourceDecoder, EventSourceDecoder, SourceRecords
+from connector.sources.decoder import (
+    DebeziumEntries,
+    EntriesSourceDecoder,
+    EventSourceDecoder,
+    SourceRecords,
+)
 from connector.sources.store import Source, open_sources
 from connector.stores.served import RedisServedLists
 from connector.stores.sessions import HistoryPolicy, SessionStore
@@ -116,9 +121,12 @@ def _source_processor(
     target = source.mapping.target
     if target == "items" or target == "users":
         entity = ITEMS if target == "items" else USERS
-        return _metadata_processor(
-            settings, entity, registry, client, EntriesSourceDecoder(records)
+        entries: EntriesDecoder = (
+            DebeziumEntries(records, "itemId" if entity is ITEMS else "userId")
+            if source.format == "debezium"
+            else EntriesSourceDecoder(records)
         )
+        return _metadata_processor(settings, entity, registry, client, entries)
     trackers = open_trackers(settings)
 
     def tracking_id() -> str | None:

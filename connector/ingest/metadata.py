@@ -4,7 +4,9 @@ A record is `{"items": [{"itemId": ..., "properties": {...}}]}` (or `users` / `u
 in Personalize's PutItems / PutUsers, with up to 10 entries. Each valid entry replaces the
 stored row: it is appended to the compacted Items or Users dataset topic (keyed by id) and
 written to the entity's Redis hash in one transaction; invalid entries are dead-lettered.
-Both writes are whole-row replacements, so a replay changes nothing.
+An entry a source marks DELETED (a database row deleted, docs/sources.md) removes the
+entity instead: a tombstone in the dataset topic, its hash deleted. Every write replaces
+the whole row or removes it, in the batch's order, so a replay changes nothing.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ class Entity:
     row_id: str  # "ITEM_ID" or "USER_ID"
 
 
-# A record's value to its entries (an empty list for a record a source mapping skips).
-EntriesDecoder = Callable[[bytes], list[Any]]
+# A record's value to its entries (an empty list for a record a source mapping skips; None
+# is a tombstone, which only a source may expect).
+EntriesDecoder = Callable[[bytes | None], list[Any]]
+DELETED = "__deleted__"  # an entry with this key set removes the entity it names
 
 ITEMS = Entity("items", "items", "itemId", "ITEM_ID")
 USERS = Entity("users", "users", "userId", "USER_ID")
@@ -49,13 +53,14 @@ class MetadataReport:
     records: int
     upserted: int
     dead: int
+    deleted: int = 0
 
 
 @dataclass(frozen=True)
 class AppendedRows:
     """A batch appended to its dataset topic, waiting for its Redis upsert."""
 
-    rows: list[tuple[str, dict[str, Any]]]  # (entity id, row)
+    rows: list[tuple[str, dict[str, Any] | None]]  # (entity id, row; None: deleted), in order
     report: MetadataReport
 
 
@@ -99,13 +104,14 @@ class MetadataProcessor:
             return AppendedRows([], MetadataReport(len(records), 0, len(unplaced)))
         if schema.spec is None:
             raise SchemaNotFoundError(f"schema {schema.id} is not a dataset schema")
-        rows: list[dict[str, Any]] = []
+        keyed: list[tuple[str, dict[str, Any] | None]] = []
         dead: list[DeadLetter] = []
         for record in records:
-            self._collect(record, schema.spec, rows, dead)
-        keyed = [(str(row[self._entity.row_id]), row) for row in rows]
+            self._collect(record, schema.spec, keyed, dead)
         self._writer.write_rows(keyed, dead, schema.id, schema.parsed)
-        return AppendedRows(keyed, MetadataReport(len(records), len(rows), len(dead)))
+        deleted = sum(1 for _, row in keyed if row is None)
+        report = MetadataReport(len(records), len(keyed) - deleted, len(dead), deleted)
+        return AppendedRows(keyed, report)
 
     def upsert(self, appended: AppendedRows) -> MetadataReport:
         """Replace each appended entity's Redis hash; the batch's report."""
@@ -113,7 +119,11 @@ class MetadataProcessor:
         return appended.report
 
     def _collect(
-        self, record: SourceRecord, spec: Any, rows: list[dict[str, Any]], dead: list[DeadLetter]
+        self,
+        record: SourceRecord,
+        spec: Any,
+        rows: list[tuple[str, dict[str, Any] | None]],
+        dead: list[DeadLetter],
     ) -> None:
         try:
             entries = self._entries(record)
@@ -122,22 +132,35 @@ class MetadataProcessor:
             return
         for index, entry in enumerate(entries):
             try:
-                rows.append(self._row(entry, spec))
+                rows.append(self._keyed(entry, spec))
             except InvalidEventError as exc:
                 dead.append(DeadLetter(record, str(exc), index))
 
     def _entries(self, record: SourceRecord) -> list[Any]:
-        if record.value is None:
-            raise InvalidEventError("record has no value")
         return self._decode_entries(record.value)
 
-    def _put_entries(self, raw: bytes) -> list[Any]:
+    def _put_entries(self, raw: bytes | None) -> list[Any]:
+        if raw is None:
+            raise InvalidEventError("record has no value")
         entries = decode_json(raw).get(self._entity.list_field)
         if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_EVENTS_PER_RECORD:
             raise InvalidEventError(
                 f"{self._entity.list_field} must be a list of 1 to {MAX_EVENTS_PER_RECORD} entries"
             )
         return entries
+
+    def _keyed(self, entry: Any, spec: Any) -> tuple[str, dict[str, Any] | None]:
+        """(entity id, its row), or (entity id, None) for an entry that deletes it."""
+        if isinstance(entry, dict) and entry.get(DELETED):
+            entity_id = entry.get(self._entity.id_field)
+            if not isinstance(entity_id, str) or not 1 <= len(entity_id) <= MAX_ID_LENGTH:
+                raise InvalidEventError(
+                    f"{self._entity.id_field} of a deleted row must be a string of 1 to "
+                    f"{MAX_ID_LENGTH} characters"
+                )
+            return entity_id, None
+        row = self._row(entry, spec)
+        return str(row[self._entity.row_id]), row
 
     def _row(self, entry: Any, spec: Any) -> dict[str, Any]:
         if not isinstance(entry, dict):
@@ -149,13 +172,15 @@ class MetadataProcessor:
             )
         return metadata_row(entity_id, entry.get("properties"), spec)
 
-    def _upsert(self, keyed: list[tuple[str, dict[str, Any]]]) -> None:
-        """Replace each entity's hash (DEL + HSET), all in one MULTI/EXEC."""
+    def _upsert(self, keyed: list[tuple[str, dict[str, Any] | None]]) -> None:
+        """Replace each entity's hash (DEL + HSET) or delete it, in order, all in one
+        MULTI/EXEC."""
         pipe = self._client.pipeline(transaction=True)
         for entity_id, row in keyed:
             key = self._key(entity_id)
             pipe.delete(key)
-            pipe.hset(key, mapping={k: _text(v) for k, v in row.items() if v is not None})
+            if row is not None:
+                pipe.hset(key, mapping={k: _text(v) for k, v in row.items() if v is not None})
         pipe.execute()
 
     def _key(self, entity_id: str) -> str:

@@ -70,14 +70,16 @@ class DatasetWriter:
 
     def write_rows(
         self,
-        rows: list[tuple[str, dict[str, Any]]],
+        rows: list[tuple[str, dict[str, Any] | None]],
         dead: list[DeadLetter],
         schema_id: int,
         parsed: dict[str, Any],
     ) -> None:
-        """Append (key, row) pairs and `dead`; return once the broker has them all."""
+        """Append (key, row) pairs, a row None as a tombstone, and `dead`; return once the
+        broker has them all."""
         for key, row in rows:
-            self._send(self._dataset, key.encode(), wire.encode(schema_id, parsed, row), [])
+            value = None if row is None else wire.encode(schema_id, parsed, row)
+            self._send(self._dataset, key.encode(), value, [])
         self._dead_letters(dead)
         self._confirm()
 

@@ -200,6 +200,10 @@ class SourceMapping:
     fields: tuple[FieldRule, ...]
     skip: tuple[Condition, ...] = field(default=())
 
+    def id_rule(self) -> FieldRule:
+        """The rule of the target's id field (itemId or userId; userId for events)."""
+        return next(rule for rule in self.fields if rule.target == ID_FIELD[self.target])
+
     def apply(self, record: Any) -> dict[str, Any] | None:
         """The target entry (PutEvents event fields with `properties`, or an item or user
         entry) for `record`, or None when a skip condition holds."""

@@ -25,7 +25,7 @@ from connector.topic_view import TopicView
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("json", "avro")
+FORMATS = ("json", "avro", "debezium")
 _REREAD_INTERVAL = 5.0
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}")
 
@@ -75,6 +75,8 @@ def checked_source(
     if fmt == "avro" and schema is None:
         raise SourceError("an avro source needs the Avro schema of its records (--schema FILE)")
     mapping = parse_mapping(document)
+    if fmt == "debezium" and mapping.target == "events":
+        raise SourceError("a debezium source maps a table's rows to items or users, not events")
     if schema is not None:
         check_against(mapping, schema)
     return Source(name, topic, fmt, mapping, document, schema, version, time.time())

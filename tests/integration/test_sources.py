@@ -14,6 +14,7 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
+from connector.exceptions import SourceError
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys, Subject
 from connector.records import SourceRecord
@@ -263,3 +264,94 @@ def test_an_items_source_upserts_the_catalogue(
     assert [row["ITEM_ID"] for row in rows] == ["i1"]
     letters = read_topic(settings, settings.topics.deadletter)
     assert len(letters) == 1
+
+
+PRODUCTS_MAPPING = {
+    "target": "items",
+    "fields": {
+        "itemId": {"path": "id", "convert": "string"},
+        "properties.title": {"path": "name"},
+        "properties.genres": {"path": "category"},
+        "properties.creationTimestamp": {"path": "created_at", "convert": "epoch_millis"},
+    },
+}
+
+
+def change(op: str, before: Any, after: Any, envelope: bool = False) -> bytes:
+    """A Debezium change event of table inventory.products, as the JSON converter writes it
+    (`envelope`: with schemas.enable, the schema beside the payload)."""
+    payload = {
+        "before": before,
+        "after": after,
+        "source": {"connector": "postgresql", "db": "shop", "table": "products"},
+        "op": op,
+        "ts_ms": 1_700_000_500_000,
+    }
+    value = (
+        {"schema": {"type": "struct", "name": "Envelope"}, "payload": payload}
+        if envelope
+        else payload
+    )
+    return json.dumps(value).encode()
+
+
+def product(n: int, name: str) -> dict[str, Any]:
+    return {"id": n, "name": name, "category": "Crime", "created_at": 1_700_000_000_000 + 1000 * n}
+
+
+def test_a_debezium_items_source_follows_the_table(
+    settings: ConnectorSettings, redis_db: redis.Redis
+) -> None:
+    """Snapshot reads, a create, an update, a delete and its tombstone: the Items dataset and
+    the item hashes end as the table is; a record that is not a change event is dead-lettered."""
+    prepare_group(settings)
+    topic = f"shop.inventory.products.{settings.dataset_group}"
+    ensure_topics(settings.kafka_config(), [TopicSpec(topic, 1)])
+    open_sources(settings).create("products", topic, "debezium", PRODUCTS_MAPPING, None)
+    values: list[bytes | None] = [
+        change("r", None, product(1, "Heat"), envelope=True),
+        change("r", None, product(2, "Ronin")),
+        change("c", None, product(3, "Thief")),
+        change("u", product(1, "Heat"), product(1, "Heat (1995)")),
+        change("d", {"id": 2, "name": None, "category": None, "created_at": None}, None),
+        None,  # the tombstone Debezium writes after a delete
+        json.dumps({"id": 4, "name": "no op"}).encode(),
+    ]
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for n, value in enumerate(values):
+        producer.produce(topic, key=json.dumps({"id": n}).encode(), value=value)
+    assert producer.flush(30) == 0
+    records = [
+        SourceRecord(topic, m.partition, m.offset, m.key, m.value)
+        for m in read_topic(settings, topic)
+    ]
+    report = processors(settings).sources[topic].process(records)
+    assert (report.upserted, report.deleted, report.dead) == (4, 1, 1)  # type: ignore[union-attr]
+    keys = Keys(settings.dataset_group)
+    assert redis_db.hgetall(keys.item("1"))[b"TITLE"] == b"Heat (1995)"
+    assert not redis_db.exists(keys.item("2"))
+    assert redis_db.hgetall(keys.item("3")) == {
+        b"ITEM_ID": b"3",
+        b"TITLE": b"Thief",
+        b"GENRES": b"Crime",
+        b"CREATION_TIMESTAMP": b"1700000003",
+    }
+    dataset = read_topic(settings, settings.topics.items_dataset)
+    assert [(m.key, m.value is None) for m in dataset] == [
+        (b"1", False),
+        (b"2", False),
+        (b"3", False),
+        (b"1", False),
+        (b"2", True),
+    ]
+    letters = read_topic(settings, settings.topics.deadletter)
+    assert len(letters) == 1
+    reason = dict(letters[0].headers or [])["streamrec.reason"]
+    assert "not a Debezium change event" in (
+        reason.decode() if isinstance(reason, bytes) else reason
+    )
+
+
+def test_a_debezium_source_maps_rows_to_items_or_users_only(settings: ConnectorSettings) -> None:
+    with pytest.raises(SourceError, match="items or users"):
+        open_sources(settings).create("x", "t", "debezium", CLICKS_MAPPING, None)

@@ -5,9 +5,12 @@ Measures, in one run on one machine:
   process, with one event per record and with ten (the PutEvents maximum);
 - events/s of a bare confluent-kafka consumer that runs the same ingest code (parsing,
   validation, dedup, dataset append, Redis writes) on the same records, and the ratio;
-- p50/p99 of produce-to-visible-in-Redis latency at a steady 2,000 events/s.
+- p50/p99 of produce-to-visible-in-Redis latency at a steady 2,000 events/s;
+- with `--source mapped`: the same events as a web-analytics clickstream topic read through
+  a source mapping (docs/sources.md), beside the PutEvents path with one event per record,
+  each with the connector's CPU (its process tree, from /proc) per event while ingesting.
 
-    python bench/ingest.py [--events 200000] [--latency-seconds 20]
+    python bench/ingest.py [--events 200000] [--latency-seconds 20] [--source mapped]
 
 Starts a local Kafka broker and redis-server unless STREAMREC_KAFKA_BOOTSTRAP and
 STREAMREC_REDIS_URL are set. The last line printed is one JSON object with the figures.
@@ -26,8 +29,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 from confluent_kafka import Consumer, Producer
@@ -35,18 +39,39 @@ from confluent_kafka import Consumer, Producer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import schemas
+from bench.proc_stats import tree_cpu_seconds
 from bench.services import services
 from connector import logs
 from connector.devservices.process import free_port
+from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.kafka_produce import produce
 from connector.keys import Keys, Subject
 from connector.records import SourceRecord
 from connector.registry.registry import open_registry
 from connector.settings import ConnectorSettings
+from connector.sources.store import open_sources
 from connector.trackers import open_trackers
 from connector.wiring import ensure_group_topics, event_processor
 
 TYPES = ("click", "watch", "purchase")
+# The clickstream shape of --source mapped: what a web-analytics pipeline writes.
+CLICKSTREAM_MAPPING = {
+    "target": "events",
+    "skip": [{"path": "event", "in": ["heartbeat"]}],
+    "fields": {
+        "userId": {"path": "visitor.account"},
+        "sessionId": {"path": "visitor.session"},
+        "eventId": {"path": "id"},
+        "eventType": {"path": "event", "values": {"product_view": "click", "play": "watch"}},
+        "itemId": {"path": "products[0].sku"},
+        "sentAt": {"path": "timestamp_ms", "convert": "epoch_millis"},
+        "eventValue": {"path": "products[0].price"},
+        "impression": {"path": "shown"},
+        "properties.device": {"path": "context.device", "convert": "lower"},
+        "properties.location": {"path": "context.city"},
+    },
+}
+NAMES = {"click": "product_view", "watch": "play", "purchase": "purchase"}
 # The latency run first sends this long at the full rate without measuring, so that the
 # figure is the steady state, not the connector's first rebalance or the broker's warm-up.
 WARM_UP_SECONDS = 5.0
@@ -121,8 +146,14 @@ def counted(client: redis.Redis, keys: Keys) -> int:
     return sum(int(v) for values in pipe.execute() for v in values)
 
 
-def time_until_counted(client: redis.Redis, keys: Keys, total: int, timeout: float) -> float:
-    """Seconds from the first event visible in Redis to the last."""
+def time_until_counted(
+    client: redis.Redis,
+    keys: Keys,
+    total: int,
+    timeout: float,
+    mark: Callable[[], None] = lambda: None,
+) -> float:
+    """Seconds from the first event visible in Redis to the last; `mark` is called at both."""
     first = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,7 +161,9 @@ def time_until_counted(client: redis.Redis, keys: Keys, total: int, timeout: flo
         now = time.monotonic()
         if seen and first is None:
             first = now
+            mark()
         if seen >= total and first is not None:
+            mark()
             return now - first
         time.sleep(0.02)
     raise TimeoutError(f"only {counted(client, keys)} of {total} events in {timeout:.0f} s")
@@ -146,8 +179,39 @@ def connector_env(settings: ConnectorSettings) -> dict[str, str]:
     }
 
 
+def clickstream_record(user: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A synthetic PutEvents event as a web-analytics clickstream record."""
+    properties: dict[str, Any] = event["properties"]
+    return {
+        "id": event["eventId"],
+        "event": NAMES[str(event["eventType"])],
+        "timestamp_ms": int(event["sentAt"]) * 1000 + 123,
+        "visitor": {"account": user, "session": f"s-{user}"},
+        "products": [{"sku": event["itemId"], "price": event["eventValue"]}],
+        "shown": event["impression"],
+        "context": {"device": str(properties["device"]).upper(), "city": properties["location"]},
+        "page": {"url": f"/p/{event['itemId']}", "referrer": "https://search.example"},
+    }
+
+
+def prepare_clickstream(settings: ConnectorSettings) -> str:
+    """A clickstream topic beside the group's own, and a source reading it; its name."""
+    topic = f"{settings.dataset_group}.clicks"
+    ensure_topics(settings.kafka_config(), [TopicSpec(topic, settings.topic_partitions)])
+    open_sources(settings).create("clicks", topic, "json", CLICKSTREAM_MAPPING, None)
+    return topic
+
+
+def publish_clickstream(settings: ConnectorSettings, topic: str, events: int, seed: int) -> None:
+    producer = Producer({**settings.kafka_config(), "linger.ms": 20, "batch.size": 1_000_000})
+    for user, event in synthetic_events(events, seed):
+        value = json.dumps(clickstream_record(user, event)).encode()
+        _produce(producer, topic, user, value)
+    producer.flush(120)
+
+
 @contextlib.contextmanager
-def running_connector(settings: ConnectorSettings) -> Iterator[None]:
+def running_connector(settings: ConnectorSettings) -> Iterator[subprocess.Popen[bytes]]:
     """A `streamrec connector` process for the settings' group, stopped on exit."""
     child = subprocess.Popen(
         ["streamrec", "connector"],
@@ -156,7 +220,7 @@ def running_connector(settings: ConnectorSettings) -> Iterator[None]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield
+        yield child
     finally:
         child.terminate()
         child.wait(60)
@@ -164,9 +228,25 @@ def running_connector(settings: ConnectorSettings) -> Iterator[None]:
 
 def run_connector(settings: ConnectorSettings, total: int, timeout: float) -> float:
     """events/s of a `streamrec connector` process over records already published."""
+    return run_connector_cpu(settings, total, timeout)[0]
+
+
+def run_connector_cpu(
+    settings: ConnectorSettings, total: int, timeout: float
+) -> tuple[float, float]:
+    """events/s of a `streamrec connector` process over records already published, and
+    its process tree's CPU µs per event from the first event visible to the last."""
     client = redis.Redis.from_url(settings.redis_url)
-    with running_connector(settings):
-        return total / time_until_counted(client, Keys(settings.dataset_group), total, timeout)
+    with running_connector(settings) as child:
+        marks: list[float] = []
+        seconds = time_until_counted(
+            client,
+            Keys(settings.dataset_group),
+            total,
+            timeout,
+            lambda: marks.append(tree_cpu_seconds(child.pid)),
+        )
+    return total / seconds, (marks[-1] - marks[0]) / total * 1e6
 
 
 def run_bare(settings: ConnectorSettings, total: int, batch_size: int) -> float:
@@ -293,6 +373,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=2_000)
+    parser.add_argument(
+        "--source",
+        choices=("mapped",),
+        help="also measure a clickstream topic read through a source mapping",
+    )
     args = parser.parse_args()
     with services() as (kafka, redis_url):
         run_id = uuid.uuid4().hex[:6]
@@ -323,6 +408,7 @@ def measure(base: ConnectorSettings, run_id: str, args: argparse.Namespace) -> d
     _forget_redis_state(bare_settings)
     bare = run_bare(bare_settings, args.events, bare_settings.connector_batch_size)
     latency = latency_at_rate(prepare(base, f"benchlat-{run_id}"), args.rate, args.latency_seconds)
+    mapped = measure_mapped(base, run_id, args.events, timeout) if args.source else {}
     return {
         "events": args.events,
         "events_per_s_1": round(events_per_s_1),
@@ -332,6 +418,28 @@ def measure(base: ConnectorSettings, run_id: str, args: argparse.Namespace) -> d
         "p50_ms_at_2000": round(statistics.median(latency), 1),
         "p99_ms_at_2000": round(statistics.quantiles(latency, n=100)[98], 1),
         "latency_probes": len(latency),
+        **mapped,
+    }
+
+
+def measure_mapped(
+    base: ConnectorSettings, run_id: str, events: int, timeout: float
+) -> dict[str, float]:
+    """The PutEvents path (1 event per record) and a mapped clickstream source of the same
+    events, one after the other, each in a group of its own: events/s and CPU µs/event."""
+    plain = prepare(base, f"benchplain-{run_id}")
+    publish(plain, events, 1, seed=3)
+    plain_rate, plain_cpu = run_connector_cpu(plain, events, timeout)
+    mapped = prepare(base, f"benchmap-{run_id}")
+    publish_clickstream(mapped, prepare_clickstream(mapped), events, seed=3)
+    print(f"published {events} events as a clickstream", flush=True)
+    mapped_rate, mapped_cpu = run_connector_cpu(mapped, events, timeout)
+    return {
+        "putevents_events_per_s": round(plain_rate),
+        "mapped_events_per_s": round(mapped_rate),
+        "putevents_cpu_us_per_event": round(plain_cpu, 1),
+        "mapped_cpu_us_per_event": round(mapped_cpu, 1),
+        "mapped_cost_ratio": round(mapped_cpu / plain_cpu, 3) if plain_cpu else 0.0,
     }
 
 
@@ -354,6 +462,18 @@ def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
         (f"produce->Redis p50 at {args.rate}/s", f"{figures['p50_ms_at_2000']} ms"),
         (f"produce->Redis p99 at {args.rate}/s", f"{figures['p99_ms_at_2000']} ms"),
     ]
+    if "mapped_cost_ratio" in figures:
+        rows += [
+            (
+                "PutEvents, 1 event/record: events/s, CPU µs/event",
+                f"{figures['putevents_events_per_s']:,}, {figures['putevents_cpu_us_per_event']}",
+            ),
+            (
+                "mapped clickstream source: events/s, CPU µs/event",
+                f"{figures['mapped_events_per_s']:,}, {figures['mapped_cpu_us_per_event']}",
+            ),
+            ("mapped / PutEvents CPU per event", f"{figures['mapped_cost_ratio']}"),
+        ]
     width = max(len(name) for name, _ in rows)
     print(f"\ningest benchmark, {args.events:,} events, {os.cpu_count()} cores")
     for name, value in rows:

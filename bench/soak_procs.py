@@ -15,6 +15,8 @@ from pathlib import Path
 
 import orjson
 
+from bench.proc_stats import descendants
+
 
 @dataclass
 class Child:
@@ -47,8 +49,8 @@ class Child:
         own = _rss_kib(self.pid)
         if own is None:
             return {"own": None, "descendants": None}
-        descendants = sum(_rss_kib(pid) or 0 for pid in _descendants(self.pid))
-        return {"own": own / 1024, "descendants": descendants / 1024}
+        below = sum(_rss_kib(pid) or 0 for pid in descendants(self.pid))
+        return {"own": own / 1024, "descendants": below / 1024}
 
     def stop(self, timeout: float = 60) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; the exit status."""
@@ -131,20 +133,3 @@ def _rss_kib(pid: int) -> int | None:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return None
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc's per-thread children lists."""
-    found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            children = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for child in children:
-            found += [child, *_descendants(child)]
-    return found

@@ -46,6 +46,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ingest import connector_env, counted, prepare
+from bench.proc_stats import cpu_seconds
 from bench.serve import random_version
 from bench.services import services
 from bench.soak import Publisher
@@ -99,12 +100,6 @@ def malloc_arenas(xml: str) -> list[dict[str, float]]:
     return arenas
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
-
-
 class Probe:
     """Samples of one connector process: RSS, smaps by kind, malloc_info by arena."""
 
@@ -134,7 +129,7 @@ class Probe:
             "malloc_free_mb": round(sum(a["free_mb"] for a in arenas), 1),
             "by_arena": arenas,
             "threads": len(self.status().get("threads", [])),
-            "cpu_s": cpu_seconds(self.child.pid),
+            "cpu_s": round(cpu_seconds(self.child.pid), 2),
         }
         self.samples.append(sample)
         print(

@@ -36,10 +36,11 @@ def _consumer(settings: ConnectorSettings, group_id: str | None = None) -> Consu
     )
 
 
-def topic_states(settings: ConnectorSettings) -> list[TopicState]:
-    """Every topic of the group; lag of the connector's consumer group on its inputs."""
+def topic_states(settings: ConnectorSettings, sources: tuple[str, ...] = ()) -> list[TopicState]:
+    """Every topic of the group, and the topics of its `sources`; lag of the connector's
+    consumer group on its inputs."""
     topics = settings.topics
-    inputs = [topics.events, topics.items, topics.users]
+    inputs = [topics.events, topics.items, topics.users, *sources]
     outputs = [topics.interactions, topics.deadletter, topics.items_dataset, topics.users_dataset]
     consumer = _consumer(settings, settings.consumer_group)
     try:

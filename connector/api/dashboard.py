@@ -35,12 +35,14 @@ from aiohttp.typedefs import Handler, Middleware
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from connector.api import ApiRequestError
+from connector.api.dead_letter_counts import DeadLetterCounts
 from connector.api.settings import ApiSettings
 from connector.keys import Keys, Subject
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
 from connector.settings import CommonSettings, ConnectorSettings
+from connector.sources.store import open_sources
 from connector.stores.counters import recent_buckets
 from connector.stores.histories import COMMANDS, HistoryReader, SubjectHistory
 from connector.stores.lists import RecommendationLists
@@ -142,6 +144,8 @@ class DashboardReader:
         self._connector = ConnectorSettings(**common)
         self._lists = RecommendationLists(client, self._keys, 1)
         self._histories = HistoryReader(client, self._keys, settings.history_length)
+        self._sources = open_sources(self._connector)
+        self._dead_by_origin = DeadLetterCounts(self._connector, KAFKA_TIMEOUT)
 
     def events(self, slots: int) -> dict[str, Any]:
         """Events per type and per attribution source in the last `slots` buckets of event
@@ -167,10 +171,14 @@ class DashboardReader:
         }
 
     def kafka(self) -> dict[str, Any]:
-        """The group's topics with records and the connector's lag, and the dead letters."""
+        """The group's topics with records and the connector's lag, the dead letters, and
+        each source with its topic's records, lag and dead letters."""
         settings = self._connector
-        states = topic_states(settings)
+        sources = self._sources.list()
+        states = topic_states(settings, tuple(source.topic for source in sources))
         dead = next(state for state in states if state.name == settings.topics.deadletter)
+        by_origin = self._dead_by_origin.by_origin() if dead.records else {}
+        by_topic = {state.name: state for state in states}
         return {
             "consumerGroup": settings.consumer_group,
             "lag": sum(state.lag or 0 for state in states),
@@ -183,6 +191,15 @@ class DashboardReader:
                 "count": dead.records,
                 "latest": latest_dead_letters(settings, DEAD_LETTERS) if dead.records else [],
             },
+            "sources": [
+                {
+                    **source.summary(),
+                    "records": by_topic[source.topic].records,
+                    "lag": by_topic[source.topic].lag,
+                    "deadLetters": by_origin.get(source.topic, 0),
+                }
+                for source in sources
+            ],
         }
 
     def models(self) -> dict[str, Any]:

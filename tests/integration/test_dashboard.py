@@ -22,10 +22,12 @@ import redis
 from confluent_kafka import Producer
 
 from connector.api.app import create_app
+from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
 from connector.model.model import Hyperparameters, Model
 from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
+from connector.sources.store import open_sources
 from connector.stores.model_versions import ModelStore
 from connector.wiring import Processors, processors
 from tests.integration.helpers import prepare_group, put_events
@@ -235,3 +237,38 @@ def test_page_is_open_and_json_needs_a_key_when_keys_are_on(world: World) -> Non
 def serve(world: World, **overrides: Any) -> Server:
     """The API app of the world's group, exploration off (lists comparable run to run)."""
     return Server(create_app(api_settings(world.settings, **overrides)))
+
+
+def test_sources_with_their_records_lag_and_dead_letters(world: World) -> None:
+    settings = world.settings
+    topic = f"web.clicks.{settings.dataset_group}"
+    ensure_topics(settings.kafka_config(), [TopicSpec(topic, 1)])
+    mapping = {
+        "fields": {
+            "userId": {"path": "user"},
+            "eventType": {"const": "click"},
+            "itemId": {"path": "item"},
+            "sentAt": {"path": "at"},
+        }
+    }
+    open_sources(settings).create("clicks", topic, "json", mapping, None)
+    values = [json.dumps({"user": "u1", "item": "i1", "at": A}).encode(), b"{broken"]
+    producer = Producer(settings.kafka_config())
+    for value in values:
+        producer.produce(topic, value)
+    assert producer.flush(10) == 0
+    records = [SourceRecord(topic, 0, n, None, value) for n, value in enumerate(values)]
+    report = processors(settings).sources[topic].process(records)
+    assert (report.appended, report.dead) == (1, 1)  # type: ignore[union-attr]
+    world.reject(b"not json at all")  # a dead letter of the events topic, not of the source
+    with serve(world) as server:
+        answer = ok(server, "/dashboard/api/kafka")
+    (source,) = answer["sources"]
+    assert (source["name"], source["topic"], source["format"], source["target"]) == (
+        "clicks",
+        topic,
+        "json",
+        "events",
+    )
+    assert (source["records"], source["lag"], source["deadLetters"]) == (2, 2, 1)
+    assert answer["deadLetters"]["count"] == 2

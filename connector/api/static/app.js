@@ -172,6 +172,12 @@ function drawKafka(data) {
   $("dead-count").textContent = fmt(data.deadLetters.count);
   fill($("dead-latest").tBodies[0], data.deadLetters.latest.map((d) =>
     el("tr", {}, cell(when(d.timestamp / 1000)), cell(d.reason, "reason"), cell(d.origin || ""))));
+  const sources = data.sources || [];
+  $("sources-none").hidden = sources.length > 0;
+  fill($("sources").tBodies[0], sources.map((s) =>
+    el("tr", { "data-source": s.name }, cell(s.name), cell(s.topic), cell(s.format),
+      cell(s.target), cell(`v${s.version}`, "num"), cell(fmt(s.records), "num"),
+      cell(s.lag === null ? "" : fmt(s.lag), "num"), cell(fmt(s.deadLetters), "num"))));
 }
 
 // --- model versions ------------------------------------------------------------------------

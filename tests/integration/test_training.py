@@ -4,6 +4,7 @@ a FULL run on them, a version in Redis that loads back exactly, `streamrec train
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -18,13 +19,18 @@ import redis
 
 from connector.devservices.process import free_port
 from connector.ingest.processor import EventProcessor
+from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
 from connector.model.history import HistoryEntry
 from connector.model.model import Model
 from connector.records import SourceRecord
+from connector.serving.current_model import ServingModel
+from connector.serving.ranking import Exploration
+from connector.serving.recommend import recommend_many
 from connector.settings import CommonSettings, ConnectorSettings
+from connector.sources.store import open_sources
 from connector.stores.model_versions import ModelStore
-from connector.wiring import event_processor
+from connector.wiring import event_processor, processors
 from tests.integration.helpers import prepare_group, put_events
 from worker.data.cache import load_training_data
 from worker.data.catalog import read_items
@@ -239,3 +245,42 @@ def test_a_run_whose_child_process_is_killed_fails_and_the_next_one_runs(
     assert store.current_version() is None
     version = isolated_run("full", worker_settings, lambda: False)  # the next run
     assert store.current_version() == version
+
+
+def test_an_item_deleted_from_the_catalogue_leaves_the_next_versions_answers(
+    processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
+) -> None:
+    """A Debezium delete of item i3 (which has interactions): FULL publishes a version that
+    never serves it, and an UPDATE after the tombstone is forgotten still retires it."""
+    publish_walks(processor, settings)
+    topic = f"shop.products.{settings.dataset_group}"
+    ensure_topics(settings.kafka_config(), [TopicSpec(topic, 1)])
+    mapping = {"target": "items", "fields": {"itemId": {"path": "id"}}}
+    open_sources(settings).create("products", topic, "debezium", mapping, None)
+    changes = [
+        {"op": "r", "before": None, "after": {"id": "i3"}},
+        {"op": "d", "before": {"id": "i3"}, "after": None},
+    ]
+    records = [
+        SourceRecord(topic, 0, n, b"k", json.dumps(change).encode())
+        for n, change in enumerate(changes)
+    ]
+    assert processors(settings).sources[topic].process(records).dead == 0
+    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+
+    def served_items(version: str) -> set[str]:
+        served = ServingModel.from_artifacts(version, store.load(version))
+        histories = [[HistoryEntry(f"i{(n + 2) % ITEMS}", "click", T0)] for n in range(ITEMS)]
+        lists = recommend_many(served, histories, 10, Exploration(1.0), np.random.default_rng(0))
+        return {served.model.items[c] for ranked in lists for c in ranked.columns}
+
+    full = run("full", worker_settings)
+    assert store.item_values(full, "item_retired")["i3"] == 1
+    assert "i3" not in served_items(full) and "i4" in served_items(full)
+    # An empty Items dataset: what the worker reads once compaction has removed the
+    # tombstone and the row before it.
+    compacted = worker_settings.model_copy(update={"items_dataset_topic": "{group}.items.empty"})
+    ensure_topics(settings.kafka_config(), [TopicSpec(compacted.topics.items_dataset, 1)])
+    update = run("update", compacted)
+    assert store.item_values(update, "item_retired")["i3"] == 1
+    assert "i3" not in served_items(update)

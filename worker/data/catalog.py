@@ -48,9 +48,11 @@ class Catalog:
 
 @dataclass(frozen=True)
 class ItemCatalog(Catalog):
-    """Items, with their creation time (Unix seconds; None when the row has none)."""
+    """Items, with their creation time (Unix seconds; None when the row has none), and the
+    ids whose latest record is a tombstone: deleted while the topic still shows it."""
 
     creation_timestamp: list[int | None]
+    deleted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,39 +62,44 @@ class UserCatalog(Catalog):
 
 def read_items(settings: CommonSettings, registry: SchemaRegistry | None = None) -> ItemCatalog:
     """The latest row of every item in the group's Items dataset."""
-    fields, rows = _latest_rows(settings, registry, "items", settings.topics.items_dataset)
+    fields, rows, deleted = _latest_rows(settings, registry, "items", settings.topics.items_dataset)
     ids = sorted(rows)
     stamps = [rows[item].get(CREATION_TIMESTAMP) for item in ids]
     metadata = _columns(ids, rows, [name for name in fields if name != CREATION_TIMESTAMP])
-    return ItemCatalog(ids, metadata, [None if s is None else int(s) for s in stamps])
+    created = [None if s is None else int(s) for s in stamps]
+    return ItemCatalog(ids, metadata, created, deleted)
 
 
 def read_users(settings: CommonSettings, registry: SchemaRegistry | None = None) -> UserCatalog:
     """The latest row of every user in the group's Users dataset."""
-    fields, rows = _latest_rows(settings, registry, "users", settings.topics.users_dataset)
+    fields, rows, _ = _latest_rows(settings, registry, "users", settings.topics.users_dataset)
     ids = sorted(rows)
     return UserCatalog(ids, _columns(ids, rows, fields))
 
 
 def _latest_rows(
     settings: CommonSettings, registry: SchemaRegistry | None, dataset: str, topic: str
-) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """(metadata field names of the current schema, latest row per key)."""
+) -> tuple[list[str], dict[str, dict[str, Any]], tuple[str, ...]]:
+    """(metadata field names of the current schema, latest row per key, keys whose latest
+    record is a tombstone)."""
     registry = registry or open_registry(settings)
     try:
         spec = registry.get(settings.dataset_group, dataset).spec
     except SchemaNotFoundError:
-        return [], {}
+        return [], {}, ()
     fields = [field.name for field in spec.metadata_fields] if spec is not None else []
     decode = RowDecoder(registry, settings.dataset_group, dataset)
     rows: dict[str, dict[str, Any]] = {}
+    deleted: set[str] = set()
     with TopicReader(settings, topic) as reader:
         for record in reader.records():
             if record.value is None:
                 rows.pop(record.key, None)
+                deleted.add(record.key)
             else:
                 rows[record.key] = decode(record.value)
-    return fields, rows
+                deleted.discard(record.key)
+    return fields, rows, tuple(sorted(deleted))
 
 
 def _columns(

@@ -49,6 +49,9 @@ class Catalog:
     # item_created of the version being replaced (None: there is none): an item's age is
     # kept across versions, and an item it lacks was first seen by this run
     earlier_created: dict[str, int] | None = None
+    # Items deleted from the catalogue (a Debezium delete, docs/sources.md): kept in the
+    # model if they have interactions, but never served (`item_arrays`).
+    retired: frozenset[str] = frozenset()
 
 
 def hyperparameters(settings: WorkerSettings) -> Hyperparameters:
@@ -115,14 +118,23 @@ def updated_model(
 
 def item_arrays(model: Model, data: Interactions, catalog: Catalog) -> dict[str, np.ndarray]:
     """Popularity (overall and per context value) and creation time of every model item,
-    published with the version."""
-    return {
+    published with the version, and which items are retired. A retired item gets no
+    popularity and no known age, which serving already reads as "never exploited, never
+    explored" (connector/serving/ranking.py), so it leaves every answer with this version."""
+    arrays = {
         "item_popularity": popularity.popularity(data, model.items),
         "item_created": popularity.created(
             data, model.items, catalog.created, catalog.earlier_created
         ),
         **popularity.by_context(data, model.items, model.context_values),
     }
+    retired = np.array([item in catalog.retired for item in model.items], dtype=bool)
+    for name, values in arrays.items():
+        if name.startswith("item_popularity"):
+            values[retired] = 0
+    arrays["item_created"][retired] = popularity.UNKNOWN_TIME
+    arrays["item_retired"] = retired.astype(np.uint8)
+    return arrays
 
 
 def _describe(data: Interactions, mode: str, seconds: float) -> dict[str, Any]:

@@ -39,7 +39,9 @@ def run(
     data = load_training_data(settings)
     say(f"{len(data):,} interactions of {len(data.users):,} users and {len(data.items):,} items")
     based_on = store.current_version()
-    catalog = item_catalog(read_items(settings), _item_ages(store, based_on))
+    catalog = item_catalog(
+        read_items(settings), _item_ages(store, based_on), _retired(store, based_on)
+    )
     _check(should_stop)
     if mode == "full":
         model, arrays = full_model(data, settings, catalog, should_stop, say)
@@ -70,9 +72,26 @@ def _item_ages(store: ModelStore, version: str | None) -> dict[str, int] | None:
         return None
 
 
-def item_catalog(items: ItemCatalog, earlier_created: dict[str, int] | None = None) -> Catalog:
+def _retired(store: ModelStore, version: str | None) -> frozenset[str]:
+    """The items `version` retired (none when there is no version, or it is gone)."""
+    if version is None:
+        return frozenset()
+    try:
+        values = store.item_values(version, "item_retired")
+    except ModelNotFoundError:
+        return frozenset()
+    return frozenset(item for item, value in values.items() if value)
+
+
+def item_catalog(
+    items: ItemCatalog,
+    earlier_created: dict[str, int] | None = None,
+    earlier_retired: frozenset[str] = frozenset(),
+) -> Catalog:
     """The Items dataset as the pipeline needs it: ids, creation times, the string
-    metadata new items are placed by, and the item ages of the version being replaced."""
+    metadata new items are placed by, the item ages of the version being replaced, and the
+    retired items: deleted now, or retired by that version and not created again (a
+    compacted topic forgets a tombstone after a while; the versions remember it)."""
     metadata = {
         item: {
             name: str(values[position])
@@ -82,7 +101,8 @@ def item_catalog(items: ItemCatalog, earlier_created: dict[str, int] | None = No
         for position, item in enumerate(items.ids)
     }
     created = dict(zip(items.ids, items.creation_timestamp, strict=True))
-    return Catalog(list(items.ids), created, metadata, earlier_created)
+    retired = frozenset(items.deleted) | (earlier_retired - set(items.ids))
+    return Catalog(list(items.ids), created, metadata, earlier_created, retired)
 
 
 def _check(should_stop: Callable[[], bool]) -> None:

@@ -1,9 +1,10 @@
-"""In-memory views of compacted Kafka logs (schemas, trackers, filters), kept fresh without
-stalling the hot path.
+"""In-memory views of compacted Kafka logs (schemas, trackers, filters, sources), kept fresh
+without stalling the hot path.
 
-`TopicView` is what the three views share: the offset read up to, reading what was appended
+`TopicView` is what the views share: the offset read up to, reading what was appended
 since, and writing under the log's exclusive lock after re-reading (check, then append).
-Each view says how a record changes it (`_apply`).
+Each view says how a record changes it (`_apply`); `GroupEntries` does that for views of
+one group's named entries (filters, sources).
 
 Re-reading a log costs a consumer round trip (about 130 ms on the development machine),
 which the ingest path must not pay inline every few seconds. A `Rereader` runs the re-read in
@@ -18,10 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
+from connector.exceptions import StreamrecError
 from connector.kafka_log import CompactedLog, LogRecord, LogWriter
 
 log = logging.getLogger(__name__)
+Entry = TypeVar("Entry")
 
 
 class Rereader:
@@ -103,3 +107,34 @@ class TopicView:
     def _appended(self, offset: int) -> None:
         """Note an append of this process's own (the view already holds its effect)."""
         self._next_offset = max(self._next_offset, offset + 1)
+
+
+class GroupEntries(TopicView, Generic[Entry]):
+    """A TopicView of named entries of one dataset group, keyed `<group>/<name>` with a
+    tombstone on delete (filters, sources): each view says how a value is read (`_read`);
+    a value it cannot read is left out and logged, so it cannot take the others down."""
+
+    def __init__(self, log: CompactedLog, group: str, interval: float) -> None:
+        super().__init__(log, interval)
+        self._group = group
+        self._by_name: dict[str, Entry] = {}
+
+    def _apply(self, record: LogRecord) -> None:
+        prefix = f"{self._group}/"
+        if not record.key.startswith(prefix):
+            return
+        name = record.key[len(prefix) :]
+        self._by_name.pop(name, None)
+        if record.value is None:
+            return
+        try:
+            self._by_name[name] = self._read(name, record.value)
+        except (StreamrecError, ValueError, KeyError) as exc:
+            log.warning("%r of group %r is left out: %s", name, self._group, exc)
+
+    def _read(self, name: str, value: bytes) -> Entry:
+        """The entry a stored value holds; raises what makes it unreadable."""
+        raise NotImplementedError
+
+    def _key(self, name: str) -> str:
+        return f"{self._group}/{name}"

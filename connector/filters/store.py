@@ -15,7 +15,6 @@ about 130 ms) per request naming an unknown filter would let such requests stall
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from dataclasses import dataclass
@@ -23,11 +22,9 @@ from dataclasses import dataclass
 from connector.exceptions import FilterError, FilterNotFoundError
 from connector.filters import Filter
 from connector.filters.grammar import parse
-from connector.kafka_log import CompactedLog, LogRecord, settings_log
+from connector.kafka_log import CompactedLog, settings_log
 from connector.settings import CommonSettings
-from connector.topic_view import TopicView
-
-log = logging.getLogger(__name__)
+from connector.topic_view import GroupEntries
 
 _REREAD_INTERVAL = 5.0
 _UNSEEN_NAME_REREAD_SECONDS = 1.0  # least time between two re-reads for unknown names
@@ -43,31 +40,15 @@ class NamedFilter:
     created: float
 
 
-class FilterStore(TopicView):
+class FilterStore(GroupEntries[NamedFilter]):
     """Create, list, delete and look up the filters of one dataset group."""
 
     def __init__(self, log: CompactedLog, group: str) -> None:
-        super().__init__(log, _REREAD_INTERVAL)
-        self._group = group
-        self._by_name: dict[str, NamedFilter] = {}
+        super().__init__(log, group, _REREAD_INTERVAL)
         self._unseen_reread: float | None = None  # when a miss last re-read the topic
 
-    def _apply(self, record: LogRecord) -> None:
-        prefix = f"{self._group}/"
-        if not record.key.startswith(prefix):
-            return
-        name = record.key[len(prefix) :]
-        self._by_name.pop(name, None)
-        if record.value is not None:
-            self._keep(name, record.value)
-
-    def _keep(self, name: str, value: bytes) -> None:
-        """Parse a stored filter; one this version cannot read is left out (and logged) so
-        it cannot take the group's other filters down with it."""
-        try:
-            self._by_name[name] = _decode(name, value)
-        except (FilterError, ValueError, KeyError) as exc:
-            log.warning("filter %r of group %r is left out: %s", name, self._group, exc)
+    def _read(self, name: str, value: bytes) -> NamedFilter:
+        return _decode(name, value)
 
     def create(self, name: str, expression: str) -> NamedFilter:
         """Store `expression` as `name`; refused if malformed or if the name is taken."""
@@ -118,9 +99,6 @@ class FilterStore(TopicView):
             return False
         self._unseen_reread = now
         return True
-
-    def _key(self, name: str) -> str:
-        return f"{self._group}/{name}"
 
     def _not_found(self, name: str) -> FilterNotFoundError:
         return FilterNotFoundError(f"dataset group {self._group!r} has no filter {name!r}")

@@ -10,20 +10,17 @@ checked before it is written, so a malformed one never reaches the topic.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from connector.exceptions import MappingError, SourceError
-from connector.kafka_log import CompactedLog, LogRecord, settings_log
+from connector.exceptions import SourceError
+from connector.kafka_log import CompactedLog, settings_log
 from connector.settings import CommonSettings
 from connector.sources.check import check_against
 from connector.sources.mapping import SourceMapping, parse_mapping
-from connector.topic_view import TopicView
-
-log = logging.getLogger(__name__)
+from connector.topic_view import GroupEntries
 
 FORMATS = ("json", "avro", "debezium")
 _REREAD_INTERVAL = 5.0
@@ -82,37 +79,22 @@ def checked_source(
     return Source(name, topic, fmt, mapping, document, schema, version, time.time())
 
 
-class SourceStore(TopicView):
+class SourceStore(GroupEntries[Source]):
     """Create, update, list, delete and look up the sources of one dataset group."""
 
     def __init__(self, log: CompactedLog, group: str) -> None:
-        super().__init__(log, _REREAD_INTERVAL)
-        self._group = group
-        self._by_name: dict[str, Source] = {}
+        super().__init__(log, group, _REREAD_INTERVAL)
 
-    def _apply(self, record: LogRecord) -> None:
-        prefix = f"{self._group}/"
-        if not record.key.startswith(prefix):
-            return
-        name = record.key[len(prefix) :]
-        self._by_name.pop(name, None)
-        if record.value is not None:
-            self._keep(name, record.value)
-
-    def _keep(self, name: str, value: bytes) -> None:
-        """Read a stored source; one this version cannot read is left out (and logged)."""
-        try:
-            stored = json.loads(value)
-            self._by_name[name] = checked_source(
-                name,
-                stored["topic"],
-                stored["format"],
-                stored["mapping"],
-                stored.get("schema"),
-                stored["version"],
-            )
-        except (MappingError, SourceError, ValueError, KeyError) as exc:
-            log.warning("source %r of group %r is left out: %s", name, self._group, exc)
+    def _read(self, name: str, value: bytes) -> Source:
+        stored = json.loads(value)
+        return checked_source(
+            name,
+            stored["topic"],
+            stored["format"],
+            stored["mapping"],
+            stored.get("schema"),
+            stored["version"],
+        )
 
     def create(
         self, name: str, topic: str, fmt: str, document: Any, schema: dict[str, Any] | None
@@ -163,9 +145,6 @@ class SourceStore(TopicView):
         if name not in self._by_name:
             raise SourceError(f"source {name!r} does not exist in dataset group {self._group!r}")
         return self._by_name[name]
-
-    def _key(self, name: str) -> str:
-        return f"{self._group}/{name}"
 
 
 def _encoded(source: Source) -> bytes:

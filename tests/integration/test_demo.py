@@ -147,6 +147,9 @@ def test_ctrl_c_during_the_replay_stops_everything_and_exits_130(
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            # As from a terminal: a suite started in the background by a shell without job
+            # control inherits SIGINT ignored, and so would the demo, whatever it does.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         assert demo.stdout is not None
         out = demo.stdout

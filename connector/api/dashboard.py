@@ -24,6 +24,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
@@ -42,7 +43,7 @@ from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
 from connector.settings import CommonSettings, ConnectorSettings
-from connector.sources.store import open_sources
+from connector.sources.store import SourceStore, open_sources
 from connector.stores.counters import recent_buckets
 from connector.stores.histories import COMMANDS, HistoryReader, SubjectHistory
 from connector.stores.lists import RecommendationLists
@@ -144,7 +145,6 @@ class DashboardReader:
         self._connector = ConnectorSettings(**common)
         self._lists = RecommendationLists(client, self._keys, 1)
         self._histories = HistoryReader(client, self._keys, settings.history_length)
-        self._sources = open_sources(self._connector)
         self._dead_by_origin = DeadLetterCounts(self._connector, KAFKA_TIMEOUT)
 
     def events(self, slots: int) -> dict[str, Any]:
@@ -169,6 +169,12 @@ class DashboardReader:
             "types": _totals(bucket["byType"] for bucket in buckets),
             "sources": _totals(bucket["bySource"] for bucket in buckets),
         }
+
+    @cached_property
+    def _sources(self) -> SourceStore:
+        """The group's sources, opened on the first Kafka panel read: opening creates the
+        sources topic, which an API start must not wait on."""
+        return open_sources(self._connector)
 
     def kafka(self) -> dict[str, Any]:
         """The group's topics with records and the connector's lag, the dead letters, and

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import redis
 from confluent_kafka import Consumer, TopicPartition
 
 import schemas
+from connector.keys import Keys, Subject
 from connector.registry.registry import open_registry
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.trackers import open_trackers
@@ -164,3 +166,9 @@ def running(command: list[str], env: dict[str, str], ready_url: str) -> Iterator
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def history_items(client: redis.Redis, group: str, subject: Subject) -> list[str]:
+    """The items of a subject's session history in Redis, oldest first."""
+    key = Keys(group).history(subject)
+    return [json.loads(member)["item"] for member in client.zrange(key, 0, -1)]

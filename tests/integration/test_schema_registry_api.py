@@ -19,12 +19,12 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 import schemas
 from connector.api.app import create_app
-from connector.keys import Keys, Subject
+from connector.keys import Subject
 from connector.records import SourceRecord
 from connector.registry.registry import open_registry
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
-from tests.integration.helpers import decode_rows, prepare_group, read_topic
+from tests.integration.helpers import decode_rows, history_items, prepare_group, read_topic
 from tests.integration.test_api import Server, api_settings
 from tests.unit.test_resolution import shop_writer
 
@@ -64,11 +64,6 @@ def ingest(settings: ConnectorSettings, tracking_id: str) -> tuple[int, int]:
     ]
     report = processor.process(records)
     return report.appended, report.dead
-
-
-def history_items(redis_db: redis.Redis, settings: ConnectorSettings, user: str) -> list[str]:
-    key = Keys(settings.dataset_group).history(Subject("u", user))
-    return [json.loads(member)["item"] for member in redis_db.zrange(key, 0, -1)]
 
 
 def shop_click(tracking_id: str, user: str, item: str, sent_at: int) -> dict[str, Any]:
@@ -116,7 +111,7 @@ def test_an_avro_serializer_with_the_envelope_schema_publishes_through_the_api(
         ("u1", "i1", "watch", T0),
         ("u1", "i2", "click", T0 + 1),
     ]
-    assert history_items(redis_db, settings, "u1") == ["i1", "i2"]
+    assert history_items(redis_db, settings.dataset_group, Subject("u", "u1")) == ["i1", "i2"]
     assert latest.version == 1 and json.loads(latest.schema.schema_str) == json.loads(envelope)
 
 
@@ -150,8 +145,8 @@ def test_a_writer_schema_of_the_producers_own_shape_is_resolved(
         ("u1", "i7", T0),
         ("u2", "i8", T0 + 5),
     ]
-    assert history_items(redis_db, settings, "u1") == ["i7"]
-    assert history_items(redis_db, settings, "u3") == []
+    assert history_items(redis_db, settings.dataset_group, Subject("u", "u1")) == ["i7"]
+    assert history_items(redis_db, settings.dataset_group, Subject("u", "u3")) == []
     letters = read_topic(settings, settings.topics.deadletter)
     assert len(letters) == 1
     headers = dict(letters[0].headers or [])
@@ -240,6 +235,6 @@ def test_with_an_external_schema_registry_the_schemas_live_there(
         rows = decode_rows(configured, read_topic(settings, settings.topics.interactions))
         listed = open_registry(configured).list(settings.dataset_group)
     assert sorted((r["USER_ID"], r["ITEM_ID"]) for r in rows) == [("u1", "i7"), ("u2", "i8")]
-    assert history_items(redis_db, settings, "u2") == ["i8"]
+    assert history_items(redis_db, settings.dataset_group, Subject("u", "u2")) == ["i8"]
     assert sorted(entry.dataset for entry in listed) == sorted(DATASETS)
     assert open_registry(settings).list(settings.dataset_group) == []

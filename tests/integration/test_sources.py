@@ -21,7 +21,7 @@ from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.sources.store import open_sources
 from connector.wiring import processors
-from tests.integration.helpers import decode_rows, prepare_group, read_topic
+from tests.integration.helpers import decode_rows, history_items, prepare_group, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -118,11 +118,6 @@ def publish(settings: ConnectorSettings, topic: str, values: list[bytes]) -> lis
     ]
 
 
-def history(redis_db: redis.Redis, settings: ConnectorSettings, subject: Subject) -> list[str]:
-    key = Keys(settings.dataset_group).history(subject)
-    return [json.loads(member)["item"] for member in redis_db.zrange(key, 0, -1)]
-
-
 def test_a_json_clickstream_source_becomes_interactions(
     settings: ConnectorSettings, redis_db: redis.Redis
 ) -> None:
@@ -151,7 +146,7 @@ def test_a_json_clickstream_source_becomes_interactions(
         ("42", "i7", "view", 1_700_000_001),
         ("sess-anon", "i8", "view", 1_700_000_003),
     ]
-    assert history(redis_db, settings, Subject("u", "42")) == ["i7", "i7"]
+    assert history_items(redis_db, settings.dataset_group, Subject("u", "42")) == ["i7", "i7"]
     letters = read_topic(settings, settings.topics.deadletter)
     reasons = sorted(dict(m.headers or [])["streamrec.reason"] for m in letters)
     reasons = [r.decode() if isinstance(r, bytes) else r for r in reasons]

@@ -52,6 +52,7 @@ def create_app(settings: ConnectorSettings, processors: Processors) -> faust.App
         batch_size=settings.connector_batch_size,
         batch_seconds=settings.connector_batch_seconds,
         batches_in_flight=settings.connector_batches_in_flight,
+        fetch_max_wait_ms=settings.connector_fetch_max_wait_ms,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         key_serializer="raw",

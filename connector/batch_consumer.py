@@ -47,6 +47,9 @@ _IDLE_FETCH_SECONDS = 1.0
 class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with whole-fetch delivery to `BatchApp.batch_handlers`."""
 
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     def on_init(self) -> None:
         super().on_init()
         self._batch_generation: int | None = None
@@ -186,6 +189,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
         await super().wait_empty()
 
 
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's aiokafka consumer thread, with the app's `fetch_max_wait_ms`.
+
+    faust builds its aiokafka consumer with a fixed fetch_max_wait_ms of 1500. aiokafka
+    leaves a partition out of its next fetch while records of it are still buffered, and
+    sends one fetch per broker at a time; so while the fetch loop waits for the pipeline,
+    the one fetch in flight may hold only idle partitions (the item and user topics), which
+    the broker keeps for the whole wait, and the event partitions drained meanwhile are not
+    fetched again until it returns: a stall of up to 1.5 s after each wait."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        app: BatchApp = self.app  # type: ignore[assignment]
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms  # read when the consumer starts
+        return consumer
+
+
 class BatchTransport(faust_aiokafka.Transport):
     """The aiokafka transport, with `BatchConsumer` as its consumer."""
 
@@ -204,6 +224,7 @@ class BatchApp(faust.App):
         batch_size: int,
         batch_seconds: float,
         batches_in_flight: int = 2,
+        fetch_max_wait_ms: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, broker_max_poll_records=batch_size, **kwargs)
@@ -211,6 +232,7 @@ class BatchApp(faust.App):
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self.batches_in_flight = batches_in_flight
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     def batch_topic(self, topic: str, handler: BatchHandler) -> None:
         self.topics.add(self.topic(topic, key_serializer="raw", value_serializer="raw"))

@@ -258,6 +258,15 @@ class ConnectorSettings(CommonSettings):
         "writing included; when the refresh falls behind, the fetch loop waits, so at most "
         "this many times connector_batch_size records are uncommitted.",
     )
+    connector_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=1500,
+        description="Longest the broker holds a fetch that finds no new records. While the "
+        "ingest path is busy, the only fetch in flight may hold just idle partitions; the "
+        "busy partitions are fetched again only once it returns (docs/performance.md, "
+        "Serving).",
+    )
     connector_session_timeout_seconds: float = Field(
         30.0,
         description="Kafka group session timeout: how soon a crashed connector's partitions "

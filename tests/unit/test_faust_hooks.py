@@ -7,12 +7,16 @@ version is tried, before any broker does."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
+import aiokafka
 import faust
 from faust.transport.consumer import Consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
+
+from connector.batch_consumer import BatchApp, BatchConsumerThread
 
 # method name -> the parameters the batch consumer passes (after self)
 METHODS = {
@@ -22,6 +26,7 @@ METHODS = {
     "_to_message": ["tp", "record"],
     "wait_empty": [],
     "on_init": [],
+    "_new_consumer_thread": [],
 }
 # attributes Consumer.__init__ sets, which the batch consumer reads or updates
 STATE = [
@@ -52,3 +57,29 @@ def test_the_consumer_state_the_batch_consumer_reads_is_set_where_it_was() -> No
 def test_the_app_hooks_the_batch_app_uses_are_there() -> None:
     assert callable(getattr(faust.App, "_new_transport", None))
     assert isinstance(inspect.getattr_static(faust.App, "consumer_generation_id"), int)
+
+
+def test_the_worker_consumer_gets_the_apps_fetch_max_wait() -> None:
+    """faust fixes fetch_max_wait_ms at 1500; BatchConsumerThread sets the app's on the
+    aiokafka consumer it builds, which passes it to its fetcher when it starts."""
+
+    async def built() -> int:
+        app = BatchApp(
+            "hooks",
+            batch_size=10,
+            batch_seconds=0.1,
+            fetch_max_wait_ms=77,
+            broker="kafka://127.0.0.1:1",  # never connected: the consumer is only built
+            store="memory://",
+        )
+        thread = app.consumer._thread
+        assert isinstance(thread, BatchConsumerThread)
+        consumer = thread._create_worker_consumer(app.transport)
+        try:
+            return int(consumer._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(built()) == 77
+    start = inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start

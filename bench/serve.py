@@ -3,6 +3,7 @@
     python bench/serve.py [--items 100000] [--users 100000] [--rate 500] [--seconds 20]
                           [--event-rate 2000] [--freshness-seconds 10] [--warm-up-seconds 20]
                           [--sweep 10000,100000,1000000] [--sweep-requests 200]
+    python bench/serve.py --intake [--intake-rate 1000] [--seconds 20]
 
 Measures, with a catalogue of --items items and --users users, each with a history and a
 precomputed list:
@@ -19,6 +20,9 @@ precomputed list:
   model of each --sweep size (its own dataset group and `streamrec api` process), served as
   configured (the item index from STREAMREC_SERVING_INDEX_MIN_ITEMS items) and again by
   brute force (every item scored), which says from which size brute force misses 20 ms.
+
+With --intake, only PutEvents over HTTP is measured, beside a direct Kafka producer
+(bench/intake.py).
 
 Set-up, and the path each part takes: the model version has random weights of the shapes a
 trained one has (Hyperparameters() defaults) and is published with ModelStore; item metadata
@@ -62,6 +66,7 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import intake
 from bench.api_calls import call
 from bench.ingest import connector_env, prepare
 from bench.serve_load import user_id
@@ -101,7 +106,10 @@ FILTER_VALUES = {"GENRES": '"drama","comedy","action"'}
 WARM_UP_SECONDS = 20.0
 PATIENCE_SECONDS = 600.0  # freshness: how long after the last event a probe may still land
 WEB_PORTS: dict[int, int] = {}  # connector process id -> its /metrics port
-TARGETS = {"redis": 1.0, "api": 20.0, "freshness": 500.0}  # p99 targets of issue 5, ms
+TARGETS = {"redis": 1.0, "api": 20.0, "freshness": 500.0}
+API_PIDS: dict[
+    int, int
+] = {}  # port -> pid of each `streamrec api` process started  # p99 targets of issue 5, ms
 
 
 def count_list(text: str) -> list[int]:
@@ -331,6 +339,7 @@ def running_api(settings: ConnectorSettings, threads: int | None = None) -> Iter
     child = subprocess.Popen(
         ["streamrec", "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    API_PIDS[port] = child.pid
     try:
         deadline = time.monotonic() + 300
         while call(port, "GET", "/readyz")[0] != 200:
@@ -768,10 +777,23 @@ def main() -> None:
     )
     parser.add_argument("--sweep", default="10000,100000,1000000")
     parser.add_argument("--sweep-requests", type=int, default=200)
+    parser.add_argument(
+        "--intake",
+        action="store_true",
+        help="measure only PutEvents over HTTP beside a direct producer (bench/intake.py)",
+    )
+    parser.add_argument("--intake-rate", type=int, default=1000, help="--intake: requests/s")
     args = parser.parse_args()
     started = time.perf_counter()
     with services() as (kafka, redis_url):
         base = ConnectorSettings(kafka_bootstrap=kafka, redis_url=redis_url)
+        if args.intake:
+            intake_figures = intake.measure_intake(
+                base, uuid.uuid4().hex[:6], args, sys.modules[__name__]
+            )
+            intake.print_intake(intake_figures, args)
+            print(json.dumps({"intake": intake_figures}))
+            return
         figures, setup = measure(base, uuid.uuid4().hex[:6], args)
     setup["total_s"] = round(time.perf_counter() - started, 1)
     print_table(figures, setup, args)

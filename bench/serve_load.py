@@ -3,12 +3,17 @@ event loop are not the measured service's.
 
     python bench/serve_load.py redis URL GROUP USERS RATE SECONDS
     python bench/serve_load.py http URL GROUP USERS RATE SECONDS [FILTER_JSON]
+    python bench/serve_load.py events URL GROUP USERS RATE SECONDS '{"trackingId": T, "events": 10}'
+    python bench/serve_load.py kafka BOOTSTRAP TOPIC USERS RATE SECONDS '{"trackingId": T, ...}'
 
 Open loop: request n is sent at start + n / RATE whatever happened to the ones before, so a
 slow answer cannot lower the offered load (no coordinated omission in the rate). Each
 latency is measured around one request as the client sees it: for `redis` a GET of a random
 user's precomputed list plus its JSON parse, for `http` a POST /recommendations and reading
-its body. The first WARM_UP_SECONDS are sent but not counted. Prints one JSON object:
+its body, for `events` a POST /events of a PutEvents request of N events (answered once the
+broker has it), and for `kafka` the same request as one record sent by an idempotent
+producer straight to the topic, until its delivery report. The first WARM_UP_SECONDS are
+sent but not counted. Prints one JSON object:
 {"latencies_ms": [...], "errors": n, "error_sample": "...", "sent": n, "seconds": s,
 "max_lag_ms": how late the generator sent its most delayed request}.
 """
@@ -74,12 +79,74 @@ def redis_load(url: str, group: str, users: int, rate: int, seconds: float) -> d
     return _result(latencies, errors, sample, total, time.perf_counter() - start, max_lag)
 
 
+def put_events_body(rng: random.Random, users: int, tracking_id: str, events: int) -> bytes:
+    """A PutEvents request of `events` click events of a random user, each with its own id."""
+    user = user_id(rng.randrange(users))
+    now = int(time.time())
+    event_list = [
+        {
+            "eventId": f"{rng.getrandbits(64):016x}",
+            "eventType": "click",
+            "itemId": f"item-{rng.randrange(1000)}",
+            "sentAt": now,
+        }
+        for _ in range(events)
+    ]
+    body = {"trackingId": tracking_id, "userId": user, "sessionId": f"s-{user}"}
+    return orjson.dumps({**body, "eventList": event_list})
+
+
+def kafka_load(
+    bootstrap: str, topic: str, users: int, rate: int, seconds: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """PutEvents records produced straight to `topic` at `rate` per second, open loop; each
+    latency from produce() to its delivery report."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 2}
+    )
+    rng = random.Random(12)
+    total = int(rate * (seconds + WARM_UP_SECONDS))
+    latencies: list[float] = []
+    failures: list[str] = []
+    max_lag = 0.0
+    start = time.perf_counter()
+
+    def report(due: float, sent: float) -> Any:
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(str(error))
+            elif due - start >= WARM_UP_SECONDS:
+                latencies.append((time.perf_counter() - sent) * 1000)
+
+        return delivered
+
+    for n in range(total):
+        due = start + n / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            producer.poll(wait)
+        body = put_events_body(rng, users, extra["trackingId"], extra["events"])
+        sent = time.perf_counter()
+        producer.produce(topic, body, body[:16], on_delivery=report(due, sent))
+        producer.poll(0)
+        if due - start >= WARM_UP_SECONDS:
+            max_lag = max(max_lag, sent - due)
+    producer.flush(60)
+    sample = failures[0] if failures else ""
+    return _result(latencies, len(failures), sample, total, time.perf_counter() - start, max_lag)
+
+
 async def http_load(
     url: str, group: str, users: int, rate: int, seconds: float, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """POST /recommendations for random users at `rate` per second, open loop."""
-    del group  # the API serves one group; kept so both modes take the same arguments
+    """POST /recommendations for random users at `rate` per second, open loop; with
+    `extra["events"]` set, POST /events of PutEvents requests of that many events."""
+    del group  # the API serves one group; kept so every mode takes the same arguments
     rng = random.Random(12)
+    events = extra.pop("events", None)
+    tracking_id = extra.pop("trackingId", "")
     total = int(rate * (seconds + WARM_UP_SECONDS))
     latencies: list[float] = []
     failures: list[str] = []
@@ -111,7 +178,10 @@ async def http_load(
             wait = due - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
-            body = orjson.dumps({"userId": user_id(rng.randrange(users)), **extra})
+            if events is None:
+                body = orjson.dumps({"userId": user_id(rng.randrange(users)), **extra})
+            else:
+                body = put_events_body(rng, users, tracking_id, events)
             tasks.append(asyncio.create_task(one(due, body)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
@@ -136,6 +206,9 @@ def main() -> None:
     mode, url, group, users, rate, seconds = sys.argv[1:7]
     if mode == "redis":
         result = redis_load(url, group, int(users), int(rate), float(seconds))
+    elif mode == "kafka":
+        extra = json.loads(sys.argv[7])
+        result = kafka_load(url, group, int(users), int(rate), float(seconds), extra)
     else:
         extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}
         result = asyncio.run(http_load(url, group, int(users), int(rate), float(seconds), extra))

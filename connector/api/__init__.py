@@ -18,8 +18,15 @@ class ApiRequestError(StreamrecError, ValueError):
     status = 400
 
 
-class UnknownFilterError(ApiRequestError):
-    """A filterName that names no filter of the dataset group, or filterValues it cannot use."""
+class ResourceNotFoundError(ApiRequestError):
+    """A request naming a filter, campaign or dataset the API does not have (HTTP 404,
+    Personalize's ResourceNotFoundException)."""
+
+    status = 404
+
+
+class UnknownFilterError(ResourceNotFoundError):
+    """A filterName or filterArn that names no filter of the dataset group."""
 
 
 class ModelChangedError(StreamrecError, RuntimeError):

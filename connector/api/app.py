@@ -1,7 +1,9 @@
 """The aiohttp application of `streamrec api`: routes, JSON errors, metrics, model reloading.
 
-Every failure becomes a JSON body `{"message": ...}` with a status that says whose fault it
-is: 400 for a request to fix, 404/405/413/415 for the wrong route, method, size or
+Every failure becomes a JSON body `{"__type": ..., "message": ...}` (AWS's error protocol,
+aws.py, so Personalize's SDK clients raise the right exception) with a status that says whose
+fault it is: 400 for a request to fix, 404 for a filter, campaign or dataset it does not
+have, 404/405/413/415 for the wrong route, method, size or
 Content-Type (size and type judged from the headers, at once, also for `Expect:
 100-continue`), 408 for a body that did not arrive within the timeout, 503 while no
 model is published, Redis is unreachable or the request outlived its timeout, 500 (logged
@@ -35,12 +37,19 @@ from prometheus_client import (
 )
 
 from connector import http_logs, redis_client
-from connector.api import ApiRequestError, ModelChangedError, dashboard, schema_registry
+from connector.api import (
+    ApiRequestError,
+    ModelChangedError,
+    aws,
+    dashboard,
+    intake,
+    schema_registry,
+)
 from connector.api.auth import middlewares as api_key_middlewares
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
 from connector.api.service import RecommendationService, Served, ServedItem
 from connector.api.settings import ApiSettings
-from connector.exceptions import ModelNotFoundError
+from connector.exceptions import KafkaUnavailableError, ModelNotFoundError
 from connector.filters.store import open_filters
 from connector.keys import Keys
 from connector.serving.current_model import ModelHolder
@@ -127,7 +136,7 @@ def create_app(
     )
     app[HOLDER] = holder
     runner = _Runner(settings.api_threads)
-    _routes(app, service, runner, _limits(settings), metrics, settings.api_max_body_bytes)
+    _routes(app, service, runner, settings, metrics)
     dashboard.register(app, settings, client, holder)
     schema_registry.register(app, settings)
     app.on_startup.append(_start_holder)
@@ -159,17 +168,18 @@ def _routes(
     app: web.Application,
     service: RecommendationService,
     runner: _Runner,
-    limits: Limits,
+    settings: ApiSettings,
     metrics: _Metrics,
-    max_body: int,
 ) -> None:
+    limits, group = _limits(settings), settings.dataset_group
+
     async def recommendations(request: web.Request) -> web.Response:
-        parsed = parse_recommendations(await _body(request), limits)
+        parsed = parse_recommendations(await _body(request), limits, group)
         served = await runner.run(service.recommend, parsed)
         return _json({"itemList": _items(served), "recommendationId": served.recommendation_id})
 
     async def ranking(request: web.Request) -> web.Response:
-        parsed = parse_ranking(await _body(request), limits)
+        parsed = parse_ranking(await _body(request), limits, group)
         served = await runner.run(service.rank, parsed)
         return _json(
             {"personalizedRanking": _items(served), "recommendationId": served.recommendation_id}
@@ -188,12 +198,13 @@ def _routes(
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    expect = _expect_handler(metrics, max_body)
+    expect = _expect_handler(metrics, settings.api_max_body_bytes)
     app.router.add_post("/recommendations", recommendations, expect_handler=expect)
     app.router.add_post("/personalize-ranking", ranking, expect_handler=expect)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
+    intake.register(app, settings, metrics.registry, _body, expect)
 
 
 READING_BODY = web.RequestKey("reading_body", bool)
@@ -241,7 +252,7 @@ def _expect_handler(metrics: _Metrics, max_body: int) -> Any:
             if _declared_too_large(request, max_body):
                 raise web.HTTPRequestEntityTooLarge(max_size=max_body, actual_size=0)
         except web.HTTPException as exc:
-            response = _json({"message": _http_message(exc, request, max_body)}, exc.status)
+            response = error_response(exc.status, _http_message(exc, request, max_body))
             response.force_close()
             metrics.observe(_route(request), response.status, 0.0)
             return response
@@ -270,6 +281,15 @@ def _json(document: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(document), status=status, content_type="application/json")
 
 
+def error_response(status: int, message: str, exc: BaseException | None = None) -> web.Response:
+    """An error in AWS's JSON error protocol, which also suits any other client: the type in
+    `x-amzn-ErrorType` and `__type`, and the `message`."""
+    headers, document = aws.error_document(status, message, exc)
+    response = _json(document, status)
+    response.headers.update(headers)
+    return response
+
+
 def _guard(metrics: _Metrics, settings: ApiSettings) -> Any:
     """Middleware: a deadline per request, errors as JSON, and the request counted."""
 
@@ -288,7 +308,7 @@ def _guard(metrics: _Metrics, settings: ApiSettings) -> Any:
                 raise TimeoutError  # answered on the event loop, which no deadline interrupts
         except Exception as exc:  # noqa: BLE001 - every error becomes a JSON status, none leaks
             status, message = _failure(exc, request, settings)
-            response = _json({"message": message}, status)
+            response = error_response(status, message, exc)
             if isinstance(exc, web.HTTPMethodNotAllowed):
                 response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
             if status in (408, 413):  # a body is left unread: do not reuse the connection
@@ -301,8 +321,8 @@ def _guard(metrics: _Metrics, settings: ApiSettings) -> Any:
 
 def _failure(exc: Exception, request: web.Request, settings: ApiSettings) -> tuple[int, str]:
     """The status and message a failure is answered with."""
-    if isinstance(exc, ApiRequestError):
-        return 400, str(exc)
+    if isinstance(exc, ApiRequestError):  # 400, or 404 / 429 as its class says
+        return exc.status, str(exc)
     if isinstance(exc, web.HTTPException):
         return exc.status, _http_message(exc, request, settings.api_max_body_bytes)
     if isinstance(exc, ModelNotFoundError | ModelChangedError):
@@ -316,6 +336,9 @@ def _failure(exc: Exception, request: web.Request, settings: ApiSettings) -> tup
                 + (f" (Content-Length says {declared} bytes)" if declared is not None else "")
             )
         return 503, f"the request did not complete within {timeout:g} s; retry"
+    if isinstance(exc, KafkaUnavailableError):
+        log.warning("kafka unavailable", extra={"error": str(exc), "path": request.path})
+        return 503, "Kafka is unavailable; retry"
     if isinstance(exc, redis.RedisError):
         log.warning("redis unavailable", extra={"error": str(exc), "path": request.path})
         return 503, "Redis is unavailable; retry"

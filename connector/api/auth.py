@@ -4,9 +4,11 @@ Keys come from `STREAMREC_API_KEYS` (comma-separated, a SecretStr so it never re
 or `streamrec config show`) and/or `STREAMREC_API_KEYS_FILE` (one key per line, as a
 Kubernetes Secret is mounted), read once at start-up. A client sends one as
 `Authorization: Bearer <key>`, as the password of `Authorization: Basic` (Schema Registry
-clients' `basic.auth.user.info`) or as `x-api-key: <key>`; it is compared with every configured
-key in constant time (`hmac.compare_digest`), so timing reveals neither a key nor which one
-matched. Without a valid key a request gets 401 and a JSON message; the probes `/healthz`
+clients' `basic.auth.user.info`), as `x-api-key: <key>`, or as the secret access key of an
+AWS SDK client, which signs the request with SigV4 (sigv4.py checks the signature; the access
+key id may be any name). It is compared with every configured key in constant time
+(`hmac.compare_digest`), so timing reveals neither a key nor which one matched. Without a
+valid key a request gets 401 (403 for a wrong or stale signature); the probes `/healthz`
 and `/readyz` stay open so an orchestrator needs no key, and `/metrics` stays open only when
 `STREAMREC_API_METRICS_PUBLIC` says so. Several keys allow rotation: add the new one,
 move clients, remove the old one.
@@ -17,18 +19,23 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from connector.api import aws
 from connector.api.settings import ApiSettings
 from connector.exceptions import ConfigurationError
 
+log = logging.getLogger("streamrec.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROBES = frozenset({"/healthz", "/readyz"})
+SIGV4 = "AWS4-HMAC-SHA256 "
 
 
 def configured_keys(settings: ApiSettings) -> tuple[bytes, ...]:
@@ -86,6 +93,8 @@ def _require_key(keys: tuple[bytes, ...], open_paths: frozenset[str] | set[str])
     async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in open_paths:
             return await handler(request)
+        if request.headers.get("Authorization", "").startswith(SIGV4):
+            return await _signed(request, handler, keys)
         presented = presented_key(request)
         if presented is None:
             return _unauthorized("an API key is required: send Authorization: Bearer <key>")
@@ -96,12 +105,43 @@ def _require_key(keys: tuple[bytes, ...], open_paths: frozenset[str] | set[str])
     return require_key
 
 
+async def _signed(
+    request: web.Request, handler: Handler, keys: tuple[bytes, ...]
+) -> web.StreamResponse:
+    """A request an AWS SDK signed with one of the keys as its secret: 403 unless the SigV4
+    signature verifies (sigv4 imports botocore, needed only once a client signs)."""
+    from connector.api import sigv4
+
+    body = await request.read()  # kept by aiohttp for the handler
+    try:
+        access_key_id = sigv4.verify(
+            request.method,
+            request.rel_url.raw_path,
+            request.rel_url.raw_query_string,
+            request.headers,
+            body,
+            keys,
+            datetime.now(UTC),
+        )
+    except sigv4.SignatureError as exc:
+        return _refused(403, str(exc))
+    log.debug("signed request", extra={"access_key_id": access_key_id, "path": request.path})
+    return await handler(request)
+
+
 def _unauthorized(message: str) -> web.Response:
+    response = _refused(401, message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="streamrec"'
+    return response
+
+
+def _refused(status: int, message: str) -> web.Response:
+    headers, document = aws.error_document(status, message)
     return web.Response(
-        body=orjson.dumps({"message": message}),
-        status=401,
+        body=orjson.dumps(document),
+        status=status,
         content_type="application/json",
-        headers={"WWW-Authenticate": 'Bearer realm="streamrec"'},
+        headers=headers,
     )
 
 

@@ -3,9 +3,10 @@
 Pure: a decoded JSON value in, a frozen dataclass out, or ApiRequestError whose message names
 the field and the rule it breaks (`numResults must be an integer from 1 to 500, got 0`), so a
 client can fix its request without reading our code. Field names, types and limits are
-Personalize's (maps of strings, 150 context entries, 25 filterValues, one promotion), except
-that filters are named by `filterName` instead of an ARN. Unknown fields are ignored, as AWS
-JSON APIs do, so clients sending `campaignArn` keep working.
+Personalize's (maps of strings, 150 context entries, 25 filterValues, one promotion). A
+filter is named by `filterName` or by Personalize's `filterArn`, and a `campaignArn` or
+`recommenderArn`, when given, must name the served dataset group (aws.py has the ARN forms).
+Unknown fields are ignored, as AWS JSON APIs do.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.api import ApiRequestError
+from connector.api import ApiRequestError, aws
 
 MAX_ID = 256
 _CONTEXT_KEY = re.compile(r"[A-Za-z\d_]{1,150}")
@@ -81,31 +82,39 @@ class RankingRequest:
     metadata_columns: tuple[str, ...]
 
 
-def parse_recommendations(body: Any, limits: Limits) -> RecommendationsRequest:
-    """A GetRecommendations request from its decoded JSON body."""
+def parse_recommendations(body: Any, limits: Limits, group: str) -> RecommendationsRequest:
+    """A GetRecommendations request to dataset group `group` from its decoded JSON body."""
     fields = _Fields(body, "")
+    _check_campaign(fields, group)
     num_results = fields.integer("numResults", 1, limits.max_results, limits.default_results)
     promotions = fields.objects("promotions", 1)
     return RecommendationsRequest(
         who=_who(fields),
         num_results=num_results,
         context=fields.string_map("context", 150, _CONTEXT_KEY, 1000),
-        filter=_filter(fields),
-        promotion=_promotion(promotions[0]) if promotions else None,
+        filter=_filter(fields, group),
+        promotion=_promotion(promotions[0], group) if promotions else None,
         metadata_columns=_metadata_columns(fields),
     )
 
 
-def parse_ranking(body: Any, limits: Limits) -> RankingRequest:
-    """A GetPersonalizedRanking request from its decoded JSON body."""
+def parse_ranking(body: Any, limits: Limits, group: str) -> RankingRequest:
+    """A GetPersonalizedRanking request to dataset group `group` from its decoded JSON body."""
     fields = _Fields(body, "")
+    _check_campaign(fields, group)
     return RankingRequest(
         who=_who(fields),
         input_list=fields.strings("inputList", limits.max_input_list, MAX_ID, required=True),
         context=fields.string_map("context", 150, _CONTEXT_KEY, 1000),
-        filter=_filter(fields),
+        filter=_filter(fields, group),
         metadata_columns=_metadata_columns(fields),
     )
+
+
+def _check_campaign(fields: _Fields, group: str) -> None:
+    for name in ("campaignArn", "recommenderArn"):
+        if fields.body.get(name) is not None:
+            aws.check_campaign(fields.body[name], fields.path(name), group)
 
 
 def _who(fields: _Fields) -> Who:
@@ -115,17 +124,22 @@ def _who(fields: _Fields) -> Who:
     return who
 
 
-def _filter(fields: _Fields) -> FilterRef | None:
-    if "filterArn" in fields.body:
-        raise ApiRequestError(f"{fields.path('filterArn')} is not supported: use filterName")
+def _filter(fields: _Fields, group: str) -> FilterRef | None:
     name = fields.text("filterName", MAX_ID)
+    if fields.body.get("filterArn") is not None:
+        named = aws.filter_name(fields.body["filterArn"], fields.path("filterArn"), group)
+        if name is not None and name != named:
+            raise ApiRequestError(
+                f"{fields.path('filterArn')} and {fields.path('filterName')} name two filters"
+            )
+        name = named
     values = fields.string_map("filterValues", 25, _FILTER_KEY, 1000)
     if name is None and values:
-        raise ApiRequestError(f"{fields.path('filterValues')} needs a filterName")
+        raise ApiRequestError(f"{fields.path('filterValues')} needs a filterArn or filterName")
     return FilterRef(name, values) if name is not None else None
 
 
-def _promotion(fields: _Fields) -> Promotion:
+def _promotion(fields: _Fields, group: str) -> Promotion:
     name = fields.text("name", 63, required=True)
     if name is None or not _PROMOTION_NAME.fullmatch(name):
         raise ApiRequestError(
@@ -133,9 +147,11 @@ def _promotion(fields: _Fields) -> Promotion:
             "digits, '-' and '_'"
         )
     percent = fields.integer("percentPromotedItems", 1, 100, None)
-    reference = _filter(fields)
+    reference = _filter(fields, group)
     if reference is None:
-        raise ApiRequestError(f"{fields.path('filterName')} is required")
+        raise ApiRequestError(
+            f"{fields.path('filterArn')} or {fields.path('filterName')} is required"
+        )
     return Promotion(name, percent, reference)
 
 

@@ -277,15 +277,18 @@ class RecommendationService:
         ]
 
     def _mask(self, job: _Job, ref: FilterRef | None) -> np.ndarray | None:
-        """The items `ref` allows, from the resolver, its errors turned into a 400."""
+        """The items `ref` allows, from the resolver, its errors turned into a 404 (no such
+        filter) or a 400."""
         if ref is None:
             return None
         try:
             mask = self._filters.mask(ref.name, ref.values, job.interacted, job.user, job.model)
         except ApiRequestError:
             raise
-        except (ValueError, LookupError) as exc:  # the resolver's unknown name or bad values
+        except LookupError as exc:  # the resolver's unknown name
             raise UnknownFilterError(str(exc.args[0] if exc.args else exc)) from exc
+        except ValueError as exc:  # values the filter cannot use
+            raise ApiRequestError(str(exc.args[0] if exc.args else exc)) from exc
         if mask is not None and mask.shape != (len(job.model.model.items),):
             raise ModelChangedError("the model version changed during the request; retry")
         return mask

@@ -23,7 +23,17 @@ class ApiSettings(CommonSettings):
     )
     api_port: int = Field(8080, ge=0, le=65535, description="Port the API listens on.")
     api_max_body_bytes: int = Field(
-        256 * 1024, ge=1024, description="Largest request body accepted; larger ones get 413."
+        512 * 1024,
+        ge=1024,
+        description="Largest request body accepted; larger ones get 413. The default takes "
+        "the largest PutItems Personalize accepts (10 items of 32,000 characters).",
+    )
+    api_intake_requests_per_second: float = Field(
+        2000.0,
+        ge=0,
+        description="Most PutEvents, PutItems and PutUsers requests a second this process "
+        "takes (bursts of up to a second's worth); more get 429, which the AWS SDKs retry "
+        "with backoff. 0: no limit.",
     )
     api_request_timeout_seconds: float = Field(
         5.0, gt=0, description="Longest a request may take before it gets 503."

@@ -404,7 +404,7 @@ def test_promotion_filters_and_metadata(
     assert all(e["promotionName"] == "fresh" and e["reason"] == ["Promoted item"] for e in promoted)
     assert [e["score"] for e in promoted] == sorted((e["score"] for e in promoted), reverse=True)
     assert all(e["itemId"] not in COLD for e in listed if e not in promoted)  # no-fresh
-    assert status == 400 and refused["message"].endswith("has no filter 'nope'")
+    assert status == 404 and refused["message"].endswith("has no filter 'nope'")
     metadata = {entry["itemId"]: entry["metadata"] for entry in ranked}
     assert metadata == {"i3": {"TITLE": "Heat", "GENRES": "Action|Crime"}, "i4": {}}
 
@@ -427,7 +427,7 @@ def test_promotion_filters_and_metadata(
         ),
         ("/recommendations", {"userId": 7}, 400, "userId must be a string"),
         ("/recommendations", [1], 400, "the request body must be a JSON object"),
-        ("/recommendations", {"userId": "u", "filterName": "x"}, 400, "has no filter 'x'"),
+        ("/recommendations", {"userId": "u", "filterName": "x"}, 404, "has no filter 'x'"),
         (
             "/personalize-ranking",
             {"userId": "u", "inputList": ["i"] * 501},
@@ -451,7 +451,7 @@ def test_bad_requests_get_a_clear_json_error(
     with serving(settings) as api:
         answered, answer = api.call(path, body)
     assert answered == status
-    assert set(answer) == {"message"} and message in answer["message"]
+    assert set(answer) == {"__type", "message"} and message in answer["message"]
 
 
 # Requests answered on the event loop (the default) and in a pool of threads.
@@ -470,7 +470,9 @@ def test_malformed_oversized_and_slow_requests(
         status, answer = api.call("/recommendations", raw=b'{"userId": ')
         assert status == 400 and answer["message"].startswith("the request body is not valid JSON")
         status, answer = api.call("/recommendations", {"userId": "u" * 4000})
-        assert (status, answer) == (413, {"message": "the request body is larger than 2048 bytes"})
+        too_large = "the request body is larger than 2048 bytes"
+        assert (status, answer["message"]) == (413, too_large)
+        assert answer["__type"] == "RequestEntityTooLargeException"
     with serving(settings, api_request_timeout_seconds=1e-9, api_threads=threads) as api:
         # Head and body in one write, so the deadline passes in the service, not while the
         # body is still on its way (that is a 408: test_sizes_are_refused_at_once_...).
@@ -595,7 +597,7 @@ def test_a_list_made_from_the_current_history_is_the_answer_and_a_stale_one_is_n
         quiet.send("s-erin", [top], user="erin")  # recorded, the list not refreshed
         after = api.ids({"userId": "erin", "numResults": 10})
         filtered = {"userId": "erin", "numResults": 10, "filterName": "missing"}
-        assert api.call("/recommendations", filtered)[0] == 400  # not from the list: refused
+        assert api.call("/recommendations", filtered)[0] == 404  # not from the list: refused
         _, text = api.call("/metrics")
     assert served == stored.items[:10]  # the precomputed list, as stored
     explored = [n for n in range(10) if n in stored.explored]

@@ -4,7 +4,7 @@ Why: an API that serves a user's recommendations to anyone who can reach it leak
 user did. When keys are configured, every request but the orchestrator's probes must carry
 one, a wrong or partial key must be refused the same way, and no answer may echo a key.
 Filters are a language clients name, not code: a hostile expression must be refused at
-creation and a hostile filterName must be a 400, with nothing executed.
+creation and a hostile filterName must be an unknown filter (404), with nothing executed.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def test_with_keys_every_route_but_the_probes_needs_a_valid_one(
         for headers in refused:
             status, answer, got = call(api, "/recommendations", headers, BODY)
             assert status == 401, headers
-            assert set(answer) == {"message"} and got["WWW-Authenticate"].startswith("Bearer")
+            assert set(answer) == {"__type", "message"}
+            assert got["WWW-Authenticate"].startswith("Bearer")
             assert not any(key in json.dumps(answer) for key in KEYS)
         for headers in accepted:
             status, answer, _ = call(api, "/recommendations", headers, BODY)
@@ -180,7 +181,7 @@ def test_hostile_filter_expressions_are_refused_and_never_run(
     with Server(create_app(api_settings(settings))) as api:
         for name in ("__import__('os')", "../../etc/passwd", "x" * 256, "a b;rm -rf /"):
             status, answer, _ = call(api, "/recommendations", {}, {**BODY, "filterName": name})
-            assert status == 400 and "has no filter" in answer["message"], answer
+            assert status == 404 and "has no filter" in answer["message"], answer
         hostile_values = {**BODY, "filterName": "nope", "filterValues": {"X": "__import__('os')"}}
-        assert call(api, "/recommendations", {}, hostile_values)[0] == 400
+        assert call(api, "/recommendations", {}, hostile_values)[0] == 404
     assert not marker.exists()

@@ -17,6 +17,7 @@ from connector.api.requests import (
 )
 
 LIMITS = Limits(default_results=25, max_results=500, max_input_list=500)
+GROUP = "x"  # the served dataset group, which ARNs must name
 
 
 def test_a_full_get_recommendations_body_is_parsed() -> None:
@@ -36,9 +37,10 @@ def test_a_full_get_recommendations_body_is_parsed() -> None:
                 }
             ],
             "metadataColumns": {"ITEMS": ["TITLE", "GENRES"]},
-            "campaignArn": "arn:aws:personalize:eu:1:campaign/x",  # ignored, as AWS ignores
+            "campaignArn": "arn:aws:personalize:eu:1:campaign/x",  # names the served group
         },
         LIMITS,
+        GROUP,
     )
     assert request.who == Who("u1", None)
     assert request.num_results == 10
@@ -49,7 +51,7 @@ def test_a_full_get_recommendations_body_is_parsed() -> None:
 
 
 def test_defaults_follow_personalize() -> None:
-    request = parse_recommendations({"sessionId": "s1"}, LIMITS)
+    request = parse_recommendations({"sessionId": "s1"}, LIMITS, GROUP)
     assert request.who == Who(None, "s1")
     assert request.num_results == 25
     assert (request.context, request.filter, request.promotion) == ({}, None, None)
@@ -58,11 +60,11 @@ def test_defaults_follow_personalize() -> None:
 
 def test_the_default_and_maximum_come_from_the_limits() -> None:
     limits = Limits(default_results=7, max_results=8, max_input_list=2)
-    assert parse_recommendations({"userId": "u"}, limits).num_results == 7
+    assert parse_recommendations({"userId": "u"}, limits, GROUP).num_results == 7
     with pytest.raises(ApiRequestError, match="from 1 to 8, got 9"):
-        parse_recommendations({"userId": "u", "numResults": 9}, limits)
+        parse_recommendations({"userId": "u", "numResults": 9}, limits, GROUP)
     with pytest.raises(ApiRequestError, match="inputList must be a list of 1 to 2 strings"):
-        parse_ranking({"userId": "u", "inputList": ["a", "b", "c"]}, limits)
+        parse_ranking({"userId": "u", "inputList": ["a", "b", "c"]}, limits, GROUP)
 
 
 @pytest.mark.parametrize(
@@ -81,8 +83,16 @@ def test_the_default_and_maximum_come_from_the_limits() -> None:
         ({"userId": "u", "context": ["DEVICE"]}, "context must be an object"),
         ({"userId": "u", "context": {"DEVICE": 1}}, "context.DEVICE must be a string"),
         ({"userId": "u", "context": {"bad key": "x"}}, "context has an invalid key 'bad key'"),
-        ({"userId": "u", "filterValues": {"A": "1"}}, "filterValues needs a filterName"),
-        ({"userId": "u", "filterArn": "arn:x"}, "filterArn is not supported: use filterName"),
+        ({"userId": "u", "filterValues": {"A": "1"}}, "filterValues needs a filterArn or"),
+        ({"userId": "u", "filterArn": "arn:x"}, "filterArn must be an ARN like"),
+        (
+            {"userId": "u", "filterArn": "arn:aws:personalize:r:1:filter/x/a", "filterName": "b"},
+            "filterArn and filterName name two filters",
+        ),
+        (
+            {"userId": "u", "campaignArn": "arn:aws:personalize:r:1:campaign/other"},
+            "campaignArn arn:aws:personalize:r:1:campaign/other is not served here",
+        ),
         ({"userId": "u", "promotions": {}}, "promotions must be a list of at most 1 objects"),
         ({"userId": "u", "promotions": [{}, {}]}, "promotions must be a list of at most 1"),
         ({"userId": "u", "promotions": ["x"]}, "promotions[0] must be a JSON object"),
@@ -92,7 +102,7 @@ def test_the_default_and_maximum_come_from_the_limits() -> None:
 )
 def test_bad_recommendation_requests_are_refused_naming_the_field(body: Any, message: str) -> None:
     with pytest.raises(ApiRequestError) as refused:
-        parse_recommendations(body, LIMITS)
+        parse_recommendations(body, LIMITS, GROUP)
     assert message in str(refused.value)
 
 
@@ -109,31 +119,45 @@ def test_bad_recommendation_requests_are_refused_naming_the_field(body: Any, mes
             {"name": "p", "percentPromotedItems": 101, "filterName": "f"},
             "percentPromotedItems must be an integer from 1 to 100, got 101",
         ),
-        ({"name": "p", "percentPromotedItems": 10}, "promotions[0].filterName is required"),
+        (
+            {"name": "p", "percentPromotedItems": 10},
+            "promotions[0].filterArn or promotions[0].filterName is required",
+        ),
     ],
 )
 def test_a_promotion_needs_a_name_a_share_and_a_filter(
     promotion: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ApiRequestError) as refused:
-        parse_recommendations({"userId": "u", "promotions": [promotion]}, LIMITS)
+        parse_recommendations({"userId": "u", "promotions": [promotion]}, LIMITS, GROUP)
     assert message in str(refused.value)
 
 
 def test_a_ranking_request_needs_an_input_list_of_ids() -> None:
-    request = parse_ranking({"userId": "u", "inputList": ["a", "b"], "context": {"X": "1"}}, LIMITS)
+    request = parse_ranking(
+        {"userId": "u", "inputList": ["a", "b"], "context": {"X": "1"}}, LIMITS, GROUP
+    )
     assert request.input_list == ("a", "b")
     assert request.context == {"X": "1"}
     for bad in (None, [], ["a", ""], ["a", 3], "a"):
         with pytest.raises(ApiRequestError, match="inputList must be a list of 1 to 500 strings"):
-            parse_ranking({"userId": "u", "inputList": bad}, LIMITS)
+            parse_ranking({"userId": "u", "inputList": bad}, LIMITS, GROUP)
     with pytest.raises(ApiRequestError, match="inputList must be a list of 1 to 500"):
-        parse_ranking({"userId": "u", "inputList": [f"i{n}" for n in range(501)]}, LIMITS)
+        parse_ranking({"userId": "u", "inputList": [f"i{n}" for n in range(501)]}, LIMITS, GROUP)
     with pytest.raises(ApiRequestError, match="userId or sessionId is required"):
-        parse_ranking({"inputList": ["a"]}, LIMITS)
+        parse_ranking({"inputList": ["a"]}, LIMITS, GROUP)
 
 
 def test_parsed_requests_are_frozen() -> None:
-    request = parse_recommendations({"userId": "u"}, LIMITS)
+    request = parse_recommendations({"userId": "u"}, LIMITS, GROUP)
     with pytest.raises(AttributeError):
         request.num_results = 3  # type: ignore[misc]
+
+
+def test_a_filter_arn_names_a_filter_of_the_served_group() -> None:
+    arn = "arn:aws:personalize:us-east-1:123456789012:filter/x/drama"
+    body = {"userId": "u", "filterArn": arn, "filterValues": {"G": '"d"'}}
+    assert parse_recommendations(body, LIMITS, GROUP).filter == FilterRef("drama", {"G": '"d"'})
+    promotion = {"name": "p", "percentPromotedItems": 10, "filterArn": arn}
+    parsed = parse_recommendations({"userId": "u", "promotions": [promotion]}, LIMITS, GROUP)
+    assert parsed.promotion is not None and parsed.promotion.filter.name == "drama"

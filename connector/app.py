@@ -127,8 +127,9 @@ class _EventBatch:
 def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
     """Event batches, pipelined in three steps: a batch is prepared (given the batch still
     being recorded, whose markers and stitches it takes as recorded) while the batch before
-    is recorded (dataset append, Redis apply), which runs while the batch before that has its
-    lists refreshed; each batch is acknowledged after its lists."""
+    is recorded (dataset append, Redis apply), which runs while the batches before that have
+    their lists refreshed, together (batch_pipeline.py); each batch is acknowledged after
+    its lists."""
 
     async def prepare(records: list[SourceRecord], in_flight: Any) -> Any:
         before = in_flight.prepared if in_flight is not None else None
@@ -142,12 +143,14 @@ def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
         batch.report, applying = await _retrying(processor.apply, batch.prepared, appending)
         batch.recording = appending + applying
 
-    async def complete(batch: _EventBatch) -> None:
-        refreshed, seconds = await _retrying(processor.refresh_lists, batch.prepared)
-        recorded = batch.report or BatchReport(0, 0, 0, 0, 0)  # finish always ran first
-        report = replace(recorded, lists_refreshed=refreshed)
-        report.stages.update(prepare=batch.preparing, lists=seconds)
-        observability.observe(topic, report, batch.preparing + batch.recording + seconds)
+    async def complete(batches: list[_EventBatch]) -> None:
+        prepared = [batch.prepared for batch in batches]
+        refreshed, seconds = await _retrying(processor.refresh_lists, prepared)
+        for batch in batches:
+            recorded = batch.report or BatchReport(0, 0, 0, 0, 0)  # finish always ran first
+            report = replace(recorded, lists_refreshed=refreshed)
+            report.stages.update(prepare=batch.preparing, lists=seconds)
+            observability.observe(topic, report, batch.preparing + batch.recording + seconds)
 
     return BatchHandler(prepare, finish, complete)
 

@@ -21,8 +21,8 @@ rebalance and a shutdown await before their final commit) also waits for the bat
 finishing. A batch prepared while a rebalance began is dropped unfinished: the rebalance seeks
 every partition back to its committed offset, so it is fetched and prepared again.
 
-How a prepared batch then finishes, completes and is acknowledged, with at most two batches
-in flight, is connector/batch_pipeline.py's.
+How a prepared batch then finishes, completes and is acknowledged, with at most
+`batches_in_flight` in flight, is connector/batch_pipeline.py's.
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
 """The order a topic's batches go through their steps once prepared: `finish` one batch at a
-time in fetch order, then `complete` in the same order, then acknowledge.
+time in fetch order, then `complete`, then acknowledge, in the same order.
 
-At most `depth` batches are past preparing at any time: one finishing and, overlapping it,
-those before it completing in order. A batch starts finishing only once the batch before it
-has finished and fewer than `depth` batches are uncompleted, so a `complete` (the list
-refresh) slower than arrivals slows the fetch loop instead of queueing finished batches
+Batches that finished while the completion before them ran are completed together, in one
+call: `complete` (the list refresh) is given every such batch of the same handler, oldest
+first. Refreshing each batch's users in a call of its own let batches queue behind one
+another once the refresh neared saturation, each event then waiting for every refresh ahead
+of it; together, an event waits for at most the refresh running when it finished and the
+one that takes it (docs/performance.md, Serving).
+
+At most `depth` batches are past preparing at any time. A batch starts finishing only once
+the batch before it has finished and fewer than `depth` batches are uncompleted, so a
+`complete` slower than arrivals slows the fetch loop instead of queueing finished batches
 without bound, whose offsets would wait uncommitted and whose prepared values would pile up
-in memory. While the refresh keeps up, several small batches may wait for it at once: held
-to two, each batch gathered everything that arrived during a refresh, and its events waited
-for two refreshes of that size (docs/performance-log.md, Serving). Pure asyncio:
-connector/batch_consumer.py drives it from faust's fetch loop.
+in memory. Pure asyncio: connector/batch_consumer.py drives it from faust's fetch loop.
 """
 
 from __future__ import annotations
@@ -28,31 +31,32 @@ class BatchHandler:
     `prepare(records, in_flight)` may run while the batch before is still finishing, and is
     then given that batch's prepared value (else None); it must not write what a replay could
     not repeat. `finish(prepared)` runs for one batch at a time, in fetch order. `complete`
-    (optional) runs after it, also one batch at a time in fetch order, and may overlap the
-    next batch's `finish`. The batch is acknowledged once its last step returned. Each step
-    retries transient errors itself."""
+    (optional) runs after it, for one or more finished batches at a time (their prepared
+    values, oldest first), in fetch order, and may overlap the next batch's `finish`. A
+    batch is acknowledged once its last step returned. Each step retries transient errors
+    itself."""
 
     prepare: Callable[[list[Any], Any], Awaitable[Any]]
     finish: Callable[[Any], Awaitable[None]]
-    complete: Callable[[Any], Awaitable[None]] | None = None
+    complete: Callable[[list[Any]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
 class _Batch:
-    """A batch past preparing: its topic, prepared value, whether `finish` has returned
-    (`finished`), the task that finishes, completes and acknowledges it, and that task of
-    the batch before it."""
+    """A batch past preparing: its topic, handler, prepared value and offsets, whether
+    `finish` has returned (`finished`), and whether it is acknowledged (`done`)."""
 
     topic: str
+    handler: BatchHandler
     prepared: Any
+    pairs: Any
     finished: asyncio.Future[None]
-    task: asyncio.Future[None]
-    before: asyncio.Future[None] | None
+    done: asyncio.Future[None]
 
 
 class BatchPipeline:
     """Batches from `start` to `acknowledge(pairs)`, `depth` at most in flight (module doc);
-    `settled()` is called whenever a batch's task ends, acknowledged or failed."""
+    `settled()` is called whenever a batch is acknowledged or fails."""
 
     def __init__(
         self,
@@ -68,7 +72,11 @@ class BatchPipeline:
         self.idle = asyncio.Event()  # set while no batch is in flight
         self.idle.set()
         self._newest: _Batch | None = None
-        self._uncompleted: deque[asyncio.Future[None]] = deque()  # tasks, oldest first
+        self._uncompleted: deque[_Batch] = deque()  # started, not yet acknowledged; oldest first
+        self._finished: deque[_Batch] = deque()  # finished, waiting for `complete`
+        self._completer: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None  # what a completion raised: later batches
+        # are failed with it, not completed after a batch that was not
 
     def in_flight(self, topic: str) -> Any:
         """The prepared value of the topic's batch still finishing, if one is."""
@@ -79,20 +87,20 @@ class BatchPipeline:
 
     async def ready(self) -> None:
         """Wait until a batch may start finishing: the newest has finished and fewer than
-        `depth` batches are uncompleted. Raises what finishing raised. Shielded: the caller
-        being cancelled cancels no batch."""
+        `depth` batches are uncompleted. Raises what finishing or completing raised.
+        Shielded: the caller being cancelled cancels no batch."""
         newest = self._newest
         if newest is None:
             return
         await asyncio.shield(newest.finished)
         while self._pending() >= self._depth:
-            await asyncio.shield(self._uncompleted[0])
+            await asyncio.shield(self._uncompleted[0].done)
 
     def _pending(self) -> int:
-        """Batches started and not yet completed (they complete in order); raises what the
-        oldest raised, and keeps raising it."""
-        while self._uncompleted and self._uncompleted[0].done():
-            _raise_if_failed(self._uncompleted[0])
+        """Batches started and not yet acknowledged (they are acknowledged in order); raises
+        what the oldest raised, and keeps raising it."""
+        while self._uncompleted and self._uncompleted[0].done.done():
+            _raise_if_failed(self._uncompleted[0].done)
             self._uncompleted.popleft()
         return len(self._uncompleted)
 
@@ -101,47 +109,91 @@ class BatchPipeline:
         newest = self._newest
         if newest is None:
             return
-        for step in (newest.finished, *self._uncompleted):
-            _raise_if_failed(step)
+        _raise_if_failed(newest.finished)
+        for batch in self._uncompleted:
+            _raise_if_failed(batch.done)
 
     def start(self, topic: str, handler: BatchHandler, prepared: Any, pairs: Any) -> None:
         """Start finishing a prepared batch; call after `ready()` returned."""
         self.idle.clear()
-        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        before = self._newest.task if self._newest is not None else None
-        task = asyncio.ensure_future(self._run(handler, prepared, pairs, finished, before))
-        self._newest = _Batch(topic, prepared, finished, task, before)
-        self._uncompleted.append(task)
+        loop = asyncio.get_running_loop()
+        batch = _Batch(topic, handler, prepared, pairs, loop.create_future(), loop.create_future())
+        self._newest = batch
+        self._uncompleted.append(batch)
+        asyncio.ensure_future(self._finish(batch))
 
-    async def _run(
-        self,
-        handler: BatchHandler,
-        prepared: Any,
-        pairs: Any,
-        finished: asyncio.Future[None],
-        before: asyncio.Future[None] | None,
-    ) -> None:
-        """finish, then (after the batch before has completed) complete, then acknowledge."""
+    async def _finish(self, batch: _Batch) -> None:
+        """finish, then queue the batch for the completer."""
         try:
+            await batch.handler.finish(batch.prepared)
+        except asyncio.CancelledError:
+            batch.finished.cancel()
+            self._fail(batch, asyncio.CancelledError())
+            raise
+        except Exception as exc:
+            batch.finished.set_exception(exc)  # raised by `ready` and `raise_failure`
+            self._fail(batch, exc)
+            return
+        batch.finished.set_result(None)
+        if self._failure is not None:
+            self._fail(batch, self._failure)
+            return
+        self._finished.append(batch)
+        if self._completer is None or self._completer.done():
+            self._completer = asyncio.ensure_future(self._complete_finished())
+
+    async def _complete_finished(self) -> None:
+        """Complete what has finished, oldest first: each run of consecutive batches of one
+        handler in one `complete` call, then acknowledge them in order; until none is left."""
+        while self._finished:
+            group = _leading_run(self._finished)
+            complete = group[0].handler.complete
             try:
-                await handler.finish(prepared)
-            except asyncio.CancelledError:
-                finished.cancel()
-                raise
-            except Exception as exc:
-                finished.set_exception(exc)  # raised by `ready` and `raise_failure`
-                return
-            finished.set_result(None)
-            if before is not None:
-                await asyncio.shield(before)  # batches complete and are acked in order
-            if handler.complete is not None:
-                await handler.complete(prepared)
-            self._acknowledge(pairs)
-        finally:
-            newest = self._newest
-            if newest is None or newest.task is asyncio.current_task():
-                self.idle.set()  # no batch after this one is in flight
-            self._settled()
+                if complete is not None:
+                    await complete([batch.prepared for batch in group])
+            except BaseException as exc:
+                self._failure = exc
+                for batch in (*group, *self._finished):
+                    self._fail(batch, exc)
+                self._finished.clear()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return  # raised through `ready` and `raise_failure`
+            for batch in group:
+                self._acknowledge(batch.pairs)
+                self._settle(batch, None)
+
+    def _fail(self, batch: _Batch, exc: BaseException) -> None:
+        self._settle(batch, exc)
+        _retrieved(batch.finished)
+        _retrieved(batch.done)
+
+    def _settle(self, batch: _Batch, exc: BaseException | None) -> None:
+        if not batch.done.done():
+            if exc is None:
+                batch.done.set_result(None)
+            elif isinstance(exc, asyncio.CancelledError):
+                batch.done.cancel()
+            else:
+                batch.done.set_exception(exc)
+        if self._newest is batch:
+            self.idle.set()  # no batch after this one is in flight
+        self._settled()
+
+
+def _leading_run(finished: deque[_Batch]) -> list[_Batch]:
+    """Take the oldest finished batch and every one after it with the same handler."""
+    group = [finished.popleft()]
+    while finished and finished[0].handler is group[0].handler:
+        group.append(finished.popleft())
+    return group
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark a failed future's exception as seen: it is raised through `ready` or
+    `raise_failure` once, not logged again when the future is collected."""
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 def _raise_if_failed(step: asyncio.Future[None]) -> None:

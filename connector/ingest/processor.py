@@ -23,6 +23,7 @@ will once n is applied.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from connector import wire
@@ -101,7 +102,7 @@ class EventProcessor:
         prepared = self.prepare(records)
         report = self.apply(prepared, self.append(prepared))
         started = time.perf_counter()
-        refreshed = self.refresh_lists(prepared)
+        refreshed = self.refresh_lists([prepared])
         report.stages["lists"] = time.perf_counter() - started
         return replace(report, lists_refreshed=refreshed)
 
@@ -145,10 +146,12 @@ class EventProcessor:
             stages=stages,
         )
 
-    def refresh_lists(self, prepared: PreparedBatch) -> int:
-        """Step 5: the lists of every subject the batch touched, from their histories as
-        recorded; how many were written."""
-        return self._lists.refresh(_touched(prepared.plan)) if self._lists is not None else 0
+    def refresh_lists(self, batches: Sequence[PreparedBatch]) -> int:
+        """Step 5: the lists of every subject the batches touched, from their histories as
+        recorded, each subject once however many of them touched it; how many were written."""
+        if self._lists is None:
+            return 0
+        return self._lists.refresh(s for batch in batches for s in _touched(batch.plan))
 
     def _plan(
         self, records: list[SourceRecord], schema: DatasetSchema, previous: Carried | None

@@ -264,9 +264,9 @@ def test_lists_refreshed_while_the_next_batch_is_recorded_end_as_after_each_batc
     processor.apply(first, processor.append(first))
     second = processor.prepare(batch("i20", 7001), in_flight=first)
     processor.apply(second, processor.append(second))
-    assert processor.refresh_lists(first) == 1
+    assert processor.refresh_lists([first]) == 1
     assert "i21" in top(lists.read(user))  # n's refresh already sees n+1's event
-    assert processor.refresh_lists(second) == 1
+    assert processor.refresh_lists([second]) == 1
     overlapped = lists.read(user)
     assert overlapped is not None and "i21" in top(overlapped)
     assert not {"i5", "i20"} & {item for item, _ in overlapped.items}

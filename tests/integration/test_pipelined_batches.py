@@ -52,7 +52,7 @@ def batches(settings: ConnectorSettings, tracking_id: str) -> list[list[SourceRe
 def finish(processor: EventProcessor, prepared: PreparedBatch) -> BatchReport:
     """The connector's steps after preparing: append, apply, then the lists."""
     report = processor.apply(prepared, processor.append(prepared))
-    return replace(report, lists_refreshed=processor.refresh_lists(prepared))
+    return replace(report, lists_refreshed=processor.refresh_lists([prepared]))
 
 
 def pipelined(processor: EventProcessor, work: list[list[SourceRecord]]) -> list[BatchReport]:

@@ -1,6 +1,7 @@
-"""The batch pipeline's order: finish one at a time, complete in order, acknowledge after
-complete, and never more than `depth` batches past preparing (so a slow list refresh holds
-the fetch loop back instead of leaving unacknowledged work and memory to pile up)."""
+"""The batch pipeline's order: finish one at a time, complete in order (what finished during
+a completion, together), acknowledge after complete, and never more than `depth` batches
+past preparing (so a slow list refresh holds the fetch loop back instead of leaving
+unacknowledged work and memory to pile up)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class Recorder:
 
     def __init__(self, complete_seconds: float, fail: tuple[str, int] | None = None) -> None:
         self.log: list[tuple[str, int]] = []
+        self.calls: list[list[int]] = []  # the batches of each `complete` call
         self.complete_seconds = complete_seconds
         self.fail = fail
 
@@ -25,12 +27,14 @@ class Recorder:
         if self.fail == ("finish", batch):
             raise RuntimeError(f"finish {batch}")
 
-    async def complete(self, batch: int) -> None:
-        self.log.append(("complete", batch))
+    async def complete(self, batches: list[int]) -> None:
+        self.calls.append(batches)
+        self.log += [("complete", batch) for batch in batches]
         await asyncio.sleep(self.complete_seconds)
-        if self.fail == ("complete", batch):
-            raise RuntimeError(f"complete {batch}")
-        self.log.append(("completed", batch))
+        for batch in batches:
+            if self.fail == ("complete", batch):
+                raise RuntimeError(f"complete {batch}")
+        self.log += [("completed", batch) for batch in batches]
 
     def handler(self) -> BatchHandler:
         async def prepare(records: list[object], in_flight: object) -> object:
@@ -100,3 +104,24 @@ def test_a_failed_completion_is_raised_without_waiting() -> None:
         return acknowledged
 
     assert asyncio.run(scenario()) == []
+
+
+def test_batches_that_finish_during_a_completion_complete_together_in_order() -> None:
+    recorder = Recorder(complete_seconds=0.05)
+    _, acknowledged = asyncio.run(run_batches(recorder, 6, depth=4))
+    assert acknowledged == list(range(6))
+    assert [batch for call in recorder.calls for batch in call] == list(range(6))
+    assert recorder.calls[0] == [0] and len(recorder.calls[1]) > 1, recorder.calls
+
+
+def test_after_a_failed_completion_no_later_batch_is_completed() -> None:
+    recorder = Recorder(complete_seconds=0.02, fail=("complete", 0))
+
+    async def scenario() -> list[int]:
+        pipeline, acknowledged = await run_batches(recorder, 4, depth=4)
+        with pytest.raises(RuntimeError, match="complete 0"):
+            pipeline.raise_failure()
+        return acknowledged
+
+    assert asyncio.run(scenario()) == []
+    assert [batch for call in recorder.calls for batch in call] == [0]

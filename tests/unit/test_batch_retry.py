@@ -101,9 +101,9 @@ class FlakyEvents:
         self._attempt("apply", prepared)
         return BatchReport(records=1, appended=1, dead=0, duplicates=0, stitched=0)
 
-    def refresh_lists(self, prepared: str) -> int:
-        self._attempt("lists", prepared)
-        return 1
+    def refresh_lists(self, batches: list[str]) -> int:
+        self._attempt("lists", batches)
+        return len(batches)
 
 
 def test_the_events_handler_retries_each_step_with_the_batch_as_prepared(
@@ -119,7 +119,7 @@ def test_the_events_handler_retries_each_step_with_the_batch_as_prepared(
     async def run() -> None:
         first = await handler.prepare(RECORDS, None)
         await handler.finish(first)
-        await handler.complete(first)  # type: ignore[misc]
+        await handler.complete([first])  # type: ignore[misc]
         await handler.prepare(RECORDS, first)
 
     asyncio.run(run())
@@ -128,7 +128,7 @@ def test_the_events_handler_retries_each_step_with_the_batch_as_prepared(
         *[("prepare", None)] * 3,
         *[("append", "prepared 1")] * 2,
         *[("apply", "prepared 1")] * 3,
-        *[("lists", "prepared 1")] * 2,
+        *[("lists", ["prepared 1"])] * 2,
         ("prepare", "prepared 1"),
     ]
 

@@ -146,10 +146,12 @@ def _events_handler(topic: str, processor: EventProcessor) -> BatchHandler:
     async def complete(batches: list[_EventBatch]) -> None:
         prepared = [batch.prepared for batch in batches]
         refreshed, seconds = await _retrying(processor.refresh_lists, prepared)
-        for batch in batches:
-            recorded = batch.report or BatchReport(0, 0, 0, 0, 0)  # finish always ran first
-            report = replace(recorded, lists_refreshed=refreshed)
-            report.stages.update(prepare=batch.preparing, lists=seconds)
+        reports = [batch.report or BatchReport(0, 0, 0, 0, 0) for batch in batches]
+        records = sum(report.records for report in reports) or len(batches)
+        for batch, recorded in zip(batches, reports, strict=True):
+            share = (recorded.records or records / len(batches)) / records  # of the refresh
+            report = replace(recorded, lists_refreshed=round(refreshed * share))
+            report.stages.update(prepare=batch.preparing, lists=seconds * share)
             observability.observe(topic, report, batch.preparing + batch.recording + seconds)
 
     return BatchHandler(prepare, finish, complete)

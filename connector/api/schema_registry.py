@@ -3,7 +3,9 @@ streamrec's own registry on the API's port, so producer code written for a Schem
 (confluent-kafka's `AvroSerializer`, Java's `KafkaAvroSerializer`) publishes to streamrec
 unchanged: point its `url` at the API (docs/producing.md).
 
-Subjects are those of the API's dataset group (`connector.registry.subjects`); schemas are
+Subjects are those of the API's dataset group (`connector.registry.subjects`), its Avro
+sources' topics included (a writer schema there must hold every path the source's mapping
+reads, with types it can convert: `connector/sources/check.py`); schemas are
 Avro only, without references. Errors have the Schema Registry's shape, `{"error_code",
 "message"}`, with its codes (40401 subject, 40402 version, 40403 schema not found, 409
 incompatible, 42201 invalid schema). Registry reads and writes talk to Kafka, so they run in
@@ -22,6 +24,7 @@ from aiohttp import web
 
 from connector.exceptions import (
     IncompatibleSchemaError,
+    MappingError,
     SchemaNotFoundError,
     SchemaRuleError,
     TransientError,
@@ -32,10 +35,13 @@ from connector.registry.registry import open_registry
 from connector.registry.rules import check_schema
 from connector.registry.schema import RegisteredSchema, SchemaRegistry
 from connector.settings import CommonSettings
+from connector.sources.check import check_against
+from connector.sources.store import Source, SourceStore, open_sources
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPTED_TYPES = frozenset({MEDIA_TYPE, "application/vnd.schemaregistry+json", "application/json"})
 REGISTRY = web.AppKey("schema_registry", object)
+AVRO_FORMATS = ("avro", "debezium")  # a debezium source's records may be Avro too
 COMPATIBILITY_LEVEL = "BACKWARD"  # what a writer schema is checked for: readable as the dataset's
 
 
@@ -54,6 +60,7 @@ class _Registry:
     def __init__(self, settings: CommonSettings) -> None:
         self._settings = settings
         self._opened: SchemaRegistry | None = None
+        self._sources: SourceStore | None = None
         self.group = settings.dataset_group
         self.events_topic = settings.topics.events
 
@@ -63,11 +70,32 @@ class _Registry:
             self._opened = open_registry(self._settings)
         return self._opened
 
+    def avro_sources(self) -> dict[str, Source]:
+        """The group's Avro sources by topic, as they stand now."""
+        if self._sources is None:
+            self._sources = open_sources(self._settings)
+        return {s.topic: s for s in self._sources.list() if s.format in AVRO_FORMATS}
+
     def subject(self, name: str) -> subjects.Subject:
+        """The subject `name` names (blocking: it may read the sources topic)."""
+        fixed = {f"{self.events_topic}{subjects.SUFFIX}"}
+        fixed |= {subjects.dataset_subject(self.group, d) for d in subjects.DATASETS}
+        topics = () if name in fixed else self.avro_sources().keys()
         try:
-            return subjects.resolve(name, self.group, self.events_topic)
+            return subjects.resolve(name, self.group, self.events_topic, topics)
         except SchemaNotFoundError as exc:
             raise RegistryError(404, 40401, str(exc)) from exc
+
+    def check_source(self, subject: subjects.Subject, schema: dict[str, Any]) -> None:
+        """A source topic's writer schema must hold what the source's mapping reads."""
+        topic = subject.name[: -len(subjects.SUFFIX)]
+        source = self.avro_sources()[topic]
+        try:
+            check_against(source.mapping, schema)
+        except MappingError as exc:
+            raise RegistryError(
+                422, 42201, f"the schema does not suit source {source.name!r}'s mapping: {exc}"
+            ) from exc
 
     def versions(self, subject: subjects.Subject) -> list[RegisteredSchema]:
         if subject.writer:
@@ -87,6 +115,8 @@ class _Registry:
         return found[int(version) - 1]
 
     def register(self, subject: subjects.Subject, schema: dict[str, Any]) -> RegisteredSchema:
+        if subject.dataset == subjects.SOURCE:
+            self.check_source(subject, schema)
         writer = subject.name if subject.writer else None
         return self.store.register(subject.group, subject.dataset, schema, writer)
 
@@ -105,7 +135,9 @@ class _Registry:
         """Why `schema` could not be registered under `subject` against `version`: none
         when compatible."""
         try:
-            if subject.writer:
+            if subject.dataset == subjects.SOURCE:
+                self.check_source(subject, schema)
+            elif subject.writer:
                 check_readable(schema, self.store.get(subject.group, subject.dataset))
             else:
                 candidate = check_schema(subject.dataset, schema)
@@ -113,6 +145,10 @@ class _Registry:
                 if against.spec is not None:
                     check_compatible(against.spec, candidate, against.version)
         except SchemaRuleError as exc:
+            return [str(exc)]
+        except RegistryError as exc:
+            if exc.code != 42201:
+                raise
             return [str(exc)]
         return []
 
@@ -161,16 +197,18 @@ def _answering(
 async def _list_subjects(registry: _Registry, request: web.Request) -> list[str]:
     def names() -> list[str]:
         found = {subjects.subject_of(entry) for entry in registry.store.list(registry.group)}
-        writer = registry.subject(f"{registry.events_topic}{subjects.SUFFIX}")
-        if registry.versions(writer):
-            found.add(writer.name)
+        writers = [f"{registry.events_topic}{subjects.SUFFIX}"]
+        writers += [f"{topic}{subjects.SUFFIX}" for topic in registry.avro_sources()]
+        for name in writers:
+            if registry.versions(registry.subject(name)):
+                found.add(name)
         return sorted(found)
 
     return await asyncio.to_thread(names)
 
 
 async def _list_versions(registry: _Registry, request: web.Request) -> list[int]:
-    subject = registry.subject(request.match_info["subject"])
+    subject = await _subject(registry, request)
     found = await asyncio.to_thread(registry.versions, subject)
     if not found:
         raise RegistryError(404, 40401, f"subject {subject.name!r} has no versions")
@@ -178,19 +216,19 @@ async def _list_versions(registry: _Registry, request: web.Request) -> list[int]
 
 
 async def _get_version(registry: _Registry, request: web.Request) -> dict[str, Any]:
-    subject = registry.subject(request.match_info["subject"])
+    subject = await _subject(registry, request)
     entry = await asyncio.to_thread(registry.version, subject, request.match_info["version"])
     return _described(entry)
 
 
 async def _get_raw_schema(registry: _Registry, request: web.Request) -> dict[str, Any]:
-    subject = registry.subject(request.match_info["subject"])
+    subject = await _subject(registry, request)
     entry = await asyncio.to_thread(registry.version, subject, request.match_info["version"])
     return entry.schema
 
 
 async def _register(registry: _Registry, request: web.Request) -> dict[str, Any]:
-    subject = registry.subject(request.match_info["subject"])
+    subject = await _subject(registry, request)
     schema = _schema(await _body(request))
     try:
         entry = await asyncio.to_thread(registry.register, subject, schema)
@@ -204,7 +242,7 @@ async def _register(registry: _Registry, request: web.Request) -> dict[str, Any]
 
 
 async def _lookup(registry: _Registry, request: web.Request) -> dict[str, Any]:
-    subject = registry.subject(request.match_info["subject"])
+    subject = await _subject(registry, request)
     wanted = _canonical(_schema(await _body(request)))
     found = await asyncio.to_thread(registry.versions, subject)
     for entry in found:
@@ -241,7 +279,7 @@ async def _types(registry: _Registry, request: web.Request) -> list[str]:
 
 
 async def _compatibility(registry: _Registry, request: web.Request) -> dict[str, Any]:
-    subject = registry.subject(request.match_info["subject"])
+    subject = await _subject(registry, request)
     schema = _schema(await _body(request))
     version = request.match_info["version"]
     problems = await asyncio.to_thread(registry.problems, subject, schema, version)
@@ -253,8 +291,12 @@ async def _compatibility(registry: _Registry, request: web.Request) -> dict[str,
 
 async def _config(registry: _Registry, request: web.Request) -> dict[str, Any]:
     if "subject" in request.match_info:
-        registry.subject(request.match_info["subject"])
+        await _subject(registry, request)
     return {"compatibilityLevel": COMPATIBILITY_LEVEL}
+
+
+async def _subject(registry: _Registry, request: web.Request) -> subjects.Subject:
+    return await asyncio.to_thread(registry.subject, request.match_info["subject"])
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from connector.registry.schema import (
     checked_schema,
     parsed_schema,
 )
+from connector.registry.subjects import SOURCE
 from connector.settings import CommonSettings
 from connector.topic_view import Rereader, TopicView
 
@@ -121,7 +122,8 @@ class KafkaSchemaRegistry(TopicView):
         writer schema must be readable as the dataset's current schema."""
         group, dataset, subject = slot
         if subject is not None:
-            check_readable(schema, self.get(group, dataset))
+            if dataset != SOURCE:  # a source's writer schemas are checked against its mapping
+                check_readable(schema, self.get(group, dataset))
             return
         history = self._versions.get(slot, [])
         previous = history[-1].spec if history else None

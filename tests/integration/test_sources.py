@@ -5,6 +5,7 @@ by `streamrec sources create` with exit status 1."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -13,7 +14,12 @@ from typing import Any
 import pytest
 import redis
 from confluent_kafka import Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext
 
+from connector.api.app import create_app
 from connector.exceptions import SourceError
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys, Subject
@@ -22,6 +28,7 @@ from connector.settings import ConnectorSettings
 from connector.sources.store import open_sources
 from connector.wiring import processors
 from tests.integration.helpers import decode_rows, history_items, prepare_group, read_topic
+from tests.integration.test_api import Server, api_settings
 
 pytestmark = pytest.mark.integration
 
@@ -350,3 +357,48 @@ def test_a_debezium_items_source_follows_the_table(
 def test_a_debezium_source_maps_rows_to_items_or_users_only(settings: ConnectorSettings) -> None:
     with pytest.raises(SourceError, match="items or users"):
         open_sources(settings).create("x", "t", "debezium", CLICKS_MAPPING, None)
+
+
+def test_an_avro_source_takes_serializer_records_through_the_embedded_registry(
+    settings: ConnectorSettings, redis_db: redis.Redis
+) -> None:
+    """A producer of an existing Avro topic keeps its code: its AvroSerializer registers the
+    topic's writer schema with `streamrec api` (the subject `<topic>-value`, checked against
+    the source's mapping) and the connector reads the records by that schema's id."""
+    prepare_group(settings)
+    topic = clickstream_topic(settings)
+    open_sources(settings).create("clicks", topic, "avro", CLICKS_MAPPING, CLICKS_SCHEMA)
+    subject = f"{topic}-value"
+    with Server(create_app(api_settings(settings))) as api:
+        client = SchemaRegistryClient({"url": api.base})
+        missing_sku = copy.deepcopy(CLICKS_SCHEMA)
+        product = missing_sku["fields"][4]["type"]["items"]
+        product["fields"] = [f for f in product["fields"] if f["name"] != "sku"]
+        with pytest.raises(SchemaRegistryError) as refused:
+            client.register_schema(subject, Schema(json.dumps(missing_sku), "AVRO"))
+        serializer = AvroSerializer(client, json.dumps(CLICKS_SCHEMA))
+        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+        context = SerializationContext(topic, MessageField.VALUE)
+        for n, (event, account, sku) in enumerate(
+            [("product_view", 42, "i7"), ("add_to_cart", 42, "i7"), ("product_view", None, "i8")]
+        ):
+            record = click(n + 1, event, account, sku)
+            del record["page"]  # not in the topic's schema
+            producer.produce(topic, value=serializer(record, context))
+        assert producer.flush(30) == 0
+        subjects = client.get_subjects()
+    assert refused.value.http_status_code == 422
+    assert "products[0].sku is not in the topic's schema" in refused.value.error_message
+    assert subject in subjects
+    records = [
+        SourceRecord(topic, m.partition, m.offset, m.key, m.value)
+        for m in read_topic(settings, topic)
+    ]
+    report = processors(settings).sources[topic].process(records)
+    assert (report.appended, report.dead) == (3, 0)  # type: ignore[union-attr]
+    rows = decode_rows(settings, read_topic(settings, settings.topics.interactions))
+    assert sorted((r["USER_ID"], r["ITEM_ID"], r["EVENT_TYPE"], r["TIMESTAMP"]) for r in rows) == [
+        ("42", "i7", "cart", 1_700_000_002),
+        ("42", "i7", "view", 1_700_000_001),
+        ("sess-anon", "i8", "view", 1_700_000_003),
+    ]

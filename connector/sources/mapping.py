@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from connector.exceptions import MappingError
@@ -124,17 +125,17 @@ class Path:
         return cls(text, tuple(steps))
 
     def read(self, record: Any) -> Any:
-        """The value at this path, or _MISSING where a step finds nothing."""
+        """The value at this path, or _MISSING where a step finds nothing: a key of
+        anything but an object, or an index of anything but an array. Indexing first and
+        catching the misses is the fast way for the records that have the path (most)."""
         value = record
-        for step in self.steps:
-            if isinstance(step, int):
-                if not isinstance(value, list) or step >= len(value):
+        try:
+            for step in self.steps:
+                if value.__class__ is not (list if step.__class__ is int else dict):
                     return _MISSING
                 value = value[step]
-            else:
-                if not isinstance(value, dict) or step not in value:
-                    return _MISSING
-                value = value[step]
+        except (KeyError, IndexError):
+            return _MISSING
         return value
 
 
@@ -154,6 +155,8 @@ class FieldRule:
         value = self.constant if self.path is None else self.path.read(record)
         if value is _MISSING or value is None:
             return _MISSING
+        if self.convert is None and self.values is None:
+            return value
         if self.convert is not None:
             try:
                 value = CONVERSIONS[self.convert](value)
@@ -200,6 +203,16 @@ class SourceMapping:
     fields: tuple[FieldRule, ...]
     skip: tuple[Condition, ...] = field(default=())
 
+    @cached_property
+    def _placed(self) -> tuple[tuple[FieldRule, bool, str], ...]:
+        """Each rule with whether it fills a property, and the name it fills."""
+        return tuple(
+            (rule, True, rule.target[len(PROPERTY_PREFIX) :])
+            if rule.target.startswith(PROPERTY_PREFIX)
+            else (rule, False, rule.target)
+            for rule in self.fields
+        )
+
     def id_rule(self) -> FieldRule:
         """The rule of the target's id field (itemId or userId; userId for events)."""
         return next(rule for rule in self.fields if rule.target == ID_FIELD[self.target])
@@ -207,18 +220,15 @@ class SourceMapping:
     def apply(self, record: Any) -> dict[str, Any] | None:
         """The target entry (PutEvents event fields with `properties`, or an item or user
         entry) for `record`, or None when a skip condition holds."""
-        if any(condition.holds(record) for condition in self.skip):
-            return None
+        for condition in self.skip:
+            if condition.holds(record):
+                return None
         entry: dict[str, Any] = {}
         properties: dict[str, Any] = {}
-        for rule in self.fields:
+        for rule, into, name in self._placed:
             value = rule.value(record)
-            if value is _MISSING:
-                continue
-            if rule.target.startswith(PROPERTY_PREFIX):
-                properties[rule.target[len(PROPERTY_PREFIX) :]] = value
-            else:
-                entry[rule.target] = value
+            if value is not _MISSING:
+                (properties if into else entry)[name] = value
         for name in REQUIRED[self.target]:
             if name not in entry:
                 rule = next(r for r in self.fields if r.target == name)

@@ -126,9 +126,8 @@ class Path:
 
     def read(self, record: Any) -> Any:
         """The value at this path, or _MISSING where a step finds nothing: a key of
-        anything but an object, or an index of anything but an array. Indexing first and
-        catching the misses is the fast way for the records that have the path (most)."""
-        value = record
+        anything but an object, or an index of anything but an array (or past its end)."""
+        value: Any = record
         try:
             for step in self.steps:
                 if value.__class__ is not (list if step.__class__ is int else dict):

@@ -124,15 +124,21 @@ class Path:
             raise MappingError(f"path {text!r} must start with a key, like a.b[0].c")
         return cls(text, tuple(steps))
 
+    @cached_property
+    def _steps(self) -> tuple[tuple[str | int, type], ...]:
+        """Each step with the type it may be taken in: an index in an array, a key in an
+        object."""
+        return tuple((step, list if isinstance(step, int) else dict) for step in self.steps)
+
     def read(self, record: Any) -> Any:
         """The value at this path, or _MISSING where a step finds nothing: a key of
         anything but an object, or an index of anything but an array (or past its end)."""
         value: Any = record
         try:
-            for step in self.steps:
-                if value.__class__ is not (list if step.__class__ is int else dict):
+            for step, container in self._steps:
+                if value.__class__ is not container:
                     return _MISSING
-                value = value[step]
+                value = value[step]  # type: ignore[index]  # a list or a dict, tested above
         except (KeyError, IndexError):
             return _MISSING
         return value

@@ -6,7 +6,7 @@ call: `complete` (the list refresh) is given every such batch of the same handle
 first. Refreshing each batch's users in a call of its own let batches queue behind one
 another once the refresh neared saturation, each event then waiting for every refresh ahead
 of it; together, an event waits for at most the refresh running when it finished and the
-one that takes it (docs/performance.md, Serving).
+one that takes it (docs/performance-log.md, Serving).
 
 At most `depth` batches are past preparing at any time. A batch starts finishing only once
 the batch before it has finished and fewer than `depth` batches are uncompleted, so a

@@ -264,7 +264,7 @@ class ConnectorSettings(CommonSettings):
         le=1500,
         description="Longest the broker holds a fetch that finds no new records. While the "
         "ingest path is busy, the only fetch in flight may hold just idle partitions; the "
-        "busy partitions are fetched again only once it returns (docs/performance.md, "
+        "busy partitions are fetched again only once it returns (docs/performance-log.md, "
         "Serving).",
     )
     connector_session_timeout_seconds: float = Field(

@@ -38,10 +38,12 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.utils.futures import notify
 
-from connector.batch_pipeline import BatchHandler, BatchPipeline
+from connector.batch_pipeline import BatchAbandonedError, BatchHandler, BatchPipeline
 from connector.records import SourceRecord
 
 _IDLE_FETCH_SECONDS = 1.0
+# What the fetch loop may see while the app stops: cancelled fetches and batches.
+_STOPPING_ERRORS: tuple[type[BaseException], ...] = (asyncio.CancelledError, BatchAbandonedError)
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -68,12 +70,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if records and not self.should_stop:
                     await self._deliver(records)
                 await self.sleep(0)
-        except self.consumer_stopped_errors:
+        except _STOPPING_ERRORS + tuple(self.consumer_stopped_errors):
             if not self.transport.app.should_stop:
-                raise
-        except asyncio.CancelledError:
-            if not self.transport.app.should_stop:
-                raise
+                raise  # stopping cancels the batches in flight: unacknowledged, replayed
 
     def _batch_limits(self) -> tuple[int, float]:
         app: BatchApp = self.app  # type: ignore[assignment]

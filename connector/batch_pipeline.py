@@ -24,6 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class BatchAbandonedError(RuntimeError):
+    """A batch's finish or completion was cancelled before it returned: the batch is not
+    acknowledged, and no batch after it is completed (the consumer restarts from the
+    committed offsets)."""
+
+
 @dataclass(frozen=True)
 class BatchHandler:
     """How a topic's batches are processed, in two or three steps.
@@ -75,7 +81,8 @@ class BatchPipeline:
         self._uncompleted: deque[_Batch] = deque()  # started, not yet acknowledged; oldest first
         self._finished: deque[_Batch] = deque()  # finished, waiting for `complete`
         self._completer: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None  # what a completion raised: later batches
+        self._tasks: set[asyncio.Future[None]] = set()  # each batch's finish, kept referenced
+        self._failure: Exception | None = None  # what a completion raised: later batches
         # are failed with it, not completed after a batch that was not
 
     def in_flight(self, topic: str) -> Any:
@@ -120,7 +127,9 @@ class BatchPipeline:
         batch = _Batch(topic, handler, prepared, pairs, loop.create_future(), loop.create_future())
         self._newest = batch
         self._uncompleted.append(batch)
-        asyncio.ensure_future(self._finish(batch))
+        task = asyncio.ensure_future(self._finish(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, batch: _Batch) -> None:
         """finish, then queue the batch for the completer."""
@@ -128,7 +137,7 @@ class BatchPipeline:
             await batch.handler.finish(batch.prepared)
         except asyncio.CancelledError:
             batch.finished.cancel()
-            self._fail(batch, asyncio.CancelledError())
+            self._fail(batch, BatchAbandonedError("a batch's finish was cancelled"))
             raise
         except Exception as exc:
             batch.finished.set_exception(exc)  # raised by `ready` and `raise_failure`
@@ -151,33 +160,42 @@ class BatchPipeline:
             try:
                 if complete is not None:
                     await complete([batch.prepared for batch in group])
+                for batch in group:
+                    self._acknowledge(batch.pairs)
+                    self._settle(batch, None)
             except BaseException as exc:
-                self._failure = exc
-                for batch in (*group, *self._finished):
-                    self._fail(batch, exc)
-                self._finished.clear()
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+                failure = (
+                    exc
+                    if isinstance(exc, Exception) and not isinstance(exc, asyncio.CancelledError)
+                    else BatchAbandonedError(f"a batch's completion ended by {exc!r}")
+                )
+                self._stop_completing(group, failure)
+                if not isinstance(exc, Exception):
+                    raise  # cancellation, KeyboardInterrupt, SystemExit: not ours to keep
                 return  # raised through `ready` and `raise_failure`
-            for batch in group:
-                self._acknowledge(batch.pairs)
-                self._settle(batch, None)
 
-    def _fail(self, batch: _Batch, exc: BaseException) -> None:
+    def _stop_completing(self, group: list[_Batch], failure: Exception) -> None:
+        """Fail `group`'s batches not yet acknowledged and every batch waiting to complete;
+        batches still finishing fail as they finish."""
+        self._failure = failure
+        for batch in (*group, *self._finished):
+            if not batch.done.done():
+                self._fail(batch, failure)
+        self._finished.clear()
+
+    def _fail(self, batch: _Batch, exc: Exception) -> None:
         self._settle(batch, exc)
         _retrieved(batch.finished)
         _retrieved(batch.done)
 
-    def _settle(self, batch: _Batch, exc: BaseException | None) -> None:
+    def _settle(self, batch: _Batch, exc: Exception | None) -> None:
         if not batch.done.done():
             if exc is None:
                 batch.done.set_result(None)
-            elif isinstance(exc, asyncio.CancelledError):
-                batch.done.cancel()
             else:
                 batch.done.set_exception(exc)
-        if self._newest is batch:
-            self.idle.set()  # no batch after this one is in flight
+        if all(started.done.done() for started in self._uncompleted):
+            self.idle.set()  # every batch started is acknowledged or failed
         self._settled()
 
 

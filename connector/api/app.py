@@ -25,8 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 import redis
-from aiohttp import ClientPayloadError, hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import _default_expect_handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -46,10 +45,16 @@ from connector.api import (
     schema_registry,
 )
 from connector.api.auth import middlewares as api_key_middlewares
+from connector.api.bodies import READING_BODY, read_body
 from connector.api.requests import Limits, parse_ranking, parse_recommendations
 from connector.api.service import RecommendationService, Served, ServedItem
 from connector.api.settings import ApiSettings
-from connector.exceptions import KafkaUnavailableError, ModelNotFoundError
+from connector.exceptions import (
+    KafkaUnavailableError,
+    ModelNotFoundError,
+    RedisUnavailableError,
+    TransientError,
+)
 from connector.filters.store import open_filters
 from connector.keys import Keys
 from connector.serving.current_model import ModelHolder
@@ -207,20 +212,11 @@ def _routes(
     intake.register(app, settings, metrics.registry, _body, expect)
 
 
-READING_BODY = web.RequestKey("reading_body", bool)
-
-
 async def _body(request: web.Request) -> Any:
     """The decoded JSON body of a POST whose Content-Type is application/json; aiohttp
     refuses one over client_max_size with 413 (a declared one is refused before this)."""
     _check_content_type(request)
-    request[READING_BODY] = True  # a deadline now means the body did not arrive: 408
-    try:
-        raw = await request.read()
-    except (ClientPayloadError, HttpProcessingError, ConnectionResetError) as exc:
-        # The client closed before its Content-Length: a client's fault, not ours (500).
-        raise ApiRequestError(f"the request body ended before its Content-Length: {exc}") from exc
-    request[READING_BODY] = False
+    raw = await read_body(request)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -339,9 +335,12 @@ def _failure(exc: Exception, request: web.Request, settings: ApiSettings) -> tup
     if isinstance(exc, KafkaUnavailableError):
         log.warning("kafka unavailable", extra={"error": str(exc), "path": request.path})
         return 503, "Kafka is unavailable; retry"
-    if isinstance(exc, redis.RedisError):
+    if isinstance(exc, redis.RedisError | RedisUnavailableError):
         log.warning("redis unavailable", extra={"error": str(exc), "path": request.path})
         return 503, "Redis is unavailable; retry"
+    if isinstance(exc, TransientError):  # e.g. an external Schema Registry not answering
+        log.warning("dependency unavailable", extra={"error": str(exc), "path": request.path})
+        return 503, f"{exc}; retry"
     log.error("request failed", exc_info=exc, extra={"path": request.path})
     return 500, "internal error; the API's log has the details"
 

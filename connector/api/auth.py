@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from connector.api import aws
+from connector.api.bodies import read_body
 from connector.api.settings import ApiSettings
 from connector.exceptions import ConfigurationError
 
@@ -112,7 +113,7 @@ async def _signed(
     signature verifies (sigv4 imports botocore, needed only once a client signs)."""
     from connector.api import sigv4
 
-    body = await request.read()  # kept by aiohttp for the handler
+    body = await read_body(request)  # kept by aiohttp for the handler
     try:
         access_key_id = sigv4.verify(
             request.method,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from connector.api import ApiRequestError, ResourceNotFoundError
+from connector.ingest.limits import MAX_SENT_AT
 
 _ARN = re.compile(r"arn:[a-z\d-]+:personalize:[^:]*:[^:]*:(?P<kind>[a-z-]+)/(?P<name>.+)")
 DATASETS = {"INTERACTIONS": "interactions", "ITEMS": "items", "USERS": "users"}
@@ -96,21 +97,23 @@ def dataset_of(value: object, field: str, group: str, expected: str) -> None:
 
 def epoch_seconds(value: object, field: str) -> int:
     """sentAt as the SDKs send it (epoch seconds, possibly fractional, or an ISO-8601 time
-    with a zone), in whole epoch seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0 or value != value or value > 253_402_300_799:  # NaN, or past year 9999
-            raise ApiRequestError(f"{field} must be a time in epoch seconds, got {value!r}")
-        return int(value)
-    if isinstance(value, str):
+    with a zone), in whole epoch seconds, within what the connector stores (1970-2099)."""
+    seconds = None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        seconds = int(value) if abs(value) < 2**63 else None
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            return int(parsed.timestamp())
-    raise ApiRequestError(
-        f"{field} must be epoch seconds or an ISO-8601 time with a zone, got {value!r}"
-    )
+            seconds = int(parsed.timestamp())
+    if seconds is None or not 0 <= seconds < MAX_SENT_AT:
+        raise ApiRequestError(
+            f"{field} must be epoch seconds or an ISO-8601 time with a zone, from 1970 to "
+            f"2099, got {str(value):.80}"
+        )
+    return seconds
 
 
 def error_document(

@@ -45,14 +45,15 @@ class RateLimit:
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate, self._clock = rate, clock
-        self._tokens, self._at = rate, clock()
+        self._burst = max(rate, 1.0)  # a rate below one a second still lets one through
+        self._tokens, self._at = self._burst, clock()
 
     def take(self) -> None:
         """Spend one request's token, or raise ThrottledError when none is left."""
         if self._rate <= 0:
             return
         now = self._clock()
-        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
         if self._tokens < 1:
             raise ThrottledError(
@@ -87,8 +88,13 @@ class _Intake:
         return self._opened
 
     def _open(self) -> tuple[Publisher, TrackerStore, SchemaRegistry]:
+        """The views, read once here (their first read blocks; later ones run in the
+        background), then the producer: a failure leaves no producer behind."""
         settings = self._settings
-        return Publisher(settings), open_trackers(settings), open_registry(settings)
+        trackers, schemas = open_trackers(settings), open_registry(settings)
+        trackers.of_group(self.group)
+        schemas.list(self.group)
+        return Publisher(settings), trackers, schemas
 
     async def _parts(self) -> tuple[Publisher, TrackerStore, SchemaRegistry]:
         opened = self._opened
@@ -100,20 +106,23 @@ class _Intake:
         publisher, _, _ = await self._parts()
         await publisher.publish([(topic, record.key, record.value) for record in accepted.records])
 
-    async def tracking_id(self) -> str | None:
-        _, trackers, _ = await self._parts()
-        tracker = trackers.of_group(self.group)
-        return tracker.tracking_id if tracker is not None else None
+    async def lookups(self, dataset: str) -> tuple[str | None, DatasetSchema]:
+        """The group's tracking id and the dataset's current schema, looked up in a worker
+        thread: a schema not registered (or an external registry) means a blocking read."""
+        _, trackers, schemas = await self._parts()
+        return await asyncio.to_thread(self._look_up, trackers, schemas, dataset)
 
-    async def schema(self, dataset: str) -> DatasetSchema:
-        _, _, schemas = await self._parts()
+    def _look_up(
+        self, trackers: TrackerStore, schemas: SchemaRegistry, dataset: str
+    ) -> tuple[str | None, DatasetSchema]:
+        tracker = trackers.of_group(self.group)
         try:
             spec = schemas.current(self.group, dataset).spec
         except SchemaNotFoundError as exc:
             raise ApiRequestError(str(exc)) from exc
         if spec is None:
             raise ApiRequestError(f"the {dataset} schema of {self.group!r} is not a dataset schema")
-        return spec
+        return (tracker.tracking_id if tracker is not None else None), spec
 
     def close(self) -> None:
         opened = self._opened
@@ -142,9 +151,9 @@ def register(
 
     async def events(request: web.Request) -> web.Response:
         intake.limit.take()
-        tracking_id = await intake.tracking_id()
-        schema = await intake.schema("interactions")
-        accepted = put_requests.put_events(await body(request), tracking_id, schema)
+        decoded = await body(request)
+        tracking_id, schema = await intake.lookups("interactions")
+        accepted = put_requests.put_events(decoded, tracking_id, schema)
         await intake.publish(intake.topics.events, accepted)
         intake.accepted.labels("events").inc(accepted.count)
         return _empty()
@@ -152,8 +161,9 @@ def register(
     def entries(dataset: str, topic: str) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.Response:
             intake.limit.take()
-            schema = await intake.schema(dataset)
-            accepted = put_requests.put_entries(await body(request), dataset, intake.group, schema)
+            decoded = await body(request)
+            _, schema = await intake.lookups(dataset)
+            accepted = put_requests.put_entries(decoded, dataset, intake.group, schema)
             await intake.publish(topic, accepted)
             intake.accepted.labels(dataset).inc(accepted.count)
             return _empty()

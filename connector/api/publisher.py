@@ -52,7 +52,9 @@ class Publisher:
                     if not pending.done():
                         pending.cancel()  # a report that still comes finds it done
                 raise KafkaUnavailableError(f"the producer refused a record: {exc}") from exc
-        await asyncio.gather(*futures)
+        for outcome in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(outcome, BaseException):  # every outcome taken, none left unread
+                raise outcome
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (up to `timeout`), then stop the delivery thread."""

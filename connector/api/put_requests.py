@@ -21,6 +21,7 @@ import orjson
 
 from connector.api import ApiRequestError, aws
 from connector.exceptions import InvalidEventError
+from connector.ingest import limits
 from connector.ingest.rows import interaction_row, metadata_row
 from connector.registry.rules import DatasetSchema
 
@@ -101,9 +102,14 @@ def _event(value: Any, where: str, subject: str | None, schema: DatasetSchema) -
     _strings(event, "impression", 25, MAX_ID, where)
     _attribution(event.get("metricAttribution"), f"{where}.metricAttribution")
     _properties(event, "events", where)
-    impression = checked.get("impression")
-    _checked(where, lambda: interaction_row(checked, subject, impression, schema))
+    _checked(where, lambda: _row(checked, subject, schema))
     return checked
+
+
+def _row(event: dict[str, Any], subject: str | None, schema: DatasetSchema) -> object:
+    """The connector's own checks of one event (size, ids, properties) and its row."""
+    normalised = limits.check_event(event)
+    return interaction_row(normalised, subject, normalised.get("impression"), schema)
 
 
 def _entry(value: Any, where: str, id_field: str, schema: DatasetSchema) -> dict[str, Any]:

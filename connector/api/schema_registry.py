@@ -89,9 +89,11 @@ class _Registry:
     def check_source(self, subject: subjects.Subject, schema: dict[str, Any]) -> None:
         """A source topic's writer schema must hold what the source's mapping reads."""
         topic = subject.name[: -len(subjects.SUFFIX)]
-        source = self.avro_sources()[topic]
+        source = self.avro_sources().get(topic)
+        if source is None:  # deleted since the subject was resolved
+            raise RegistryError(404, 40401, f"no Avro source of {self.group!r} reads {topic}")
         try:
-            check_against(source.mapping, schema)
+            check_against(source.mapping, schema, "after" if source.format == "debezium" else "")
         except MappingError as exc:
             raise RegistryError(
                 422, 42201, f"the schema does not suit source {source.name!r}'s mapping: {exc}"
@@ -197,10 +199,11 @@ def _answering(
 async def _list_subjects(registry: _Registry, request: web.Request) -> list[str]:
     def names() -> list[str]:
         found = {subjects.subject_of(entry) for entry in registry.store.list(registry.group)}
-        writers = [f"{registry.events_topic}{subjects.SUFFIX}"]
-        writers += [f"{topic}{subjects.SUFFIX}" for topic in registry.avro_sources()]
-        for name in writers:
-            if registry.versions(registry.subject(name)):
+        topics = registry.avro_sources().keys()
+        for topic in (registry.events_topic, *topics):
+            name = f"{topic}{subjects.SUFFIX}"
+            writer = subjects.resolve(name, registry.group, registry.events_topic, topics)
+            if registry.versions(writer):
                 found.add(name)
         return sorted(found)
 

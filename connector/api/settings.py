@@ -23,10 +23,11 @@ class ApiSettings(CommonSettings):
     )
     api_port: int = Field(8080, ge=0, le=65535, description="Port the API listens on.")
     api_max_body_bytes: int = Field(
-        512 * 1024,
+        2 * 1024 * 1024,
         ge=1024,
         description="Largest request body accepted; larger ones get 413. The default takes "
-        "the largest PutItems Personalize accepts (10 items of 32,000 characters).",
+        "the largest PutItems Personalize accepts: 10 items of 32,000 characters, which the "
+        "SDKs send as JSON inside JSON, up to 6 bytes a character (\\uXXXX escapes).",
     )
     api_intake_requests_per_second: float = Field(
         2000.0,

@@ -26,15 +26,17 @@ PROPERTY_TYPES = ("string", "boolean", *NUMBERS)
 ID_TYPES = ("string",)
 
 
-def check_against(mapping: SourceMapping, schema: dict[str, Any]) -> None:
+def check_against(mapping: SourceMapping, schema: dict[str, Any], under: str = "") -> None:
     """Raise MappingError if a path of `mapping` is not in `schema` or its type cannot
-    become the target field's."""
+    become the target field's; `under` names the field the paths start from (`after`, the
+    row of a Debezium change event), else they start at the record."""
     named = _named_types(schema)
+    root: Any = schema if not under else _nodes_at(Path.parse(under), schema, named)
     for rule in mapping.fields:
         if rule.path is not None:
-            _check_rule(rule, _types_at(rule.path, schema, named))
+            _check_rule(rule, _types_at(rule.path, root, named))
     for condition in mapping.skip:
-        _types_at(condition.path, schema, named)
+        _types_at(condition.path, root, named)
 
 
 def _check_rule(rule: FieldRule, types: set[str]) -> None:
@@ -58,6 +60,11 @@ def _check_rule(rule: FieldRule, types: set[str]) -> None:
 
 def _types_at(path: Path, schema: Any, named: dict[str, Any]) -> set[str]:
     """The Avro types the value at `path` may have; MappingError if a step is not there."""
+    return {_type_name(node) for node in _branches(_nodes_at(path, schema, named), named)}
+
+
+def _nodes_at(path: Path, schema: Any, named: dict[str, Any]) -> list[Any]:
+    """The schema nodes the value at `path` may be; MappingError if a step is not there."""
     current = [schema]
     for depth, step in enumerate(path.steps):
         found = []
@@ -72,7 +79,7 @@ def _types_at(path: Path, schema: Any, named: dict[str, Any]) -> set[str]:
             so_far = _spelled(path.steps[: depth + 1])
             raise MappingError(f"path {path.text}: {so_far} is not in the topic's schema")
         current = found
-    return {_type_name(node) for node in _branches(current, named)}
+    return current
 
 
 def _branches(nodes: list[Any], named: dict[str, Any]) -> list[Any]:

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from connector.batch_pipeline import BatchHandler, BatchPipeline
+from connector.batch_pipeline import BatchAbandonedError, BatchHandler, BatchPipeline
 
 
 class Recorder:
@@ -125,3 +125,77 @@ def test_after_a_failed_completion_no_later_batch_is_completed() -> None:
 
     assert asyncio.run(scenario()) == []
     assert [batch for call in recorder.calls for batch in call] == [0]
+
+
+def test_a_cancelled_completion_fails_its_batches_and_stops_completing() -> None:
+    """A completion cancelled from inside (not by stopping the loop) must not pass for an
+    acknowledgement: its batches and every later one fail with BatchAbandonedError."""
+
+    async def scenario() -> tuple[list[int], list[list[int]]]:
+        calls: list[list[int]] = []
+
+        async def finish(batch: int) -> None:
+            await asyncio.sleep(0.001)
+
+        async def complete(batches: list[int]) -> None:
+            calls.append(batches)
+            raise asyncio.CancelledError
+
+        async def prepare(records: list[object], in_flight: object) -> object:
+            return records
+
+        acknowledged: list[int] = []
+        pipeline = BatchPipeline(lambda batch: acknowledged.append(batch), depth=4)
+        handler = BatchHandler(prepare, finish, complete)
+        pipeline.start("events", handler, 0, 0)
+        await asyncio.wait_for(pipeline.idle.wait(), 5)
+        with pytest.raises(BatchAbandonedError):
+            pipeline.raise_failure()
+        with pytest.raises(BatchAbandonedError):
+            await pipeline.ready()  # the fetch loop stops here instead of going on
+        return acknowledged, calls
+
+    acknowledged, calls = asyncio.run(scenario())
+    assert acknowledged == [] and calls == [[0]]
+
+
+def test_an_acknowledgement_that_raises_fails_the_batch_and_those_after_it() -> None:
+    async def scenario() -> list[int]:
+        recorder = Recorder(complete_seconds=0.01)
+        acknowledged: list[int] = []
+
+        def acknowledge(batch: int) -> None:
+            if batch == 1:
+                raise RuntimeError("acknowledging 1")
+            acknowledged.append(batch)
+
+        pipeline = BatchPipeline(acknowledge, depth=4)
+        for batch in range(4):
+            await pipeline.ready()
+            pipeline.start("events", recorder.handler(), batch, batch)
+        await asyncio.wait_for(pipeline.idle.wait(), 5)
+        with pytest.raises(RuntimeError, match="acknowledging 1"):
+            pipeline.raise_failure()
+        return acknowledged
+
+    assert asyncio.run(scenario()) == [0]
+
+
+def test_idle_waits_for_older_batches_when_the_newest_fails_to_finish() -> None:
+    """A rebalance commits once the pipeline is idle: that must not happen while batches
+    before a failed one still refresh their lists."""
+
+    async def scenario() -> tuple[bool, list[int]]:
+        recorder = Recorder(complete_seconds=0.2, fail=("finish", 1))
+        acknowledged: list[int] = []
+        pipeline = BatchPipeline(lambda batch: acknowledged.append(batch), depth=4)
+        await pipeline.ready()
+        pipeline.start("events", recorder.handler(), 0, 0)
+        await pipeline.ready()
+        pipeline.start("events", recorder.handler(), 1, 1)
+        await asyncio.sleep(0.05)  # batch 1 has failed; batch 0 is still completing
+        idle_early = pipeline.idle.is_set()
+        await asyncio.wait_for(pipeline.idle.wait(), 5)
+        return idle_early, acknowledged
+
+    assert asyncio.run(scenario()) == (False, [0])

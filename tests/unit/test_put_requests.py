@@ -63,6 +63,12 @@ def test_anonymous_events_are_keyed_by_session_and_epoch_seconds_are_whole() -> 
         ({"eventList": [{"eventType": "x"}]}, "eventList[0].sentAt must be epoch seconds"),
         ({"eventList": [{"eventType": "x", "sentAt": "yesterday"}]}, "sentAt must be epoch"),
         ({"eventList": [{"eventType": "x", "sentAt": "2023-11-14T22:13:20"}]}, "with a zone"),
+        ({"eventList": [{"eventType": "x", "sentAt": 5_000_000_000}]}, "from 1970 to 2099"),
+        ({"eventList": [{"eventType": "x", "sentAt": "1960-01-01T00:00:00Z"}]}, "1970 to 2099"),
+        (
+            {"eventList": [{"eventType": "x", "sentAt": 1, "impression": ["é" * 256] * 25}]},
+            "eventList[0]: event is",  # Personalize counts characters, the connector bytes
+        ),
         ({"eventList": [{"eventType": "x", "sentAt": 1, "eventValue": "9"}]}, "eventValue"),
         (
             {"eventList": [{"eventType": "x", "sentAt": 1, "impression": ["a"] * 26}]},

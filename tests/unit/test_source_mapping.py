@@ -153,3 +153,44 @@ def test_a_mapping_that_does_not_fit_the_schema_is_refused(
     mapping = parse_mapping({**CLICKSTREAM, "fields": {**CLICKSTREAM["fields"], **change}})
     with pytest.raises(MappingError, match=reason):
         check_against(mapping, CLICK_SCHEMA)
+
+
+DEBEZIUM_ITEMS = {
+    "type": "record",
+    "name": "Envelope",
+    "namespace": "shop.public.items",
+    "fields": [
+        {
+            "name": "before",
+            "type": [
+                "null",
+                {
+                    "type": "record",
+                    "name": "Value",
+                    "fields": [
+                        {"name": "id", "type": "string"},
+                        {"name": "genre", "type": ["null", "string"]},
+                    ],
+                },
+            ],
+        },
+        {"name": "after", "type": ["null", "Value"]},  # a reference, as Debezium writes it
+        {"name": "op", "type": "string"},
+        {"name": "ts_ms", "type": ["null", "long"]},
+    ],
+}
+
+
+def test_a_debezium_mapping_is_checked_against_the_row_after_the_change() -> None:
+    mapping = parse_mapping(
+        {
+            "target": "items",
+            "fields": {"itemId": {"path": "id"}, "properties.genres": {"path": "genre"}},
+        }
+    )
+    check_against(mapping, DEBEZIUM_ITEMS, "after")
+    with pytest.raises(MappingError, match="path id: id is not in the topic's schema"):
+        check_against(mapping, DEBEZIUM_ITEMS)  # from the envelope, the row's fields are not there
+    missing = parse_mapping({"target": "items", "fields": {"itemId": {"path": "sku"}}})
+    with pytest.raises(MappingError, match="sku is not in the topic's schema"):
+        check_against(missing, DEBEZIUM_ITEMS, "after")

@@ -324,25 +324,7 @@ def capture(service: str, operation: str, params: dict[str, Any]) -> Signed:
 def test_a_request_signed_by_the_real_sdk_client_verifies(service, operation, params):
     signed = capture(service, operation, params)
     sent_at = datetime.strptime(signed.headers["X-Amz-Date"], sigv4.AMZ_DATE_FORMAT)
-    assert (
-        verify(
-            signed.method,
-            signed.path,
-            signed.query,
-            signed.headers,
-            signed.body,
-            [b"k1", b"k2"],
-            sent_at.replace(tzinfo=UTC),
-        )
-        == "me"
-    )
+    request = (signed.method, signed.path, signed.query, signed.headers, signed.body)
+    assert verify(*request, [b"k1", b"k2"], sent_at.replace(tzinfo=UTC)) == "me"
     with pytest.raises(SignatureError, match="does not match"):
-        verify(
-            signed.method,
-            signed.path,
-            signed.query,
-            signed.headers,
-            signed.body,
-            [b"k1"],
-            sent_at.replace(tzinfo=UTC),
-        )
+        verify(*request, [b"k1"], sent_at.replace(tzinfo=UTC))

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
@@ -31,6 +31,9 @@ from connector.registry.schema import SchemaRegistry
 from connector.trackers import TrackerStore, open_trackers
 
 log = logging.getLogger("streamrec.api")
+# How long a tracking id and schema looked up serve requests: a new tracker or schema version
+# takes effect within this (the views themselves re-read every few seconds).
+LOOKUP_SECONDS = 1.0
 BodyReader = Callable[[web.Request], Any]
 
 
@@ -74,6 +77,7 @@ class _Intake:
         self.topics = settings.topics
         self.limit = RateLimit(settings.api_intake_requests_per_second)
         self._opened: asyncio.Future[tuple[Publisher, TrackerStore, SchemaRegistry]] | None = None
+        self._looked_up: dict[str, tuple[float, Any]] = {}  # dataset -> (when, found or error)
         self.accepted = Counter(
             "streamrec_api_intake_total",
             "Events, items and users accepted over HTTP and published, by dataset.",
@@ -107,10 +111,22 @@ class _Intake:
         await publisher.publish([(topic, record.key, record.value) for record in accepted.records])
 
     async def lookups(self, dataset: str) -> tuple[str | None, DatasetSchema]:
-        """The group's tracking id and the dataset's current schema, looked up in a worker
-        thread: a schema not registered (or an external registry) means a blocking read."""
-        _, trackers, schemas = await self._parts()
-        return await asyncio.to_thread(self._look_up, trackers, schemas, dataset)
+        """The group's tracking id and the dataset's current schema (or the error of their
+        absence), looked up in a worker thread at most once every LOOKUP_SECONDS: a schema
+        not registered, or an external registry, means a blocking read, and a thread hop
+        per request cost more than the rest of a small request's checks."""
+        now = time.monotonic()
+        cached = self._looked_up.get(dataset)
+        if cached is None or now - cached[0] > LOOKUP_SECONDS:
+            _, trackers, schemas = await self._parts()
+            try:
+                found: Any = await asyncio.to_thread(self._look_up, trackers, schemas, dataset)
+            except ApiRequestError as exc:
+                found = exc
+            cached = self._looked_up[dataset] = (now, found)
+        if isinstance(cached[1], ApiRequestError):  # a new one: re-raising one grows its traceback
+            raise type(cached[1])(str(cached[1]))
+        return cast(tuple[str | None, DatasetSchema], cached[1])
 
     def _look_up(
         self, trackers: TrackerStore, schemas: SchemaRegistry, dataset: str

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 import schemas
 from connector.keys import Keys, Subject
+from connector.records import SourceRecord
 from connector.registry.registry import open_registry
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.trackers import open_trackers
@@ -57,6 +58,14 @@ def read_topic(settings: CommonSettings, topic: str, timeout: float = 30) -> lis
         return messages
     finally:
         consumer.close()
+
+
+def source_records(settings: CommonSettings, topic: str) -> list[SourceRecord]:
+    """Every record of `topic` now, as the connector's processors are handed them."""
+    return [
+        SourceRecord(topic, m.partition, m.offset, m.key, m.value)
+        for m in read_topic(settings, topic)
+    ]
 
 
 def _read_partition(

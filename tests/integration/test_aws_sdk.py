@@ -26,10 +26,9 @@ from connector.api.app import create_app
 from connector.filters.store import open_filters
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters, Model
-from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import processors
-from tests.integration.helpers import decode_rows, prepare_group, read_topic
+from tests.integration.helpers import decode_rows, prepare_group, read_topic, source_records
 from tests.integration.test_api import (
     COLD,
     Server,
@@ -73,10 +72,7 @@ def ingest(settings: ConnectorSettings) -> None:
         (settings.topics.users, group.users),
         (settings.topics.events, group.events),
     ):
-        records = [
-            SourceRecord(topic, m.partition, m.offset, m.key, m.value)
-            for m in read_topic(settings, topic)
-        ]
+        records = source_records(settings, topic)
         if records:
             assert processor.process(records).dead == 0
 

@@ -13,23 +13,15 @@ import redis
 
 from connector.devservices.process import free_port
 from connector.keys import Keys, Subject
-from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor, processors
-from tests.integration.helpers import prepare_group, read_topic
+from tests.integration.helpers import prepare_group, source_records
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["streamrec", *args], env=env, capture_output=True, text=True, timeout=300
     )
-
-
-def consumed(settings: ConnectorSettings, topic: str) -> list[SourceRecord]:
-    return [
-        SourceRecord(topic, m.partition, m.offset, m.key, m.value)
-        for m in read_topic(settings, topic)
-    ]
 
 
 def test_import_interactions_then_metrics(
@@ -45,7 +37,7 @@ def test_import_interactions_then_metrics(
     assert result.returncode == 0, result.stderr
     assert "published 122 rows" in result.stdout and "120 pass the checks" in result.stdout
     assert "TIMESTAMP must be long, got str 'never'" in result.stdout
-    report = event_processor(settings).process(consumed(settings, settings.topics.events))
+    report = event_processor(settings).process(source_records(settings, settings.topics.events))
     assert (report.appended, report.dead) == (120, 2)
     shown = run(["metrics", "--as-json", "--last", "100"], service_env)
     buckets = [json.loads(line) for line in shown.stdout.splitlines()]
@@ -63,7 +55,7 @@ def test_import_items(
     result = run(["import", "items", str(csv_file)], service_env)
     assert result.returncode == 0, result.stderr
     assert "25 pass the checks" in result.stdout
-    report = processors(settings).items.process(consumed(settings, settings.topics.items))
+    report = processors(settings).items.process(source_records(settings, settings.topics.items))
     assert (report.upserted, report.dead) == (25, 0)
 
 

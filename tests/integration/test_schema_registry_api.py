@@ -20,11 +20,16 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 import schemas
 from connector.api.app import create_app
 from connector.keys import Subject
-from connector.records import SourceRecord
 from connector.registry.registry import open_registry
 from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
-from tests.integration.helpers import decode_rows, history_items, prepare_group, read_topic
+from tests.integration.helpers import (
+    decode_rows,
+    history_items,
+    prepare_group,
+    read_topic,
+    source_records,
+)
 from tests.integration.test_api import Server, api_settings
 from tests.unit.test_resolution import shop_writer
 
@@ -57,12 +62,7 @@ def ingest(settings: ConnectorSettings, tracking_id: str) -> tuple[int, int]:
     """Everything on the events topic through the connector's event processor: (appended,
     dead)."""
     processor = event_processor(settings)
-    consumed = read_topic(settings, settings.topics.events)
-    records = [
-        SourceRecord(settings.topics.events, m.partition, m.offset, m.key, m.value)
-        for m in consumed
-    ]
-    report = processor.process(records)
+    report = processor.process(source_records(settings, settings.topics.events))
     return report.appended, report.dead
 
 

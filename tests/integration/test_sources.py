@@ -27,7 +27,13 @@ from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.sources.store import open_sources
 from connector.wiring import processors
-from tests.integration.helpers import decode_rows, history_items, prepare_group, read_topic
+from tests.integration.helpers import (
+    decode_rows,
+    history_items,
+    prepare_group,
+    read_topic,
+    source_records,
+)
 from tests.integration.test_api import Server, api_settings
 
 pytestmark = pytest.mark.integration
@@ -119,10 +125,7 @@ def publish(settings: ConnectorSettings, topic: str, values: list[bytes]) -> lis
     for value in values:
         producer.produce(topic, value=value)
     assert producer.flush(30) == 0
-    return [
-        SourceRecord(topic, m.partition, m.offset, m.key, m.value)
-        for m in read_topic(settings, topic)
-    ]
+    return source_records(settings, topic)
 
 
 def test_a_json_clickstream_source_becomes_interactions(
@@ -147,12 +150,7 @@ def test_a_json_clickstream_source_becomes_interactions(
     processor = processors(settings).sources[topic]
     report = processor.process(records)
     assert (report.appended, report.dead) == (3, 2)  # type: ignore[union-attr]
-    rows = decode_rows(settings, read_topic(settings, settings.topics.interactions))
-    assert sorted((r["USER_ID"], r["ITEM_ID"], r["EVENT_TYPE"], r["TIMESTAMP"]) for r in rows) == [
-        ("42", "i7", "cart", 1_700_000_002),
-        ("42", "i7", "view", 1_700_000_001),
-        ("sess-anon", "i8", "view", 1_700_000_003),
-    ]
+    assert interactions(settings) == CLICKS_ROWS
     assert history_items(redis_db, settings.dataset_group, Subject("u", "42")) == ["i7", "i7"]
     letters = read_topic(settings, settings.topics.deadletter)
     reasons = sorted(dict(m.headers or [])["streamrec.reason"] for m in letters)
@@ -162,6 +160,21 @@ def test_a_json_clickstream_source_becomes_interactions(
         "source 'clicks' (version 1): sentAt: epoch_millis of path timestamp" in r for r in reasons
     )
     assert any(r.startswith("source 'clicks' (version 1):") and "JSON" in r for r in reasons)
+
+
+# The Interactions rows both clickstream tests expect: user 42's view and cart of i7, and
+# an anonymous view of i8 attributed to its session.
+CLICKS_ROWS = [
+    ("42", "i7", "cart", 1_700_000_002),
+    ("42", "i7", "view", 1_700_000_001),
+    ("sess-anon", "i8", "view", 1_700_000_003),
+]
+
+
+def interactions(settings: ConnectorSettings) -> list[tuple[Any, ...]]:
+    """The group's Interactions rows as sorted (user, item, type, time)."""
+    rows = decode_rows(settings, read_topic(settings, settings.topics.interactions))
+    return sorted((r["USER_ID"], r["ITEM_ID"], r["EVENT_TYPE"], r["TIMESTAMP"]) for r in rows)
 
 
 def sources_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -323,10 +336,7 @@ def test_a_debezium_items_source_follows_the_table(
     for n, value in enumerate(values):
         producer.produce(topic, key=json.dumps({"id": n}).encode(), value=value)
     assert producer.flush(30) == 0
-    records = [
-        SourceRecord(topic, m.partition, m.offset, m.key, m.value)
-        for m in read_topic(settings, topic)
-    ]
+    records = source_records(settings, topic)
     report = processors(settings).sources[topic].process(records)
     assert (report.upserted, report.deleted, report.dead) == (4, 1, 1)  # type: ignore[union-attr]
     keys = Keys(settings.dataset_group)
@@ -390,15 +400,7 @@ def test_an_avro_source_takes_serializer_records_through_the_embedded_registry(
     assert refused.value.http_status_code == 422
     assert "products[0].sku is not in the topic's schema" in refused.value.error_message
     assert subject in subjects
-    records = [
-        SourceRecord(topic, m.partition, m.offset, m.key, m.value)
-        for m in read_topic(settings, topic)
-    ]
+    records = source_records(settings, topic)
     report = processors(settings).sources[topic].process(records)
     assert (report.appended, report.dead) == (3, 0)  # type: ignore[union-attr]
-    rows = decode_rows(settings, read_topic(settings, settings.topics.interactions))
-    assert sorted((r["USER_ID"], r["ITEM_ID"], r["EVENT_TYPE"], r["TIMESTAMP"]) for r in rows) == [
-        ("42", "i7", "cart", 1_700_000_002),
-        ("42", "i7", "view", 1_700_000_001),
-        ("sess-anon", "i8", "view", 1_700_000_003),
-    ]
+    assert interactions(settings) == CLICKS_ROWS

@@ -115,18 +115,48 @@ class Keys:
         """Set of the distinct attribution sources seen (at most 100)."""
         return f"{self.base}attribution_sources"
 
+    # The counters share one hash tag, so on a Redis Cluster a batch's counts, the bucket index
+    # and the journal of counts not yet written (`pending_counts`) change together in one
+    # script. Layout version 2 moved them there from `metrics:types:<bucket>` and the like
+    # (connector/stores/counters.py migrates).
+
+    @property
+    def metrics_base(self) -> str:
+        """The start of every counter key: `streamrec:<g>:metrics:{m:<g>}:`."""
+        return f"{self.base}metrics:{{m:{escape(self.group)}}}:"
+
     def type_counts(self, bucket: int) -> str:
         """Hash of event counts per event type in the time bucket starting at `bucket`."""
-        return f"{self.base}metrics:types:{bucket}"
+        return f"{self.metrics_base}types:{bucket}"
 
     def source_counts(self, bucket: int) -> str:
         """Hash of event counts per attribution source in the time bucket `bucket`."""
-        return f"{self.base}metrics:sources:{bucket}"
+        return f"{self.metrics_base}sources:{bucket}"
 
     @property
     def metric_buckets(self) -> str:
         """Sorted set of the time buckets that have counts, scored by bucket start."""
-        return f"{self.base}metrics:buckets"
+        return f"{self.metrics_base}buckets"
+
+    @property
+    def pending_counts(self) -> str:
+        """Hash of the batches whose counts are kept on their subjects' nodes and not yet
+        added to the counters (Redis Cluster only): token -> JSON {created, anchors, counted}."""
+        return f"{self.metrics_base}pending"
+
+    def pending_part(self, subject: Subject) -> str:
+        """Hash of one batch part's counts (token -> JSON) kept on the subject's node until
+        they are added to the counters (Redis Cluster only)."""
+        return f"{self.base}{subject.tag}:pending"
+
+    def legacy_metrics(self) -> tuple[str, str, str]:
+        """Layout version 1's counter keys: the prefix of type counts, of source counts, and
+        the bucket index, for the migration to version 2."""
+        return (
+            f"{self.base}metrics:types:",
+            f"{self.base}metrics:sources:",
+            f"{self.base}metrics:buckets",
+        )
 
     # Model versions. A version's keys deliberately share no hash tag: each chunk is its own
     # key, so a model of millions of items spreads over a Redis Cluster's slots instead of

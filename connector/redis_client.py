@@ -1,19 +1,34 @@
-"""The one way streamrec opens Redis: from settings, checked with PING at start-up."""
+"""The one way streamrec opens Redis: from settings, checked with PING at start-up.
+
+`STREAMREC_REDIS_URL` names a single server (`redis://`, `rediss://`) or a Redis Cluster
+(`redis+cluster://`, `rediss+cluster://`, any one node as the seed). Code that writes keys of
+many subjects in one call asks `is_cluster` and splits its work by node (docs/deploy.md).
+"""
 
 from __future__ import annotations
 
-import redis
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
-from connector.exceptions import RedisUnavailableError
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
+
+from connector.exceptions import ConfigurationError, RedisUnavailableError
 from connector.settings import CommonSettings
 
+RedisClient: TypeAlias = redis.Redis | RedisCluster
+"""A client of either kind; both take the same commands for keys of one hash slot."""
 
-def connect(settings: CommonSettings) -> redis.Redis:
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def connect(settings: CommonSettings) -> RedisClient:
     """A client for the settings' Redis (URL, ACL user, password, TLS CA), known to answer.
 
     Failing here, at start-up, with the reason beats failing on the first event.
     """
-    client = redis.Redis.from_url(settings.redis_url, **settings.redis_options())
+    client = open_url(settings.redis_url, **settings.redis_options())
     try:
         client.ping()
     except redis.AuthenticationError as exc:
@@ -26,6 +41,39 @@ def connect(settings: CommonSettings) -> redis.Redis:
             f"Redis at {_safe(settings.redis_url)} does not answer: {exc}"
         ) from exc
     return client
+
+
+def open_url(url: str, **options: Any) -> RedisClient:
+    """A client of `url` without any check: a cluster client for a `+cluster` scheme."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in CLUSTER_SCHEMES:
+        return redis.Redis.from_url(url, **options)
+    host_port = rest.rpartition("@")[2].split("/", 1)
+    if len(host_port) > 1 and host_port[1] not in ("", "0"):
+        raise ConfigurationError(
+            f"a Redis Cluster has only database 0, not {host_port[1]!r} in {_safe(url)}"
+        )
+    try:
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}{sep}{rest}", **options)
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise RedisUnavailableError(
+            f"Redis Cluster at {_safe(url)} does not answer: {exc}"
+        ) from exc
+
+
+def is_cluster(client: RedisClient) -> bool:
+    """Whether `client` talks to a Redis Cluster (keys of different slots on different nodes)."""
+    return isinstance(client, RedisCluster)
+
+
+def mget(client: RedisClient, names: Sequence[str]) -> list[Any]:
+    """The values of `names`, in order (None where missing): one MGET on a single server, one
+    per slot on a cluster (where a MGET may only name keys of one slot)."""
+    if not names:
+        return []
+    if isinstance(client, RedisCluster):
+        return list(client.mget_nonatomic(list(names)))
+    return list(client.mget(list(names)))
 
 
 def _safe(url: str) -> str:

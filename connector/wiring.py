@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis
-
 import schemas
 from connector import redis_client
 from connector.ingest.metadata import ITEMS, USERS, Entity, EntriesDecoder, MetadataProcessor
@@ -14,6 +12,7 @@ from connector.ingest.processor import EventProcessor
 from connector.ingest.writer import MAX_DEAD_LETTER_BYTES, DatasetWriter
 from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
+from connector.redis_client import RedisClient
 from connector.registry.registry import open_registry
 from connector.registry.schema import ENVELOPE, SchemaRegistry
 from connector.serving.list_refresh import RefreshesLists
@@ -98,7 +97,7 @@ def _metadata_processor(
     settings: ConnectorSettings,
     entity: Entity,
     registry: SchemaRegistry,
-    client: redis.Redis,
+    client: RedisClient,
     entries: EntriesDecoder | None = None,
 ) -> MetadataProcessor:
     topics = settings.topics
@@ -113,7 +112,7 @@ def _metadata_processor(
 
 
 def _source_processor(
-    settings: ConnectorSettings, source: Source, registry: SchemaRegistry, client: redis.Redis
+    settings: ConnectorSettings, source: Source, registry: SchemaRegistry, client: RedisClient
 ) -> EventProcessor | MetadataProcessor:
     """The processor of one source: the event path or the items or users path, reading
     the source's records through its mapping."""
@@ -144,7 +143,7 @@ def event_processor(settings: ConnectorSettings) -> EventProcessor:
 def _event_processor(
     settings: ConnectorSettings,
     registry: SchemaRegistry,
-    client: redis.Redis,
+    client: RedisClient,
     decode: Decoder | None = None,
 ) -> EventProcessor:
     registry.register(settings.dataset_group, ENVELOPE, schemas.load(schemas.ENVELOPE_FILE))
@@ -167,7 +166,7 @@ def _event_processor(
     )
 
 
-def _lists(settings: ConnectorSettings, client: redis.Redis) -> RefreshesLists | None:
+def _lists(settings: ConnectorSettings, client: RedisClient) -> RefreshesLists | None:
     """What keeps the batch's lists fresh: child processes by default
     (serving/refresh_process.py says why), this process when so configured, or nothing."""
     if not settings.lists_enabled:

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from connector.redis_client import RedisClient
+
 REGISTRY = CollectorRegistry()
 RUNS = Counter(
     "streamrec_worker_runs_total",
@@ -70,7 +72,7 @@ class _Pages(BaseHTTPRequestHandler):
         """Quiet: probes every few seconds would flood the log."""
 
 
-def serve_health(port: int, client: redis.Redis, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104
+def serve_health(port: int, client: RedisClient, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104
     """Start the pages in a daemon thread; the caller shuts the server down at exit."""
 
     def ping() -> bool:

@@ -57,6 +57,7 @@ from connector.exceptions import (
 )
 from connector.filters.store import open_filters
 from connector.keys import Keys
+from connector.redis_client import RedisClient
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import FilterResolver, StoredFilters
 from connector.serving.item_index import single_threaded_numerics
@@ -116,7 +117,7 @@ class _Metrics:
 
 def create_app(
     settings: ApiSettings,
-    client: redis.Redis | None = None,
+    client: RedisClient | None = None,
     filters: FilterResolver | None = None,
 ) -> web.Application:
     """The API of the settings' dataset group; its model holder starts with the app."""
@@ -155,7 +156,7 @@ def create_app(
 
 
 def _stored_filters(
-    settings: ApiSettings, client: redis.Redis, keys: Keys, holder: ModelHolder
+    settings: ApiSettings, client: RedisClient, keys: Keys, holder: ModelHolder
 ) -> StoredFilters:
     """The group's filters, each version's item table built before it is served."""
     stored = StoredFilters(open_filters(settings), client, keys)

@@ -30,7 +30,6 @@ from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import orjson
-import redis
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -39,6 +38,7 @@ from connector.api import ApiRequestError
 from connector.api.dead_letter_counts import DeadLetterCounts
 from connector.api.settings import ApiSettings
 from connector.keys import Keys, Subject
+from connector.redis_client import RedisClient
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
@@ -63,7 +63,7 @@ T = TypeVar("T")
 
 
 def register(
-    app: web.Application, settings: ApiSettings, client: redis.Redis, holder: ModelHolder
+    app: web.Application, settings: ApiSettings, client: RedisClient, holder: ModelHolder
 ) -> None:
     """Add the page, its static files and the JSON endpoints to the API app."""
     reader = DashboardReader(client, settings, holder)
@@ -136,7 +136,7 @@ def _file(name: str) -> web.FileResponse:
 class DashboardReader:
     """What each panel shows, read synchronously (the routes run it in a worker thread)."""
 
-    def __init__(self, client: redis.Redis, settings: ApiSettings, holder: ModelHolder) -> None:
+    def __init__(self, client: RedisClient, settings: ApiSettings, holder: ModelHolder) -> None:
         self._client, self._holder = client, holder
         self._keys = Keys(settings.dataset_group)
         common = {name: getattr(settings, name) for name in CommonSettings.model_fields}

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import redis
 
 from connector.api import ApiRequestError, ModelChangedError, UnknownFilterError
 from connector.api.requests import (
@@ -34,6 +33,7 @@ from connector.exceptions import ModelNotFoundError
 from connector.keys import Keys, Subject
 from connector.model.history import HistoryEntry, Interacted, ItemEvent
 from connector.records import ServedList
+from connector.redis_client import RedisClient
 from connector.serving import from_list, ranking
 from connector.serving.candidates import known_columns
 from connector.serving.current_model import ModelHolder, ServingModel
@@ -124,7 +124,7 @@ class RecommendationService:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         settings: ApiSettings,
         holder: ModelHolder,
         filters: FilterResolver | None = None,

@@ -19,6 +19,7 @@ from connector.cli.options import group_option
 from connector.devservices import kafka as local_kafka
 from connector.devservices import redis as local_redis
 from connector.keys import Keys
+from connector.redis_client import RedisClient
 from connector.settings import ConnectorSettings
 from connector.stores.counters import recent_buckets
 from connector.stores.model_versions import ModelStore, VersionInfo
@@ -115,7 +116,7 @@ def _describe(info: VersionInfo, meta: dict[str, Any]) -> str:
     return f"{info.version} (created {created}, {info.items:,} items{trained})\n  {metrics}"
 
 
-def _throughput(client: redis.Redis, keys: Keys, last: int, width: int) -> None:
+def _throughput(client: RedisClient, keys: Keys, last: int, width: int) -> None:
     buckets = recent_buckets(client, keys, last)
     if not buckets:
         click.echo("throughput: no events counted yet")

@@ -16,6 +16,8 @@ _HINTS = {
     " maven)",
     "redis-server": "install Redis (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew"
     " install redis)",
+    "redis-cli": "install Redis (Debian/Ubuntu: apt-get install -y redis-server, which brings"
+    " redis-cli; macOS: brew install redis)",
 }
 
 

@@ -24,7 +24,16 @@ from connector.ingest.rows import decode_json, metadata_row
 from connector.ingest.writer import DatasetWriter
 from connector.keys import Keys
 from connector.records import DeadLetter, SourceRecord
+from connector.redis_client import RedisClient
 from connector.registry.schema import SchemaRegistry
+
+# An entity's row replaces its hash whole (fields the new row lacks must go): ARGV is the
+# flat field, value list, empty for a deletion.
+_REPLACE = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class MetadataProcessor:
         group: str,
         entity: Entity,
         registry: SchemaRegistry,
-        client: redis.Redis,
+        client: RedisClient,
         writer: DatasetWriter,
         entries: EntriesDecoder | None = None,
     ) -> None:
@@ -82,6 +91,7 @@ class MetadataProcessor:
         self._entity = entity
         self._registry = registry
         self._client = client
+        self._replace = client.register_script(_REPLACE)
         self._keys = Keys(group)
         self._writer = writer
         self._decode_entries: EntriesDecoder = entries or self._put_entries
@@ -173,18 +183,30 @@ class MetadataProcessor:
         return metadata_row(entity_id, entry.get("properties"), spec)
 
     def _upsert(self, keyed: list[tuple[str, dict[str, Any] | None]]) -> None:
-        """Replace each entity's hash (DEL + HSET) or delete it, in order, all in one
-        MULTI/EXEC."""
-        pipe = self._client.pipeline(transaction=True)
-        for entity_id, row in keyed:
-            key = self._key(entity_id)
-            pipe.delete(key)
-            if row is not None:
-                pipe.hset(key, mapping={k: _text(v) for k, v in row.items() if v is not None})
-        pipe.execute()
+        """Replace each entity's hash (DEL + HSET in one script, so no reader sees it half
+        written) or delete it, in order, in one pipeline: on a Redis Cluster each node gets
+        its entities' scripts, since entities live in slots of their own."""
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for entity_id, row in keyed:
+                fields = [] if row is None else _fields(row)
+                self._replace(keys=[self._key(entity_id)], args=fields, client=pipe)
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                # A cluster pipeline does not load scripts; a node that failed over lost them.
+                self._client.script_load(_REPLACE)
 
     def _key(self, entity_id: str) -> str:
         return self._keys.item(entity_id) if self._entity is ITEMS else self._keys.user(entity_id)
+
+
+def _fields(row: dict[str, Any]) -> list[str]:
+    """A row as HSET's flat field, value list (fields without a value left out)."""
+    return [part for k, v in row.items() if v is not None for part in (k, _text(v))]
 
 
 def _text(value: Any) -> str:

@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
-import redis
 
 from connector.filters.evaluate import item_mask
 from connector.filters.store import FilterStore
 from connector.keys import Keys
 from connector.model.history import ItemEvent
+from connector.redis_client import RedisClient
 from connector.serving.current_model import ServingModel
 from connector.stores.catalog import ItemTable, load_item_table
 
@@ -45,7 +45,7 @@ class FilterResolver(Protocol):
 class StoredFilters:
     """A FilterResolver over the dataset group's named filters."""
 
-    def __init__(self, store: FilterStore, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, store: FilterStore, client: RedisClient, keys: Keys) -> None:
         self._store, self._client, self._keys = store, client, keys
         self._lock = threading.Lock()  # one build per version, however many requests wait
 

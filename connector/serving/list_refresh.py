@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import redis
 
 from connector.exceptions import FilterError
 from connector.keys import Keys, Subject
+from connector.redis_client import RedisClient
 from connector.serving.current_model import ModelHolder, ServingModel
 from connector.serving.filters import FilterResolver
 from connector.serving.ranking import Exploration, Ranked
@@ -57,7 +57,7 @@ class ListRefresher:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         holder: ModelHolder,
         lists: RecommendationLists,

@@ -8,11 +8,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import redis
-
 from connector.filters.store import open_filters
 from connector.keys import Keys
 from connector.memory import fix_mmap_threshold, return_freed_memory
+from connector.redis_client import RedisClient
 from connector.serving.current_model import ModelHolder
 from connector.serving.filters import StoredFilters
 from connector.serving.item_index import single_threaded_numerics
@@ -37,13 +36,13 @@ def list_policy(settings: ConnectorSettings) -> ListPolicy:
     )
 
 
-def history_reader(settings: CommonSettings, client: redis.Redis) -> HistoryReader:
+def history_reader(settings: CommonSettings, client: RedisClient) -> HistoryReader:
     """The one reader of subjects' histories (lists, API, dashboard, rebuild)."""
     return HistoryReader(client, Keys(settings.dataset_group), settings.history_length)
 
 
 def list_refresher(
-    settings: ConnectorSettings, client: redis.Redis, refresh_on_new_version: bool = True
+    settings: ConnectorSettings, client: RedisClient, refresh_on_new_version: bool = True
 ) -> ListRefresher:
     """Precomputed lists kept fresh with the served model, which follows new versions; a
     new version also refreshes every active user's list, in a background thread (unless
@@ -74,7 +73,7 @@ def list_refresher(
 
 
 def lists_filters(
-    settings: ConnectorSettings, client: redis.Redis, keys: Keys
+    settings: ConnectorSettings, client: RedisClient, keys: Keys
 ) -> StoredFilters | None:
     """The filters the lists go through, if STREAMREC_LISTS_FILTER names one; an unknown
     name fails at start-up rather than on every batch."""

@@ -1,9 +1,14 @@
 -- Apply one batch of accepted events atomically: dedup markers, session histories,
 -- interacted items, stitches of anonymous sessions into users, event-type and attribution counters.
 -- Every effect is keyed by the event's markers, so applying a batch twice changes nothing.
--- ARGV[1]: JSON {settings..., events: [...], stitches: [...]}; see connector/stores/sessions.py.
--- Returns {admitted, duplicates, stitched, flags}: flags has '1' per event applied and '0' per
--- duplicate, in order.
+-- ARGV[1]: JSON {settings..., events: [...], stitches: [...], merges: [...], pending: {...}};
+-- see connector/stores/sessions.py. On a Redis Cluster the connector sends each node the
+-- events of the subjects it holds, with `pending` set: the counts are then not written here
+-- but returned and kept under `pending.anchor` (one of the node's subjects) until the
+-- counters' own slot has them (connector/stores/cluster_apply.py); a session's merge into its
+-- user comes as a `merges` op with the session's members, read from the session's node.
+-- Returns {admitted, duplicates, stitched, flags, counts}: flags has '1' per event applied
+-- and '0' per duplicate, in order; counts is JSON when `pending` is set, else ''.
 local batch = cjson.decode(ARGV[1])
 local admitted, duplicates, stitched = 0, 0, 0
 local flags = {}
@@ -20,6 +25,7 @@ local function touch(subject, ts)
 end
 
 local function add(counts, bucket, name)
+  bucket = tostring(bucket)  -- a string key, so the counts encode as a JSON object
   local by_name = counts[bucket]
   if by_name == nil then
     by_name = {}
@@ -67,7 +73,8 @@ local function event(op)
   redis.call('ZADD', subject .. batch.interacted_suffix, 'GT', op.ts, op.interacted)
   touch(subject, op.ts)
   add(type_counts, op.bucket, op.type)
-  add(source_counts, op.bucket, source_of(op.source))
+  -- with `pending`, the sources set lives on another node: the connector admits them
+  add(source_counts, op.bucket, batch.pending and op.source or source_of(op.source))
   admitted = admitted + 1
   table.insert(flags, '1')
 end
@@ -87,6 +94,23 @@ local function stitch(op)
     touch(user, tonumber(newest) or batch.newest)
     stitched = stitched + 1
   end
+end
+
+-- Add members (flat score, member, ... lists) keeping each one's highest score, as the
+-- stitch's ZUNIONSTORE ... AGGREGATE MAX does, in chunks that stay below Lua's unpack limit.
+local function add_max(key, flat)
+  for start = 1, #flat, 2000 do
+    redis.call('ZADD', key, 'GT', unpack(flat, start, math.min(start + 1999, #flat)))
+  end
+end
+
+local function merge(op)
+  local user = batch.prefix .. op.user_tag
+  add_max(user .. batch.history_suffix, op.history)
+  add_max(user .. batch.seen_suffix, op.seen)
+  add_max(user .. batch.interacted_suffix, op.interacted)
+  local newest = redis.call('ZRANGE', user .. batch.seen_suffix, -1, -1, 'WITHSCORES')[2]
+  touch(user, tonumber(newest) or batch.newest)
 end
 
 local function bound(subject, newest)
@@ -114,8 +138,17 @@ local function flush(counts, prefix)
 end
 
 for _, op in ipairs(batch.events) do event(op) end
-for _, op in ipairs(batch.stitches) do stitch(op) end
+for _, op in ipairs(batch.stitches or {}) do stitch(op) end
+for _, op in ipairs(batch.merges or {}) do merge(op) end
 for subject, newest in pairs(touched) do bound(subject, newest) end
+if batch.pending then
+  local counts = cjson.encode({types = type_counts, sources = source_counts})
+  if admitted > 0 then
+    redis.call('HSET', batch.pending.anchor, batch.pending.token, counts)
+    redis.call('EXPIRE', batch.pending.anchor, batch.pending.ttl)
+  end
+  return {admitted, duplicates, stitched, table.concat(flags), counts}
+end
 flush(type_counts, batch.type_prefix)
 flush(source_counts, batch.source_prefix)
-return {admitted, duplicates, stitched, table.concat(flags)}
+return {admitted, duplicates, stitched, table.concat(flags), ''}

@@ -21,6 +21,7 @@ import redis
 
 from connector.exceptions import RedisUnavailableError
 from connector.keys import Keys
+from connector.redis_client import RedisClient
 
 SEPARATOR = "|"  # several categorical values in one field, as in Personalize
 BATCH = 1000  # HGETALLs per pipeline: one round trip per batch, not per item
@@ -133,7 +134,7 @@ def _numeric_columns(rows: Sequence[Mapping[str, str]]) -> dict[str, np.ndarray]
 
 
 def load_item_table(
-    client: redis.Redis, keys: Keys, ids: Sequence[str], batch: int = BATCH
+    client: RedisClient, keys: Keys, ids: Sequence[str], batch: int = BATCH
 ) -> ItemTable:
     """The table of `ids` (in that order) from the connector's item hashes; an item with no
     hash has no metadata. Pipelined HGETALLs, `batch` per round trip."""
@@ -144,12 +145,12 @@ def load_item_table(
     return ItemTable(ids, rows)
 
 
-def user_metadata(client: redis.Redis, keys: Keys, user_id: str) -> dict[str, str]:
+def user_metadata(client: RedisClient, keys: Keys, user_id: str) -> dict[str, str]:
     """The user's Users row as field -> text (empty for an unknown or anonymous user)."""
     return _hashes(client, [keys.user(user_id)])[0]
 
 
-def _hashes(client: redis.Redis, names: list[str]) -> list[dict[str, str]]:
+def _hashes(client: RedisClient, names: list[str]) -> list[dict[str, str]]:
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(name)

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-import redis
-
 from connector.keys import Keys, Subject
 from connector.model.history import (
     HistoryEntry,
@@ -25,6 +23,7 @@ from connector.model.history import (
     parse_member,
     parse_pairs,
 )
+from connector.redis_client import RedisClient
 
 COMMANDS = 2  # pipeline replies one subject's read takes
 
@@ -70,7 +69,7 @@ EMPTY = SubjectHistory([], [], [])
 class HistoryReader:
     """Reads subjects' histories from Redis, alone or inside a caller's pipeline."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, length: int) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, length: int) -> None:
         self._client, self._keys, self._length = client, keys, length
 
     @property

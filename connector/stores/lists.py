@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
 
 from connector.keys import Keys, Subject
+from connector.redis_client import RedisClient
 
 EXPLORED = ["Exploration"]  # an item's reason when exploration placed it, as the API gives it
 _REASON = b',"reason":' + orjson.dumps(EXPLORED)
@@ -129,7 +129,7 @@ def _header(version: str, updated_ms: int, terms: ListTerms | None) -> dict[str,
 class RecommendationLists:
     """Reads and writes the precomputed lists of one dataset group."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, ttl_seconds: int) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, ttl_seconds: int) -> None:
         self._client = client
         self._keys = keys
         self._ttl = ttl_seconds

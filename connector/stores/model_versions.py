@@ -32,6 +32,7 @@ import redis.client
 from connector.exceptions import ConcurrentWriteError, ConfigurationError, ModelNotFoundError
 from connector.keys import Keys
 from connector.model.artifacts import ModelArtifacts
+from connector.redis_client import RedisClient
 
 __all__ = [
     "ArrayLayout",
@@ -76,7 +77,7 @@ class _Batches:
     manifest and the pointer, not from here.
     """
 
-    def __init__(self, client: redis.Redis, limit: int) -> None:
+    def __init__(self, client: RedisClient, limit: int) -> None:
         self._client, self._limit = client, limit
         self._pipe = client.pipeline(transaction=False)
         self._pending = 0
@@ -123,7 +124,7 @@ class ModelStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         keys: Keys,
         *,
         chunk_bytes: int = CHUNK_BYTES,
@@ -150,7 +151,7 @@ class ModelStore:
 
     def subscribe(self) -> redis.client.PubSub:
         """A subscription to version announcements; each message's data is a version id."""
-        pubsub = redis.client.PubSub(self._client.connection_pool, ignore_subscribe_messages=True)
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.channel)
         return pubsub
 

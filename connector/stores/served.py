@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import orjson
-import redis
 
 from connector.keys import Keys, Subject
 from connector.records import ServedList
+from connector.redis_client import RedisClient, mget
 
 SERVED_ITEMS_KEPT = 25  # Personalize's most items in one impression
 
@@ -32,7 +32,7 @@ class ServedLists(Protocol):
 class RedisServedLists:
     """Served lists in Redis, one string key per recommendationId."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
         self._client = client
         self._keys = keys
 
@@ -65,7 +65,7 @@ class RedisServedLists:
         ordered = sorted(recommendation_ids)
         if not ordered:
             return {}
-        values = self._client.mget([self._keys.served(rid) for rid in ordered])
+        values = mget(self._client, [self._keys.served(rid) for rid in ordered])
         return {
             rid: _parse(value)
             for rid, value in zip(ordered, values, strict=True)

@@ -4,7 +4,8 @@ A batch costs three round trips: which sessions are stitched (MGET), which event
 already recorded (one script), and all writes (one script), so the writes of a batch happen
 together or not at all. Every write is keyed by the event's markers, so a batch replayed
 after a crash changes nothing. Key names come from `connector.keys`; the scripts receive the
-group prefix and the suffixes and put them together with each subject's hash tag.
+group prefix and the suffixes and put them together with each subject's hash tag. On a Redis
+Cluster the same scripts run per node (connector/stores/cluster_apply.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis
 
 from connector.keys import Keys, Subject
 from connector.model.history import interacted_member
 from connector.records import AcceptedEvent, Stitch
+from connector.redis_client import RedisClient, is_cluster, mget
+from connector.stores.cluster_apply import ClusterApply
+from connector.stores.counters import migrate_legacy_counters
 
 MAX_ATTRIBUTION_SOURCES = 100  # as in Personalize
 _ADMIT_TYPES = """
@@ -64,7 +67,7 @@ class ApplyReport:
 class SessionStore:
     """The ingest path's Redis state of one dataset group."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, policy: HistoryPolicy) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, policy: HistoryPolicy) -> None:
         self._client = client
         self._keys = keys
         self._policy = policy
@@ -72,6 +75,21 @@ class SessionStore:
         self._known = client.register_script(_script("known_markers.lua"))
         self._admit_types = client.register_script(_ADMIT_TYPES)
         self._layout = _layout(keys)
+        self._base = self._settings()
+        self._cluster: ClusterApply | None = None
+        if is_cluster(client):
+            scripts = {
+                "apply": _script("apply_batch.lua"),
+                "known": _script("known_markers.lua"),
+                "count": _script("count_batch.lua"),
+            }
+            counting = {
+                key: self._base[key]
+                for key in ("type_prefix", "source_prefix", "buckets_key", "metrics_ttl")
+            }
+            self._cluster = ClusterApply(client, keys, scripts, counting, self._admit)  # type: ignore[arg-type]
+        else:
+            migrate_legacy_counters(client, keys)
 
     @property
     def policy(self) -> HistoryPolicy:
@@ -81,7 +99,7 @@ class SessionStore:
     def links(self, sessions: set[str]) -> dict[str, str]:
         """Anonymous sessions already stitched to a user, and that user."""
         ordered = sorted(sessions)
-        values = self._client.mget([self._keys.session_user(s) for s in ordered]) if ordered else []
+        values = mget(self._client, [self._keys.session_user(s) for s in ordered])
         return {s: _text(v) for s, v in zip(ordered, values, strict=True) if v is not None}
 
     def known(self, probes: list[tuple[str, tuple[str, ...]]]) -> list[bool]:
@@ -89,6 +107,8 @@ class SessionStore:
         recorded for that subject (a duplicate)."""
         if not probes:
             return []
+        if self._cluster is not None:
+            return [flag == "1" for flag in self._cluster.known(self._layout, probes)]
         ops = [{"tag": tag, "markers": markers} for tag, markers in probes]
         flags = self._known(args=[orjson.dumps({**self._layout, "events": ops})])
         return [flag == "1" for flag in _text(flags)]
@@ -96,9 +116,13 @@ class SessionStore:
     def admit_event_types(self, types: set[str], budget: int) -> set[str]:
         """The subset of `types` within the distinct-event-type budget (atomic across
         connector replicas: the set only grows while it is under the budget)."""
-        if not types:
+        return self._admit(self._keys.event_types, sorted(types), budget)
+
+    def _admit(self, key: str, names: list[str], budget: int) -> set[str]:
+        """The subset of `names` within the set `key`'s budget, which it joins if new."""
+        if not names:
             return set()
-        admitted = self._admit_types(keys=[self._keys.event_types], args=[budget, *sorted(types)])
+        admitted = self._admit_types(keys=[key], args=[budget, *names])
         return {_text(name) for name in admitted}
 
     def apply(self, events: list[AcceptedEvent], stitches: list[Stitch]) -> ApplyReport:
@@ -107,13 +131,21 @@ class SessionStore:
         then, and move with it."""
         if not events and not stitches:
             return ApplyReport(0, 0, 0, [])
-        payload = orjson.dumps(self._payload(events, stitches))
-        admitted, duplicates, stitched, flags = self._apply(args=[payload])
+        base = {**self._base, "newest": max((e.row["TIMESTAMP"] for e in events), default=0)}
+        ops = [self._op(event) for event in events]
+        if self._cluster is not None:
+            admitted, duplicates, stitched, flags = self._cluster.apply(
+                base, ops, stitches, MAX_ATTRIBUTION_SOURCES
+            )
+        else:
+            payload = {**base, "events": ops, "stitches": [_stitch(s) for s in stitches]}
+            admitted, duplicates, stitched, flags, _ = self._apply(args=[orjson.dumps(payload)])
         applied = [event for event, flag in zip(events, _text(flags), strict=True) if flag == "1"]
         return ApplyReport(int(admitted), int(duplicates), int(stitched), applied)
 
-    def _payload(self, events: list[AcceptedEvent], stitches: list[Stitch]) -> dict[str, Any]:
-        policy, keys, bucket = self._policy, self._keys, self._policy.bucket_seconds
+    def _settings(self) -> dict[str, Any]:
+        """The part of every apply payload that is the same for each batch."""
+        policy, keys = self._policy, self._keys
         return {
             **self._layout,
             "history_length": policy.length,
@@ -128,32 +160,32 @@ class SessionStore:
             "type_prefix": keys.type_counts(0)[:-1],
             "source_prefix": keys.source_counts(0)[:-1],
             "buckets_key": keys.metric_buckets,
-            "newest": max((event.row["TIMESTAMP"] for event in events), default=0),
-            "events": [
-                {
-                    "tag": event.subject.tag,
-                    "markers": event.markers,
-                    "ts": event.row["TIMESTAMP"],
-                    "order": history_score(event),
-                    "member": event.history_member,
-                    "interacted": interacted_member(
-                        event.row["ITEM_ID"], event.row.get("EVENT_TYPE")
-                    ).decode(),
-                    "type": event.event_type,
-                    "source": event.attribution,
-                    "bucket": event.row["TIMESTAMP"] - event.row["TIMESTAMP"] % bucket,
-                }
-                for event in events
-            ],
-            "stitches": [
-                {
-                    "user": stitch.user_id,
-                    "user_tag": Subject("u", stitch.user_id).tag,
-                    "session_tag": Subject("s", stitch.session_id).tag,
-                }
-                for stitch in stitches
-            ],
         }
+
+    def _op(self, event: AcceptedEvent) -> dict[str, Any]:
+        """The apply script's op of one event."""
+        ts = event.row["TIMESTAMP"]
+        return {
+            "tag": event.subject.tag,
+            "markers": event.markers,
+            "ts": ts,
+            "order": history_score(event),
+            "member": event.history_member,
+            "interacted": interacted_member(
+                event.row["ITEM_ID"], event.row.get("EVENT_TYPE")
+            ).decode(),
+            "type": event.event_type,
+            "source": event.attribution,
+            "bucket": ts - ts % self._policy.bucket_seconds,
+        }
+
+
+def _stitch(stitch: Stitch) -> dict[str, str]:
+    return {
+        "user": stitch.user_id,
+        "user_tag": Subject("u", stitch.user_id).tag,
+        "session_tag": Subject("s", stitch.session_id).tag,
+    }
 
 
 def history_score(event: AcceptedEvent) -> float:

@@ -5,6 +5,10 @@ and a shared cluster is sometimes at hand. The fixture takes, in order: addresse
 STREAMREC_KAFKA_BOOTSTRAP / STREAMREC_REDIS_URL; testcontainers when a Docker engine answers;
 otherwise a broker and redis-server started here from the JDK and PATH (connector.devservices).
 Each test gets its own dataset group, which namespaces its topics, schemas topic and Redis keys.
+
+Tests marked `redis_both` run twice: on the single server and on a 3-master Redis Cluster
+started here from the same redis-server binary (or STREAMREC_TEST_REDIS_CLUSTER_URL).
+STREAMREC_TEST_REDIS=cluster runs every other test on the cluster too.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from connector.devservices import kafka as local_kafka
 from connector.devservices import process
 from connector.devservices import redis as local_redis
 from connector.devservices.settings import DevSettings
+from connector.redis_client import RedisClient, open_url
 from connector.settings import CommonSettings, ConnectorSettings
+
+REDIS_MODES = ("single", "cluster")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,6 +38,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a `redis_both` test on each Redis mode."""
+    marked = metafunc.definition.get_closest_marker("redis_both") is not None
+    if marked and "redis_mode" in metafunc.fixturenames:
+        metafunc.parametrize("redis_mode", REDIS_MODES)
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,38 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
             yield _from_local_processes(stack, tmp_path_factory.mktemp("services"))
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster of the session, started on first use."""
+    given = os.environ.get("STREAMREC_TEST_REDIS_CLUSTER_URL")
+    if given:
+        yield given
+        return
+    ports = [process.free_port() for _ in range(3)]
+    workdir = tmp_path_factory.mktemp("redis-cluster")
+    servers = local_redis.start_cluster(workdir, ports, DevSettings().dev_start_timeout)
+    try:
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for server in servers:
+            process.stop(server.pid)
+
+
+@pytest.fixture
+def redis_mode() -> str:
+    """Which Redis the test uses: the single server, or the cluster when
+    STREAMREC_TEST_REDIS=cluster; `redis_both` tests get each mode in turn."""
+    return os.environ.get("STREAMREC_TEST_REDIS", "single")
+
+
+@pytest.fixture
+def redis_url(endpoints: Endpoints, redis_mode: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the test's Redis: the session's server, or its cluster."""
+    if redis_mode == "cluster":
+        return str(request.getfixturevalue("redis_cluster_url"))
+    return endpoints.redis_url
+
+
 @pytest.fixture
 def group() -> str:
     """A dataset group of this test alone: its topics and Redis keys are its own."""
@@ -96,13 +141,13 @@ def group() -> str:
 
 
 @pytest.fixture
-def settings(endpoints: Endpoints, group: str) -> ConnectorSettings:
+def settings(endpoints: Endpoints, redis_url: str, group: str) -> ConnectorSettings:
     """Settings pointing at the session's services, with this test's group, its own schemas
     and trackers topics, and small topics (2 partitions) so tests start fast."""
     return ConnectorSettings(
         dataset_group=group,
         kafka_bootstrap=endpoints.kafka_bootstrap,
-        redis_url=endpoints.redis_url,
+        redis_url=redis_url,
         schemas_topic=f"_streamrec.schemas.{group}",
         trackers_topic=f"_streamrec.trackers.{group}",
         topic_partitions=2,
@@ -125,9 +170,9 @@ def service_env(settings: CommonSettings, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def redis_db(settings: CommonSettings) -> Iterator[redis.Redis]:
-    """A client of the session's Redis; this test's keys are deleted afterwards."""
-    client = redis.Redis.from_url(settings.redis_url)
+def redis_db(settings: CommonSettings) -> Iterator[RedisClient]:
+    """A client of the test's Redis; this test's keys are deleted afterwards."""
+    client = open_url(settings.redis_url)
     yield client
     pattern = f"streamrec:{settings.dataset_group}:*"
     keys = list(client.scan_iter(match=pattern))

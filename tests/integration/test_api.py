@@ -35,6 +35,7 @@ from connector.model.artifacts import ModelArtifacts
 from connector.model.history import HistoryEntry, parse_member
 from connector.model.model import Hyperparameters, Model
 from connector.records import SourceRecord
+from connector.redis_client import open_url
 from connector.serving.filters import ITEM_TABLE
 from connector.settings import CommonSettings, ConnectorSettings
 from connector.stores.lists import RecommendationLists
@@ -89,7 +90,7 @@ def artifacts(trained: tuple[Model, Interactions], new_items: Sequence[str] = ()
 
 
 def publish(settings: CommonSettings, version: ModelArtifacts) -> str:
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     return store.publish(version, keep=2)
 
 

@@ -26,6 +26,7 @@ from connector.kafka_admin import TopicSpec, ensure_topics
 from connector.keys import Keys
 from connector.model.model import Hyperparameters, Model
 from connector.records import SourceRecord
+from connector.redis_client import open_url
 from connector.settings import ConnectorSettings
 from connector.sources.store import open_sources
 from connector.stores.model_versions import ModelStore
@@ -52,7 +53,7 @@ class World:
     def __init__(self, settings: ConnectorSettings, trained: tuple[Model, Interactions]) -> None:
         self.settings = settings
         self.tracking_id = prepare_group(settings)
-        store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+        store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
         base = artifacts(trained)
         full = {
             "mode": "full",

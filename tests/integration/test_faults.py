@@ -29,6 +29,7 @@ from connector.devservices.process import free_port
 from connector.keys import Keys
 from connector.model.artifacts import ModelArtifacts
 from connector.model.model import Hyperparameters
+from connector.redis_client import open_url
 from connector.settings import ConnectorSettings
 from connector.stores.lists import StoredList
 from connector.stores.model_versions import ModelStore
@@ -110,7 +111,7 @@ def tiny_model(settings: ConnectorSettings) -> str:
     data = from_rows(rows)
     model = train(data, Hyperparameters(hidden_dimension=32, bptt=4, epochs=2), seed=3)
     arrays = item_arrays(model, data, Catalog([], {}, {}))
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     return store.publish(model.to_artifacts(arrays), keep=3)
 
 
@@ -161,7 +162,7 @@ def test_kafka_stopped_and_restarted_while_the_connector_runs(
     broker.start()
     try:
         own = on(settings, kafka_bootstrap=broker.address)
-        client = redis.Redis.from_url(own.redis_url)
+        client = open_url(own.redis_url)
         stream = Stream(prepare_group(own), users=100, total=20_000, shuffled_times=True)
         half = len(stream.records) // 2
         produce(own, stream.records[:half])
@@ -215,7 +216,7 @@ def test_redis_restarted_empty_the_connector_waits_and_rebuild_restores_it(
     cache.start()
     try:
         own = on(settings, redis_url=cache.address)
-        client = redis.Redis.from_url(own.redis_url)
+        client = open_url(own.redis_url)
         stream = Stream(prepare_group(own), users=100, total=20_000)
         tiny_model(own)
         _put_metadata(own)
@@ -313,7 +314,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def _delete_group_keys(settings: ConnectorSettings) -> None:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_url(settings.redis_url)
     found = list(client.scan_iter(match=f"streamrec:{settings.dataset_group}:*"))
     if found:
         client.delete(*found)
@@ -353,11 +354,12 @@ import sys, numpy as np, redis
 from connector.keys import Keys
 from connector.model.artifacts import ModelArtifacts
 from connector.stores.model_versions import ModelStore
+from connector.redis_client import open_url
 url, group = sys.argv[1], sys.argv[2]
 items = [f"i{n}" for n in range(200_000)]
 embeddings = np.full((200_000, 64), 2.0, np.float32)
 arrays = {"item_embeddings": embeddings, "gru": np.ones((4, 4), np.float32)}
-client = redis.Redis.from_url(url)
+client = open_url(url)
 store = ModelStore(client, Keys(group), chunk_bytes=1 << 16, batch_bytes=1 << 16)
 store.publish(ModelArtifacts(items, arrays, {"seq": 2}), keep=3)
 """

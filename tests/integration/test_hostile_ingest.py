@@ -44,7 +44,8 @@ BATCHES = settings(
 )
 LAYOUT = re.compile(
     r"\{[us]:[A-Za-z0-9%._~-]+\}:(history|seen|interacted|served|recs|user|meta)"
-    r"|active|event_types|attribution_sources|metrics:(types|sources):\d+|metrics:buckets"
+    r"|active|event_types|attribution_sources"
+    r"|metrics:\{m:[A-Za-z0-9%._~-]+\}:((types|sources):\d+|buckets)"
 )
 GROUP_KEY = re.compile(r"streamrec:([a-z0-9][a-z0-9_-]{0,62}):")
 OVERSIZED = 1_040_000  # near the broker's default limit: must still fit in the dead-letter topic

@@ -20,6 +20,7 @@ from connector.ingest.processor import EventProcessor
 from connector.keys import Keys, Subject
 from connector.model.model import Hyperparameters
 from connector.records import SourceRecord
+from connector.redis_client import open_url
 from connector.serving.refresh_process import RefreshProcesses
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists, StoredList
@@ -30,6 +31,8 @@ from tests.memory_scenario import peak_and_freed
 from worker.data.interactions import from_rows
 from worker.training.fit import train
 from worker.training.pipeline import Catalog, item_arrays
+
+pytestmark = pytest.mark.redis_both  # on a single server and on a cluster
 
 ITEMS = 30
 _offsets = count()
@@ -45,7 +48,7 @@ def chain_model_version(settings: ConnectorSettings, epochs: int = 12) -> str:
     data = from_rows(rows)
     model = train(data, Hyperparameters(hidden_dimension=32, bptt=4, epochs=epochs), seed=3)
     arrays = item_arrays(model, data, Catalog([], {}, {}))
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     return store.publish(model.to_artifacts(arrays), keep=3)
 
 
@@ -279,8 +282,9 @@ REFRESHER_SETUP = """
 import redis
 from connector.settings import ConnectorSettings
 from connector.serving.lists_setup import list_refresher
+from connector.redis_client import open_url
 settings = ConnectorSettings()
-list_refresher(settings, redis.Redis.from_url(settings.redis_url))
+list_refresher(settings, open_url(settings.redis_url))
 """
 
 

@@ -24,6 +24,7 @@ from connector.keys import Keys
 from connector.model.history import HistoryEntry
 from connector.model.model import Model
 from connector.records import SourceRecord
+from connector.redis_client import open_url
 from connector.serving.current_model import ServingModel
 from connector.serving.ranking import Exploration
 from connector.serving.recommend import recommend_many
@@ -104,7 +105,7 @@ def test_full_run_publishes_a_version_that_loads_back_exactly(
         data, worker_settings, item_catalog(read_items(worker_settings)), bool
     )
     artifacts = model.to_artifacts(arrays)
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     version = store.publish(artifacts, keep=2)
 
     loaded = store.load()
@@ -149,7 +150,7 @@ def test_cli_trains_lists_and_updates_with_a_new_item(
 
     publish_walks(processor, settings, extra_item="brand-new")
     version = run("update", worker_settings)
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     assert store.current_version() == version != first
     updated = store.load()
     assert "brand-new" in updated.items and updated.meta["based_on"] == first
@@ -203,7 +204,7 @@ def test_worker_stops_cleanly_on_sigterm_mid_training_and_publishes_nothing(
         assert worker.wait(timeout=60) == 0
     finally:
         worker.kill()
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     assert store.current_version() is None and store.versions() == []
 
 
@@ -215,7 +216,7 @@ def _get(port: int, path: str) -> tuple[int, str]:
 def test_a_run_in_a_child_process_publishes_and_its_errors_come_back_by_kind(
     processor: EventProcessor, settings: ConnectorSettings, worker_settings: WorkerSettings
 ) -> None:
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     with pytest.raises(NotEnoughDataError, match="interactions"):  # nothing ingested yet
         isolated_run("full", worker_settings, lambda: False)
     publish_walks(processor, settings)
@@ -241,7 +242,7 @@ def test_a_run_whose_child_process_is_killed_fails_and_the_next_one_runs(
 
     with pytest.raises(RunProcessError, match="exit code -9"):
         isolated_run("full", slow, kill_the_child)
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
     assert store.current_version() is None
     version = isolated_run("full", worker_settings, lambda: False)  # the next run
     assert store.current_version() == version
@@ -266,7 +267,7 @@ def test_an_item_deleted_from_the_catalogue_leaves_the_next_versions_answers(
         for n, change in enumerate(changes)
     ]
     assert processors(settings).sources[topic].process(records).dead == 0
-    store = ModelStore(redis.Redis.from_url(settings.redis_url), Keys(settings.dataset_group))
+    store = ModelStore(open_url(settings.redis_url), Keys(settings.dataset_group))
 
     def served_items(version: str) -> set[str]:
         served = ServingModel.from_artifacts(version, store.load(version))

@@ -297,7 +297,7 @@ class Rebuilder:
         return written
 
     def _list_versions(self, subjects: list[Subject]) -> list[str | None]:
-        raws = self._client.mget([self._keys.recommendations(s) for s in subjects])
+        raws = redis_client.mget(self._client, [self._keys.recommendations(s) for s in subjects])
         return [None if raw is None else StoredList.from_json(raw).version for raw in raws]
 
     def _refresher(self, holder: ModelHolder) -> ListRefresher:

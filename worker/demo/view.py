@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import redis
-
 from connector.keys import Keys, Subject
+from connector.redis_client import RedisClient
 from connector.settings import ConnectorSettings
 from connector.stores.lists import RecommendationLists
 from connector.stores.model_versions import ModelStore
@@ -102,7 +101,7 @@ class LiveFigures:
     """Samples the stream's figures; each `line()` reports the rates since the last one."""
 
     settings: ConnectorSettings
-    client: redis.Redis
+    client: RedisClient
     _last: tuple[float, int] = field(default=(0.0, 0))
 
     def __post_init__(self) -> None:

@@ -1,0 +1,297 @@
+"""A batch's Redis effects on a Redis Cluster: split by node, applied per node in parallel.
+
+On one server a batch is one script (connector/stores/apply_batch.lua). A cluster node can
+only run a script over the keys it holds, so here the batch is split by the node of each
+subject's hash tag and each node runs the same script over its subjects' events, all nodes at
+once. Each part is idempotent (keyed by the events' markers), so a crash between parts is
+repaired by the replay, as on one server.
+
+What is not keyed by subject moves to steps of its own:
+- **Counts.** Each part keeps its counts under one of its subjects (`Keys.pending_part`) and
+  returns them; the connector adds their sum to the counters with `count_batch.lua`, which
+  runs in the counters' own slot and checks the batch's entry in a journal
+  (`Keys.pending_counts`), so the counts are added once. A batch interrupted before that is
+  found in the journal by `recover` (at start, then every minute), which adds what its parts
+  kept. docs/deploy.md, Redis Cluster.
+- **Attribution sources** are admitted into their set before counting.
+- **Stitches.** The session's history, markers and interacted items are read from its node
+  and merged into the user's on the user's node, then the link is set (`SET NX`): a crash
+  before the link merges again on the replay, which changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from connector.exceptions import TransientError
+from connector.keys import Keys, Subject
+from connector.records import Stitch
+
+_log = logging.getLogger(__name__)
+
+SOURCE_LIMIT = "SOURCE_LIMIT_EXCEEDED"
+PART_TTL_SECONDS = 7 * 24 * 3600  # a part's kept counts outlive any recovery delay
+RECOVER_EVERY_SECONDS = 60.0
+STALE_AFTER_SECONDS = 300.0  # a journal entry this old belongs to no batch still running
+
+Counts = dict[str, dict[str, dict[str, int]]]  # "types"/"sources" -> bucket -> name -> count
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """What one node's part of a batch did."""
+
+    admitted: int
+    duplicates: int
+    flags: str
+    counts: Counts
+
+
+class NodeScript:
+    """A Lua script run on one chosen node of the cluster (loaded there on first use)."""
+
+    def __init__(self, client: RedisCluster, text: str) -> None:
+        self._client, self._text = client, text
+        self._sha = client.register_script(text).sha
+
+    def run(self, node: ClusterNode, *args: Any) -> Any:
+        """The script's reply on `node`, with no KEYS and `args` as ARGV."""
+        try:
+            return self._call(node, args)
+        except redis.exceptions.NoScriptError:
+            self._client.execute_command(  # type: ignore[no-untyped-call]
+                "SCRIPT LOAD", self._text, target_nodes=node
+            )
+            return self._call(node, args)
+
+    def _call(self, node: ClusterNode, args: tuple[Any, ...]) -> Any:
+        try:
+            command = ("EVALSHA", self._sha, 0, *args)
+            return self._client.execute_command(*command, target_nodes=node)  # type: ignore[no-untyped-call]
+        except redis.ResponseError as exc:
+            if "non local key" not in str(exc):
+                raise
+            # A slot moved since the split (resharding, failover): learn the new owners and
+            # let the batch be retried; every part already applied is skipped by its markers.
+            self._client.nodes_manager.initialize()
+            raise TransientError(f"a Redis Cluster slot moved during a batch: {exc}") from exc
+
+
+class ClusterApply:
+    """The ingest path's per-batch Redis work, split by cluster node."""
+
+    def __init__(
+        self,
+        client: RedisCluster,
+        keys: Keys,
+        scripts: dict[str, str],
+        counter_settings: dict[str, Any],
+        admit: Callable[[str, list[str], int], set[str]],
+    ) -> None:
+        self._client, self._keys = client, keys
+        self._apply = NodeScript(client, scripts["apply"])
+        self._known = NodeScript(client, scripts["known"])
+        self._count = client.register_script(scripts["count"])
+        self._counter_settings = orjson.dumps(counter_settings)
+        self._admit = admit
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="redis-node")
+        self._recovered_at = 0.0
+
+    def known(self, layout: dict[str, str], probes: list[tuple[str, tuple[str, ...]]]) -> str:
+        """One '1'/'0' flag per probe (subject tag, markers), from each node's dedup sets."""
+        parts = self._split([tag for tag, _ in probes])
+
+        def run(node: ClusterNode, indexes: list[int]) -> str:
+            ops = [{"tag": probes[i][0], "markers": probes[i][1]} for i in indexes]
+            return _text(self._known.run(node, orjson.dumps({**layout, "events": ops})))
+
+        flags = ["0"] * len(probes)
+        for (_, indexes), part in zip(parts.items(), self._each(parts, run), strict=True):
+            for index, flag in zip(indexes, part, strict=True):
+                flags[index] = flag
+        return "".join(flags)
+
+    def apply(
+        self,
+        base: dict[str, Any],
+        ops: list[dict[str, Any]],
+        stitches: Sequence[Stitch],
+        max_sources: int,
+    ) -> tuple[int, int, int, str]:
+        """Record the batch's event ops (as apply_batch.lua takes them) node by node, then its
+        stitches, then its counts; (admitted, duplicates, stitched, flags)."""
+        self.recover_if_due(max_sources)
+        admitted = duplicates = 0
+        flags = ["0"] * len(ops)
+        if ops:
+            token = uuid.uuid4().hex
+            parts = self._split([op["tag"] for op in ops])
+            anchors = {
+                node: self._anchor(ops[indexes[0]]["tag"]) for node, indexes in parts.items()
+            }
+            self._open(token, list(anchors.values()))
+
+            def run(node: ClusterNode, indexes: list[int]) -> PartResult:
+                pending = {"anchor": anchors[node], "token": token, "ttl": PART_TTL_SECONDS}
+                payload = {**base, "events": [ops[i] for i in indexes], "pending": pending}
+                return _part(self._apply.run(node, orjson.dumps(payload)))
+
+            totals: Counts = {"types": {}, "sources": {}}
+            for (_, indexes), result in zip(parts.items(), self._each(parts, run), strict=True):
+                admitted += result.admitted
+                duplicates += result.duplicates
+                for index, flag in zip(indexes, result.flags, strict=True):
+                    flags[index] = flag
+                _add(totals, result.counts)
+            self._add_counts(token, totals, max_sources)
+            self._close(token, list(anchors.values()))
+        stitched = sum(self._stitch(base, stitch) for stitch in stitches)
+        return admitted, duplicates, stitched, "".join(flags)
+
+    def recover_if_due(self, max_sources: int) -> None:
+        """`recover` once a minute at most."""
+        if time.monotonic() - self._recovered_at >= RECOVER_EVERY_SECONDS:
+            self.recover(max_sources)
+            self._recovered_at = time.monotonic()
+
+    def recover(self, max_sources: int, older_than: float = STALE_AFTER_SECONDS) -> int:
+        """Add the counts of batches interrupted between their parts and their counting
+        (journal entries older than `older_than` seconds); how many batches it finished."""
+        entries: dict[bytes, bytes] = self._client.hgetall(self._keys.pending_counts)  # type: ignore[assignment]
+        finished = 0
+        for token_bytes, raw in entries.items():
+            token, entry = _text(token_bytes), orjson.loads(raw)
+            if entry["created"] > time.time() - older_than:
+                continue
+            anchors = [str(anchor) for anchor in entry["anchors"]]
+            if not entry.get("counted"):
+                pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+                for anchor in anchors:
+                    pipe.hget(anchor, token)
+                totals: Counts = {"types": {}, "sources": {}}
+                for kept in pipe.execute():
+                    if kept is not None:
+                        _add(totals, orjson.loads(kept))
+                self._add_counts(token, totals, max_sources)
+            self._close(token, anchors)
+            finished += 1
+        if finished:
+            _log.info("counts of interrupted batches added", extra={"batches": finished})
+        return finished
+
+    # Steps
+
+    def _open(self, token: str, anchors: list[str]) -> None:
+        entry = {"created": time.time(), "anchors": anchors, "counted": False}
+        self._client.hset(self._keys.pending_counts, token, orjson.dumps(entry))
+
+    def _add_counts(self, token: str, totals: Counts, max_sources: int) -> None:
+        """Admit the batch's attribution sources, then add its counts once."""
+        names = sorted({name for by_name in totals["sources"].values() for name in by_name})
+        admitted = self._admit(self._keys.sources, names, max_sources) if names else set()
+        sources: dict[str, dict[str, int]] = {}
+        for bucket, by_name in totals["sources"].items():
+            into = sources.setdefault(bucket, {})
+            for name, count in by_name.items():
+                kept = name if name in admitted else SOURCE_LIMIT
+                into[kept] = into.get(kept, 0) + count
+        counts = orjson.dumps({"types": totals["types"], "sources": sources})
+        self._count(keys=[self._keys.pending_counts], args=[token, counts, self._counter_settings])
+
+    def _close(self, token: str, anchors: list[str]) -> None:
+        pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+        for anchor in anchors:
+            pipe.hdel(anchor, token)
+        pipe.execute()
+        self._client.hdel(self._keys.pending_counts, token)
+
+    def _stitch(self, base: dict[str, Any], stitch: Stitch) -> int:
+        """Merge the session into the user, then link it; 1 if this call linked it."""
+        link = self._keys.session_user(stitch.session_id)
+        if self._client.exists(link):
+            return 0
+        session = Subject("s", stitch.session_id)
+        pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+        for key in (
+            self._keys.history(session),
+            self._keys.seen(session),
+            self._keys.interacted(session),
+        ):
+            pipe.zrange(key, 0, -1, withscores=True)
+        history, seen, interacted = pipe.execute()
+        user_tag = Subject("u", stitch.user_id).tag
+        merge = {
+            "user_tag": user_tag,
+            "history": _flat(history),
+            "seen": _flat(seen),
+            "interacted": _flat(interacted),
+        }
+        node = self._node(user_tag)
+        self._apply.run(node, orjson.dumps({**base, "events": [], "merges": [merge]}))
+        linked = self._client.set(link, stitch.user_id, nx=True, ex=base["history_ttl"])
+        return 1 if linked else 0
+
+    # Plumbing
+
+    def _anchor(self, tag: str) -> str:
+        return self._keys.pending_part(Subject.from_tag(tag))
+
+    def _node(self, tag: str) -> ClusterNode:
+        node: ClusterNode = self._client.get_node_from_key(tag)  # type: ignore[no-untyped-call]
+        return node
+
+    def _split(self, tags: list[str]) -> dict[ClusterNode, list[int]]:
+        """The indexes of `tags` by the node that holds each tag's slot."""
+        parts: dict[ClusterNode, list[int]] = defaultdict(list)
+        nodes: dict[str, ClusterNode] = {}
+        for index, tag in enumerate(tags):
+            node = nodes.get(tag)
+            if node is None:
+                node = nodes[tag] = self._node(tag)
+            parts[node].append(index)
+        return dict(parts)
+
+    def _each(
+        self,
+        parts: dict[ClusterNode, list[int]],
+        run: Callable[[ClusterNode, list[int]], Any],
+    ) -> list[Any]:
+        """`run` for every node's part, all at once; results in the order of `parts`."""
+        if len(parts) == 1:
+            ((node, indexes),) = parts.items()
+            return [run(node, indexes)]
+        futures = [self._pool.submit(run, node, indexes) for node, indexes in parts.items()]
+        return [future.result() for future in futures]
+
+
+def _part(reply: list[Any]) -> PartResult:
+    admitted, duplicates, _, flags, counts = reply
+    return PartResult(int(admitted), int(duplicates), _text(flags), orjson.loads(counts))
+
+
+def _add(totals: Counts, counts: Counts) -> None:
+    for kind in ("types", "sources"):
+        for bucket, by_name in (counts.get(kind) or {}).items():
+            into = totals[kind].setdefault(bucket, {})
+            for name, count in by_name.items():
+                into[name] = into.get(name, 0) + int(count)
+
+
+def _flat(pairs: list[tuple[bytes, float]]) -> list[Any]:
+    """ZRANGE ... WITHSCORES pairs as the script's flat [score, member, ...] list."""
+    return [part for member, score in pairs for part in (score, _text(member))]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -66,6 +66,13 @@ def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def load_scripts(client: RedisClient, *texts: str) -> None:
+    """Load Lua scripts on the server, or on every primary of a cluster, ahead of pipelines
+    that call them: a cluster pipeline, unlike a single server's, does not load them."""
+    for text in texts:
+        client.script_load(text)
+
+
 def mget(client: RedisClient, names: Sequence[str]) -> list[Any]:
     """The values of `names`, in order (None where missing): one MGET on a single server, one
     per slot on a cluster (where a MGET may only name keys of one slot)."""

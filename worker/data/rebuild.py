@@ -130,6 +130,7 @@ class Rebuilder:
         self._schemas: dict[int, RegisteredSchema] = {}
         self._fill = self._client.register_script(_FILL_MISSING)
         self._unlink = self._client.register_script(_UNLINK_SAME)
+        redis_client.load_scripts(self._client, _UNLINK_SAME)  # called in pipelines
 
     def run(self) -> RebuildReport:
         """Histories, markers, stitches and counters; then lists; then metadata hashes."""

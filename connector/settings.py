@@ -74,7 +74,8 @@ class CommonSettings(BaseSettings):
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
-        description="Redis URL; rediss:// for TLS. A password may be given here or below.",
+        description="Redis URL; rediss:// for TLS; redis+cluster:// or rediss+cluster:// and any "
+        "node for a Redis Cluster (docs/deploy.md). A password may be given here or below.",
     )
     redis_username: str | None = Field(None, description="Redis ACL user name.")
     redis_password: SecretStr | None = Field(None, description="Redis password (never logged).")

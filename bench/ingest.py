@@ -8,10 +8,14 @@ Measures, in one run on one machine:
 - p50/p99 of produce-to-visible-in-Redis latency at a steady 2,000 events/s;
 - with `--source mapped`: the same events as a web-analytics clickstream topic read through
   a source mapping (docs/sources.md), beside the PutEvents path with one event per record,
-  each with the connector's CPU (its process tree, from /proc) per event while ingesting.
+  each with the connector's CPU (its process tree, from /proc) per event while ingesting;
+- the CPU µs per event of each part (connector with its children, Redis, broker, from /proc
+  while the events go in) with one and with ten events per record;
+- with `--connectors 1,2,4`: only events/s and CPU per event for each replica count of one
+  consumer group over an events topic of `--partitions` (8) partitions.
 
     python bench/ingest.py [--events 200000] [--latency-seconds 20] [--source mapped]
-                           [--source-only]
+                           [--source-only] [--connectors 1,2,4 [--partitions 8]]
 
 Starts a local Kafka broker and redis-server unless STREAMREC_KAFKA_BOOTSTRAP and
 STREAMREC_REDIS_URL are set. The last line printed is one JSON object with the figures.
@@ -29,10 +33,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import redis
 from confluent_kafka import Consumer, Producer
@@ -40,7 +47,7 @@ from confluent_kafka import Consumer, Producer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import schemas
-from bench.proc_stats import tree_cpu_seconds
+from bench.proc_stats import cpu_seconds, pid_listening_on, tree_cpu_seconds
 from bench.services import services
 from connector import logs
 from connector.devservices.process import free_port
@@ -214,22 +221,103 @@ def publish_clickstream(settings: ConnectorSettings, topic: str, events: int, se
 @contextlib.contextmanager
 def running_connector(settings: ConnectorSettings) -> Iterator[subprocess.Popen[bytes]]:
     """A `streamrec connector` process for the settings' group, stopped on exit."""
-    child = subprocess.Popen(
-        ["streamrec", "connector"],
-        env=connector_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with running_connectors(settings, 1) as children:
+        yield children[0][0]
+
+
+@contextlib.contextmanager
+def running_connectors(
+    settings: ConnectorSettings, replicas: int
+) -> Iterator[list[tuple[subprocess.Popen[bytes], int]]]:
+    """`replicas` `streamrec connector` processes of the settings' group (one consumer
+    group), each with its web port, stopped on exit."""
+    ports = [free_port() for _ in range(replicas)]
+    children = [
+        subprocess.Popen(
+            ["streamrec", "connector"],
+            env={**connector_env(settings), "STREAMREC_CONNECTOR_WEB_PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
     try:
-        yield child
+        yield list(zip(children, ports, strict=True))
     finally:
-        child.terminate()
-        child.wait(60)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(60)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ingest run: events/s from the first event visible in Redis to the last, and the
+    CPU µs per event each part spent meanwhile (None for a part on another machine)."""
+
+    events_per_s: float
+    cpu_us_per_event: dict[str, float | None]
+
+
+def service_pids(settings: ConnectorSettings) -> dict[str, int | None]:
+    """The broker's and Redis's processes on this machine, by the ports they listen on."""
+    kafka_port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    redis_port = urlparse(settings.redis_url).port or 6379
+    return {"redis": pid_listening_on(redis_port), "broker": pid_listening_on(kafka_port)}
+
+
+def run_connectors(
+    settings: ConnectorSettings,
+    total: int,
+    timeout: float,
+    replicas: int = 1,
+    publish_when_ready: Callable[[], None] | None = None,
+) -> Run:
+    """Run `replicas` connectors until all `total` events are in Redis. Records are already
+    published, or `publish_when_ready` publishes them once every replica holds partitions."""
+    client = redis.Redis.from_url(settings.redis_url)
+    services = service_pids(settings)
+    with running_connectors(settings, replicas) as children:
+        if publish_when_ready is not None:
+            wait_until_assigned([port for _, port in children])
+            publish_when_ready()
+        marks: list[dict[str, float]] = []
+
+        def mark() -> None:
+            reading = {"connector": sum(tree_cpu_seconds(c.pid) for c, _ in children)}
+            reading.update({name: cpu_seconds(pid) for name, pid in services.items() if pid})
+            marks.append(reading)
+
+        seconds = time_until_counted(client, Keys(settings.dataset_group), total, timeout, mark)
+    cpu: dict[str, float | None] = {"connector": None, "redis": None, "broker": None}
+    for name in marks[0]:
+        cpu[name] = round((marks[-1][name] - marks[0][name]) / total * 1e6, 1)
+    known = [value for value in cpu.values() if value is not None]
+    cpu["total"] = round(sum(known), 1) if len(known) == 3 else None
+    return Run(total / seconds, cpu)
+
+
+def wait_until_assigned(ports: list[int], timeout: float = 120) -> None:
+    """Until the connector on every web port answers /readyz with partitions assigned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(_readiness(port).get("partitions", 0) > 0 for port in ports):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the {len(ports)} connectors were not all assigned partitions")
+
+
+def _readiness(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:  # noqa: S310
+            return dict(json.loads(answer.read()))
+    except (OSError, ValueError):
+        return {}
 
 
 def run_connector(settings: ConnectorSettings, total: int, timeout: float) -> float:
     """events/s of a `streamrec connector` process over records already published."""
-    return run_connector_cpu(settings, total, timeout)[0]
+    return run_connectors(settings, total, timeout).events_per_s
 
 
 def run_connector_cpu(
@@ -237,17 +325,8 @@ def run_connector_cpu(
 ) -> tuple[float, float]:
     """events/s of a `streamrec connector` process over records already published, and
     its process tree's CPU µs per event from the first event visible to the last."""
-    client = redis.Redis.from_url(settings.redis_url)
-    with running_connector(settings) as child:
-        marks: list[float] = []
-        seconds = time_until_counted(
-            client,
-            Keys(settings.dataset_group),
-            total,
-            timeout,
-            lambda: marks.append(tree_cpu_seconds(child.pid)),
-        )
-    return total / seconds, (marks[-1] - marks[0]) / total * 1e6
+    run = run_connectors(settings, total, timeout)
+    return run.events_per_s, float(run.cpu_us_per_event["connector"] or 0.0)
 
 
 def run_bare(settings: ConnectorSettings, total: int, batch_size: int) -> float:
@@ -380,6 +459,12 @@ def main() -> None:
         help="also measure a clickstream topic read through a source mapping",
     )
     parser.add_argument(
+        "--connectors",
+        help="only compare connector replica counts, e.g. 1,2,4 (one events topic of "
+        "--partitions partitions per count)",
+    )
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
         "--source-only",
         action="store_true",
         help="with --source: measure only the PutEvents and mapped runs",
@@ -388,6 +473,12 @@ def main() -> None:
     with services() as (kafka, redis_url):
         run_id = uuid.uuid4().hex[:6]
         base = ConnectorSettings(kafka_bootstrap=kafka, redis_url=redis_url)
+        if args.connectors:
+            counts = [int(n) for n in args.connectors.split(",")]
+            replicas = measure_replicas(base, run_id, counts, args.events, args.partitions)
+            print_replicas(replicas, args)
+            print(json.dumps(replicas))
+            return
         if args.source and args.source_only:
             mapped = measure_mapped(base, run_id, args.events, max(600.0, args.events / 500))
             print(json.dumps(mapped))
@@ -402,11 +493,12 @@ def measure(base: ConnectorSettings, run_id: str, args: argparse.Namespace) -> d
     one = prepare(base, f"bench1-{run_id}")
     publish(one, args.events, 1, seed=1)
     print(f"published {args.events} events, 1 per record", flush=True)
-    events_per_s_1 = run_connector(one, args.events, timeout)
+    run_1 = run_connectors(one, args.events, timeout)
     ten = prepare(base, f"bench10-{run_id}")
     publish(ten, args.events, 10, seed=2)
     print(f"published {args.events} events, 10 per record", flush=True)
-    events_per_s_10 = run_connector(ten, args.events, timeout)
+    run_10 = run_connectors(ten, args.events, timeout)
+    events_per_s_1, events_per_s_10 = run_1.events_per_s, run_10.events_per_s
     # The bare consumer reads the first group's topic again, with its own Redis state and
     # output topics, so it repeats exactly the connector's work on exactly the same records.
     bare_settings = prepare(
@@ -425,11 +517,60 @@ def measure(base: ConnectorSettings, run_id: str, args: argparse.Namespace) -> d
         "events_per_s_10": round(events_per_s_10),
         "bare_events_per_s": round(bare),
         "ratio": round(events_per_s_1 / bare, 3) if bare else 0.0,
+        "cpu_us_per_event": {"1": run_1.cpu_us_per_event, "10": run_10.cpu_us_per_event},
         "p50_ms_at_2000": round(statistics.median(latency), 1),
         "p99_ms_at_2000": round(statistics.quantiles(latency, n=100)[98], 1),
         "latency_probes": len(latency),
         **mapped,
     }
+
+
+def measure_replicas(
+    base: ConnectorSettings, run_id: str, counts: list[int], events: int, partitions: int
+) -> dict[str, Any]:
+    """For each replica count, a group of its own whose events topic has `partitions`
+    partitions: the replicas start, get their partitions, then `events` events (one per
+    record) are published, and the run lasts until all are in Redis."""
+    rows = []
+    for replicas in counts:
+        settings = prepare(base, f"benchrep{replicas}-{run_id}", topic_partitions=partitions)
+        run = run_connectors(
+            settings,
+            events,
+            max(600.0, events / 500),
+            replicas,
+            lambda settings=settings: publish(settings, events, 1, seed=4),  # type: ignore[misc]
+        )
+        rows.append(
+            {
+                "connectors": replicas,
+                "events_per_s": round(run.events_per_s),
+                "cpu_us_per_event": run.cpu_us_per_event,
+            }
+        )
+        print(
+            f"{replicas} connectors: {run.events_per_s:,.0f} events/s, CPU µs/event "
+            f"{run.cpu_us_per_event}",
+            flush=True,
+        )
+    return {"events": events, "partitions": partitions, "cores": os.cpu_count(), "replicas": rows}
+
+
+def print_replicas(figures: dict[str, Any], args: argparse.Namespace) -> None:
+    print(
+        f"\ningest with connector replicas, {figures['events']:,} events, one per record, "
+        f"{figures['partitions']} partitions, {figures['cores']} cores"
+    )
+    print(
+        f"  {'connectors':>10}  {'events/s':>9}  {'CPU µs/event: connectors':>24}  "
+        f"{'Redis':>6}  {'broker':>6}  {'total':>6}"
+    )
+    for row in figures["replicas"]:
+        cpu = row["cpu_us_per_event"]
+        print(
+            f"  {row['connectors']:>10}  {row['events_per_s']:>9,}  {cpu['connector']!s:>24}  "
+            f"{cpu['redis']!s:>6}  {cpu['broker']!s:>6}  {cpu['total']!s:>6}"
+        )
 
 
 def measure_mapped(

@@ -21,6 +21,9 @@ from typing import Any
 
 import redis
 
+from connector.exceptions import RedisUnavailableError
+from connector.redis_client import RedisClient, open_url
+
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
@@ -54,7 +57,7 @@ class Readiness:
             return _unready("waiting for the consumer group to assign partitions")
         try:
             await asyncio.wait_for(asyncio.to_thread(self._ping), PROBE_TIMEOUT_SECONDS)
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except (*REDIS_DOWN, OSError, TimeoutError) as exc:
             return _unready(f"Redis does not answer: {exc or type(exc).__name__}")
         body: dict[str, Any] = {"status": "ready", "partitions": len(self._assigned)}
         if not self._assigned:
@@ -62,16 +65,28 @@ class Readiness:
         return Verdict(200, body)
 
 
+# What a PING raises when Redis, or a cluster's node, does not answer.
+REDIS_DOWN = (redis.RedisError, redis.exceptions.RedisClusterException, RedisUnavailableError)
+
+
 def _unready(reason: str) -> Verdict:
     return Verdict(503, {"status": "not ready", "reason": reason})
 
 
 def redis_ping(url: str, options: dict[str, Any]) -> Callable[[], object]:
-    """PING on a client of its own whose calls give up after PROBE_TIMEOUT_SECONDS."""
+    """PING on a client of its own whose calls give up after PROBE_TIMEOUT_SECONDS, opened
+    on the first probe (a cluster client connects when it is made, and a Redis down at start
+    must make the probe fail, not the process)."""
     short = {
         **options,
         "socket_timeout": PROBE_TIMEOUT_SECONDS,
         "socket_connect_timeout": PROBE_TIMEOUT_SECONDS,
     }
-    client = redis.Redis.from_url(url, **short)
-    return client.ping
+    opened: list[RedisClient] = []
+
+    def ping() -> object:
+        if not opened:
+            opened.append(open_url(url, **short))
+        return opened[0].ping()
+
+    return ping

@@ -78,7 +78,7 @@ def serve_health(port: int, client: RedisClient, host: str = "0.0.0.0") -> Threa
     def ping() -> bool:
         try:
             return bool(client.ping())
-        except redis.RedisError:
+        except (redis.RedisError, redis.exceptions.RedisClusterException):
             return False
 
     handler = type("WorkerPages", (_Pages,), {"ping": staticmethod(ping)})

@@ -274,13 +274,12 @@ def run_connectors(
     publish_when_ready: Callable[[], None] | None = None,
 ) -> Run:
     """Run `replicas` connectors until all `total` events are in Redis. Records are already
-    published, or `publish_when_ready` publishes them once every replica holds partitions."""
+    published (the run counts from the first event visible in Redis), or `publish_when_ready`
+    publishes them once every replica holds partitions (the run counts from then)."""
     client = redis.Redis.from_url(settings.redis_url)
     services = service_pids(settings)
+    keys = Keys(settings.dataset_group)
     with running_connectors(settings, replicas) as children:
-        if publish_when_ready is not None:
-            wait_until_assigned([port for _, port in children])
-            publish_when_ready()
         marks: list[dict[str, float]] = []
 
         def mark() -> None:
@@ -288,7 +287,17 @@ def run_connectors(
             reading.update({name: cpu_seconds(pid) for name, pid in services.items() if pid})
             marks.append(reading)
 
-        seconds = time_until_counted(client, Keys(settings.dataset_group), total, timeout, mark)
+        if publish_when_ready is None:
+            seconds = time_until_counted(client, keys, total, timeout, mark)
+        else:
+            # The connectors read while the events are published: count from the start.
+            wait_until_assigned([port for _, port in children])
+            mark()
+            started = time.monotonic()
+            publish_when_ready()
+            time_until_counted(client, keys, total, timeout)
+            mark()
+            seconds = time.monotonic() - started
     cpu: dict[str, float | None] = {"connector": None, "redis": None, "broker": None}
     for name in marks[0]:
         cpu[name] = round((marks[-1][name] - marks[0][name]) / total * 1e6, 1)

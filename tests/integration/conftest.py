@@ -6,9 +6,10 @@ STREAMREC_KAFKA_BOOTSTRAP / STREAMREC_REDIS_URL; testcontainers when a Docker en
 otherwise a broker and redis-server started here from the JDK and PATH (connector.devservices).
 Each test gets its own dataset group, which namespaces its topics, schemas topic and Redis keys.
 
-Tests marked `redis_both` run twice: on the single server and on a 3-master Redis Cluster
-started here from the same redis-server binary (or STREAMREC_TEST_REDIS_CLUSTER_URL).
-STREAMREC_TEST_REDIS=cluster runs every other test on the cluster too.
+Every test that uses the test's Redis (through `settings`, `redis_db` or `service_env`) runs
+twice: on the single server and on a 3-master Redis Cluster started here from the same
+redis-server binary (or STREAMREC_TEST_REDIS_CLUSTER_URL), unless marked `single_redis`
+(it needs no Redis, or starts its own). STREAMREC_TEST_REDIS=single or =cluster runs one.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run a `redis_both` test on each Redis mode."""
-    marked = metafunc.definition.get_closest_marker("redis_both") is not None
-    if marked and "redis_mode" in metafunc.fixturenames:
-        metafunc.parametrize("redis_mode", REDIS_MODES)
+    """Run each test that uses Redis on each Redis mode (or the one STREAMREC_TEST_REDIS
+    names)."""
+    single_only = metafunc.definition.get_closest_marker("single_redis") is not None
+    if single_only or "redis_mode" not in metafunc.fixturenames:
+        return
+    chosen = os.environ.get("STREAMREC_TEST_REDIS")
+    metafunc.parametrize("redis_mode", [chosen] if chosen else REDIS_MODES)
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,8 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 @pytest.fixture
 def redis_mode() -> str:
-    """Which Redis the test uses: the single server, or the cluster when
-    STREAMREC_TEST_REDIS=cluster; `redis_both` tests get each mode in turn."""
-    return os.environ.get("STREAMREC_TEST_REDIS", "single")
+    """Which Redis the test uses; parametrized per test above, "single" for `single_redis`."""
+    return "single"
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ from connector.wiring import event_processor
 from tests.integration.helpers import decode_rows, prepare_group, put_events, read_topic
 from tests.integration.test_ingest_batches import event, records
 
-pytestmark = pytest.mark.redis_both  # on a single server and on a cluster
-
 WINDOW = 100
 MAX_MARKERS = 4
 T = 1_700_000_000

@@ -24,7 +24,7 @@ from connector.keys import Keys
 from connector.stores.model_versions import ModelStore
 from tests.integration.helpers import mentioning
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.single_redis]  # starts its own services
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "--max-interactions", "3000", "--replay-events", "200", "--replay-seconds", "6",

@@ -16,6 +16,8 @@ from connector.devservices import kafka as local_kafka
 from connector.devservices.process import free_port, is_alive
 from tests.integration.helpers import mentioning
 
+pytestmark = pytest.mark.single_redis  # starts its own services
+
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -209,6 +209,7 @@ def retries(tmp_path: Path) -> list[dict[str, Any]]:
 # 3. Redis stopped, restarted empty, then `streamrec rebuild`
 
 
+@pytest.mark.single_redis  # stops and restarts its own redis-server
 def test_redis_restarted_empty_the_connector_waits_and_rebuild_restores_it(
     settings: ConnectorSettings, tmp_path: Path, start_connector: Start, service_env: dict[str, str]
 ) -> None:

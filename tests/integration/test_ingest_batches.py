@@ -19,8 +19,6 @@ from connector.stores.served import RedisServedLists
 from connector.wiring import event_processor
 from tests.integration.helpers import decode_rows, prepare_group, put_events, read_topic
 
-pytestmark = pytest.mark.redis_both  # on a single server and on a cluster
-
 
 @pytest.fixture
 def tracking_id(settings: ConnectorSettings) -> str:

@@ -3,12 +3,16 @@ to whatever version 2 already counted, once."""
 
 from __future__ import annotations
 
+import pytest
+
 from connector.keys import Keys
 from connector.redis_client import RedisClient
 from connector.settings import ConnectorSettings
 from connector.stores.counters import migrate_legacy_counters, recent_buckets
 from connector.wiring import event_processor
 from tests.integration.helpers import prepare_group
+
+pytestmark = pytest.mark.single_redis  # version 1 never ran on a cluster
 
 
 def test_version_1_counters_move_to_version_2_once(

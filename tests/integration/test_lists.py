@@ -32,8 +32,6 @@ from worker.data.interactions import from_rows
 from worker.training.fit import train
 from worker.training.pipeline import Catalog, item_arrays
 
-pytestmark = pytest.mark.redis_both  # on a single server and on a cluster
-
 ITEMS = 30
 _offsets = count()
 

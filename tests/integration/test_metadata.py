@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import redis
 
 from connector.keys import Keys
@@ -12,8 +11,6 @@ from connector.records import SourceRecord
 from connector.settings import ConnectorSettings
 from connector.wiring import processors
 from tests.integration.helpers import decode_rows, prepare_group, read_topic
-
-pytestmark = pytest.mark.redis_both  # on a single server and on a cluster
 
 
 def as_records(topic: str, values: list[bytes]) -> list[SourceRecord]:

@@ -99,7 +99,6 @@ def sequential(settings: ConnectorSettings, redis_db: redis.Redis) -> Iterator[C
         redis_db.delete(*keys)
 
 
-@pytest.mark.redis_both
 def test_batch_n_plus_1_sees_the_markers_and_stitches_of_batch_n_in_flight(
     settings: ConnectorSettings, sequential: ConnectorSettings, redis_db: redis.Redis
 ) -> None:

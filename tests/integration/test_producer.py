@@ -12,6 +12,8 @@ from connector.settings import ConnectorSettings
 from connector.wiring import event_processor
 from tests.integration.helpers import decode_rows, prepare_group, read_topic
 
+pytestmark = pytest.mark.single_redis  # Kafka only
+
 
 @pytest.mark.parametrize("encoding", ["json", "avro"])
 def test_producer_records_are_ingested(settings: ConnectorSettings, encoding: str) -> None:

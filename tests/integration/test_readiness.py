@@ -188,6 +188,7 @@ def test_init_prepares_the_group_and_a_second_run_changes_nothing(
     assert found == DEFAULT_FILTERS
 
 
+@pytest.mark.single_redis  # relays one server's port
 def test_connector_is_ready_after_assignment_and_only_while_redis_answers(
     settings: ConnectorSettings,
     init_env: dict[str, str],

@@ -18,6 +18,8 @@ from connector.wiring import event_processor
 from tests.integration.faults_helpers import redis_state
 from tests.integration.helpers import prepare_group, put_events
 
+pytestmark = pytest.mark.single_redis  # compares the two itself
+
 T = 1_700_000_000
 TYPES = ("click", "watch", "buy")
 

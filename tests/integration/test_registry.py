@@ -12,6 +12,8 @@ from connector.registry.schema import SchemaRegistry
 from connector.settings import CommonSettings
 from tests.conftest import example
 
+pytestmark = pytest.mark.single_redis  # Kafka only
+
 EVOLUTION = example("evolution/expected.json")
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import redis
 
 from connector.devservices import process, tools
-from connector.exceptions import DevServiceError
+from connector.exceptions import DevServiceError, StreamrecError
+from connector.redis_client import open_url
 
 
 def start(
@@ -98,8 +99,8 @@ def _cluster_ok(port: int) -> bool:
 
 
 def answers(url: str) -> bool:
-    """Whether the Redis server at `url` answers PING."""
+    """Whether the Redis server (or cluster) at `url` answers PING."""
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
-    except redis.RedisError:
+        return bool(open_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except (redis.RedisError, redis.exceptions.RedisClusterException, StreamrecError):
         return False

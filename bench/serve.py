@@ -4,6 +4,7 @@
                           [--event-rate 2000] [--freshness-seconds 10] [--warm-up-seconds 20]
                           [--sweep 10000,100000,1000000] [--sweep-requests 200]
     python bench/serve.py --intake [--intake-rate 1000] [--seconds 20]
+    python bench/serve.py --catalogue 5000000 [--sweep-requests 200]
 
 Measures, with a catalogue of --items items and --users users, each with a history and a
 precomputed list:
@@ -22,7 +23,9 @@ precomputed list:
   brute force (every item scored), which says from which size brute force misses 20 ms.
 
 With --intake, only PutEvents over HTTP is measured, beside a direct Kafka producer
-(bench/intake.py).
+(bench/intake.py). With --catalogue, only the given catalogue sizes: for each, the seconds a
+`streamrec api` process takes to load the version and build its item index, its memory once
+ready and at its peak, and p50/p99 of one GetRecommendations at a time.
 
 Set-up, and the path each part takes: the model version has random weights of the shapes a
 trained one has (Hyperparameters() defaults) and is published with ModelStore; item metadata
@@ -107,6 +110,9 @@ WARM_UP_SECONDS = 20.0
 PATIENCE_SECONDS = 600.0  # freshness: how long after the last event a probe may still land
 WEB_PORTS: dict[int, int] = {}  # connector process id -> its /metrics port
 TARGETS = {"redis": 1.0, "api": 20.0, "freshness": 500.0}
+# Seconds from starting each API process to its first 200 on /readyz (model loaded, index
+# built), by port.
+API_READY_SECONDS: dict[int, float] = {}
 API_PIDS: dict[
     int, int
 ] = {}  # port -> pid of each `streamrec api` process started  # p99 targets of issue 5, ms
@@ -340,14 +346,16 @@ def running_api(settings: ConnectorSettings, threads: int | None = None) -> Iter
         ["streamrec", "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     API_PIDS[port] = child.pid
+    started = time.monotonic()
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 900
         while call(port, "GET", "/readyz")[0] != 200:
             if child.poll() is not None:
                 raise RuntimeError(f"streamrec api exited: {child.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
             if time.monotonic() > deadline:
                 raise TimeoutError("streamrec api did not become ready")
             time.sleep(0.2)
+        API_READY_SECONDS[port] = time.monotonic() - started
         yield port
     finally:
         child.terminate()
@@ -448,6 +456,69 @@ def sweep(
             print(f"sweep: {size:,} items, {name}: p50 {p50} ms p99 {p99} ms", flush=True)
         _forget(settings)  # a 1M-item version is ~270 MB of Redis memory
     return served, brute
+
+
+def catalogue(
+    base: ConnectorSettings, run_id: str, sizes: Sequence[int], requests: int
+) -> dict[str, Any]:
+    """For each catalogue size: publish seconds, then one `streamrec api` process serving it
+    with the item index: seconds until ready (the version loaded and the index built), its
+    resident memory once ready and its peak after the requests, and p50/p99 of one
+    GetRecommendations at a time."""
+    rows = []
+    users = 1000
+    for size in sizes:
+        settings = base.model_copy(
+            update={"dataset_group": f"benchcat{size}-{run_id}", "serving_index_min_items": 1}
+        )
+        publish_s = publish_version(settings, size, seed=size)
+        write_histories_direct(settings, users, size)
+        print(f"catalogue: published {size:,} items in {publish_s:.1f} s", flush=True)
+        with running_api(settings) as port:
+            ready_rss = _memory_mb(API_PIDS[port], "VmRSS")
+            latencies, errors = sequential_latencies(port, users, requests)
+            peak = _memory_mb(API_PIDS[port], "VmHWM")
+        p50, p99 = percentiles(latencies)
+        rows.append(
+            {
+                "items": size,
+                "publish_s": round(publish_s, 1),
+                "load_s": round(API_READY_SECONDS[port], 1),
+                "rss_mb_ready": ready_rss,
+                "rss_mb_peak": peak,
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "errors": errors,
+            }
+        )
+        print(f"catalogue: {rows[-1]}", flush=True)
+        _forget(settings)
+    return {"catalogue": rows}
+
+
+def _memory_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/<pid>/status (VmRSS now, VmHWM the peak), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+def print_catalogue(figures: dict[str, Any]) -> None:
+    print(
+        "\ncatalogue sizes, one `streamrec api` process with the item index, "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        f"  {'items':>10}  {'publish s':>9}  {'load s':>6}  {'RSS ready MiB':>13}  "
+        f"{'RSS peak MiB':>12}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}"
+    )
+    for row in figures["catalogue"]:
+        print(
+            f"  {row['items']:>10,}  {row['publish_s']:>9}  {row['load_s']:>6}  "
+            f"{row['rss_mb_ready']:>13}  {row['rss_mb_peak']:>12}  {row['p50_ms']:>7}  "
+            f"{row['p99_ms']:>7}  {row['errors']:>6}"
+        )
 
 
 def _forget(settings: ConnectorSettings) -> None:
@@ -778,6 +849,11 @@ def main() -> None:
     parser.add_argument("--sweep", default="10000,100000,1000000")
     parser.add_argument("--sweep-requests", type=int, default=200)
     parser.add_argument(
+        "--catalogue",
+        help="only measure these catalogue sizes (e.g. 5000000): model load time, memory of "
+        "the serving process and GetRecommendations p50/p99 with the item index",
+    )
+    parser.add_argument(
         "--intake",
         action="store_true",
         help="measure only PutEvents over HTTP beside a direct producer (bench/intake.py)",
@@ -787,6 +863,12 @@ def main() -> None:
     started = time.perf_counter()
     with services() as (kafka, redis_url):
         base = ConnectorSettings(kafka_bootstrap=kafka, redis_url=redis_url)
+        if args.catalogue:
+            sizes = [int(size) for size in args.catalogue.split(",")]
+            found = catalogue(base, uuid.uuid4().hex[:6], sizes, args.sweep_requests)
+            print_catalogue(found)
+            print(json.dumps(found))
+            return
         if args.intake:
             intake_figures = intake.measure_intake(
                 base, uuid.uuid4().hex[:6], args, sys.modules[__name__]

@@ -28,15 +28,15 @@ def connect(settings: CommonSettings) -> RedisClient:
 
     Failing here, at start-up, with the reason beats failing on the first event.
     """
-    client = open_url(settings.redis_url, **settings.redis_options())
     try:
+        client = open_url(settings.redis_url, **settings.redis_options())
         client.ping()
     except redis.AuthenticationError as exc:
         raise RedisUnavailableError(
             f"Redis at {_safe(settings.redis_url)} refused the credentials: {exc}; check "
             "STREAMREC_REDIS_USERNAME and STREAMREC_REDIS_PASSWORD"
         ) from exc
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise RedisUnavailableError(
             f"Redis at {_safe(settings.redis_url)} does not answer: {exc}"
         ) from exc
@@ -55,10 +55,23 @@ def open_url(url: str, **options: Any) -> RedisClient:
         )
     try:
         return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}{sep}{rest}", **options)
+    except redis.AuthenticationError:
+        raise  # connect() says which settings to check
     except (redis.RedisError, RedisClusterException) as exc:
+        if _refused_credentials(exc):
+            raise redis.AuthenticationError(str(exc)) from exc  # no node took them
         raise RedisUnavailableError(
             f"Redis Cluster at {_safe(url)} does not answer: {exc}"
         ) from exc
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    """Whether a cluster client failed to start because its nodes refused the credentials
+    (redis-py wraps the AuthenticationError, sometimes only in the message)."""
+    if isinstance(exc.__cause__, redis.AuthenticationError):
+        return True
+    text = str(exc)
+    return any(sign in text for sign in ("username-password", "WRONGPASS", "NOAUTH"))
 
 
 def is_cluster(client: RedisClient) -> bool:

@@ -8,11 +8,12 @@ repaired by the replay, as on one server.
 
 What is not keyed by subject moves to steps of its own:
 - **Counts.** Each part keeps its counts under one of its subjects (`Keys.pending_part`) and
-  returns them; the connector adds their sum to the counters with `count_batch.lua`, which
-  runs in the counters' own slot and checks the batch's entry in a journal
-  (`Keys.pending_counts`), so the counts are added once. A batch interrupted before that is
-  found in the journal by `recover` (at start, then every minute), which adds what its parts
-  kept. docs/deploy.md, Redis Cluster.
+  returns them; the connector adds them to the counters with `count_batch.lua`, which runs
+  in the counters' own slot and records in the batch's journal entry
+  (`Keys.pending_counts`) which parts it added, so each part is added once, whoever sends
+  it. A batch whose connector died before that is found in the journal by `recover` (at
+  start, then every minute), which adds what its parts kept; entries five minutes old are
+  then removed. docs/deploy.md, Redis.
 - **Attribution sources** are admitted into their set before counting.
 - **Stitches.** The session's history, markers and interacted items are read from its node
   and merged into the user's on the user's node, then the link is set (`SET NX`): a crash
@@ -147,14 +148,16 @@ class ClusterApply:
                 payload = {**base, "events": [ops[i] for i in indexes], "pending": pending}
                 return _part(self._apply.run(node, orjson.dumps(payload)))
 
-            totals: Counts = {"types": {}, "sources": {}}
-            for (_, indexes), result in zip(parts.items(), self._each(parts, run), strict=True):
+            kept: list[tuple[str, Counts]] = []
+            results = self._each(parts, run)
+            for (node, indexes), result in zip(parts.items(), results, strict=True):
                 admitted += result.admitted
                 duplicates += result.duplicates
                 for index, flag in zip(indexes, result.flags, strict=True):
                     flags[index] = flag
-                _add(totals, result.counts)
-            self._add_counts(token, totals, max_sources)
+                if result.admitted:
+                    kept.append((anchors[node], result.counts))
+            self._add_counts(token, kept, max_sources)
             self._close(token, list(anchors.values()))
         stitched = sum(self._stitch(base, stitch) for stitch in stitches)
         return admitted, duplicates, stitched, "".join(flags)
@@ -166,55 +169,58 @@ class ClusterApply:
             self._recovered_at = time.monotonic()
 
     def recover(self, max_sources: int, older_than: float = STALE_AFTER_SECONDS) -> int:
-        """Add the counts of batches interrupted between their parts and their counting
-        (journal entries older than `older_than` seconds); how many batches it finished."""
+        """Add the counts the parts of unfinished batches kept (a batch whose connector died
+        between its parts and its counting); safe beside a live batch, since each part is
+        counted once. Entries older than `older_than` seconds, which no running batch can
+        still own, are then removed. How many parts it counted."""
         entries: dict[bytes, bytes] = self._client.hgetall(self._keys.pending_counts)  # type: ignore[assignment]
-        finished = 0
+        found = 0
         for token_bytes, raw in entries.items():
             token, entry = _text(token_bytes), orjson.loads(raw)
-            if entry["created"] > time.time() - older_than:
-                continue
-            anchors = [str(anchor) for anchor in entry["anchors"]]
-            if not entry.get("counted"):
-                pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
-                for anchor in anchors:
-                    pipe.hget(anchor, token)
-                totals: Counts = {"types": {}, "sources": {}}
-                for kept in pipe.execute():
-                    if kept is not None:
-                        _add(totals, orjson.loads(kept))
-                self._add_counts(token, totals, max_sources)
-            self._close(token, anchors)
-            finished += 1
-        if finished:
-            _log.info("counts of interrupted batches added", extra={"batches": finished})
-        return finished
+            waiting = [a for a in entry["anchors"] if a not in set(entry["counted"])]
+            pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+            for anchor in waiting:
+                pipe.hget(anchor, token)
+            kept = [(a, orjson.loads(c)) for a, c in zip(waiting, pipe.execute(), strict=True) if c]
+            if kept:
+                found += self._add_counts(token, kept, max_sources)
+                self._forget_parts(token, [anchor for anchor, _ in kept])  # counted now
+            if entry["created"] < time.time() - older_than:
+                self._close(token, list(entry["anchors"]))
+        if found:
+            _log.info("counts of interrupted batches added", extra={"parts": found})
+        return found
 
     # Steps
 
     def _open(self, token: str, anchors: list[str]) -> None:
-        entry = {"created": time.time(), "anchors": anchors, "counted": False}
+        entry = {"created": time.time(), "anchors": anchors, "counted": []}
         self._client.hset(self._keys.pending_counts, token, orjson.dumps(entry))
 
-    def _add_counts(self, token: str, totals: Counts, max_sources: int) -> None:
-        """Admit the batch's attribution sources, then add its counts once."""
-        names = sorted({name for by_name in totals["sources"].values() for name in by_name})
+    def _add_counts(self, token: str, kept: list[tuple[str, Counts]], max_sources: int) -> int:
+        """Admit the batch's attribution sources, then add each part's counts once; how
+        many parts were added now."""
+        names = sorted(
+            {name for _, counts in kept for by in counts["sources"].values() for name in by}
+        )
         admitted = self._admit(self._keys.sources, names, max_sources) if names else set()
-        sources: dict[str, dict[str, int]] = {}
-        for bucket, by_name in totals["sources"].items():
-            into = sources.setdefault(bucket, {})
-            for name, count in by_name.items():
-                kept = name if name in admitted else SOURCE_LIMIT
-                into[kept] = into.get(kept, 0) + count
-        counts = orjson.dumps({"types": totals["types"], "sources": sources})
-        self._count(keys=[self._keys.pending_counts], args=[token, counts, self._counter_settings])
+        parts = [(anchor, _admitted_sources(counts, admitted)) for anchor, counts in kept]
+        added = self._count(
+            keys=[self._keys.pending_counts],
+            args=[token, orjson.dumps(parts), self._counter_settings],
+        )
+        return int(added)
 
     def _close(self, token: str, anchors: list[str]) -> None:
+        self._forget_parts(token, anchors)
+        self._client.hdel(self._keys.pending_counts, token)
+
+    def _forget_parts(self, token: str, anchors: list[str]) -> None:
+        """Drop the counts the parts kept (once counted: the journal entry knows they are)."""
         pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
         for anchor in anchors:
             pipe.hdel(anchor, token)
         pipe.execute()
-        self._client.hdel(self._keys.pending_counts, token)
 
     def _stitch(self, base: dict[str, Any], stitch: Stitch) -> int:
         """Merge the session into the user, then link it; 1 if this call linked it."""
@@ -280,12 +286,16 @@ def _part(reply: list[Any]) -> PartResult:
     return PartResult(int(admitted), int(duplicates), _text(flags), orjson.loads(counts))
 
 
-def _add(totals: Counts, counts: Counts) -> None:
-    for kind in ("types", "sources"):
-        for bucket, by_name in (counts.get(kind) or {}).items():
-            into = totals[kind].setdefault(bucket, {})
-            for name, count in by_name.items():
-                into[name] = into.get(name, 0) + int(count)
+def _admitted_sources(counts: Counts, admitted: set[str]) -> Counts:
+    """The counts with every attribution source outside the admitted set counted as
+    SOURCE_LIMIT_EXCEEDED, as the single-server script does."""
+    sources: dict[str, dict[str, int]] = {}
+    for bucket, by_name in (counts.get("sources") or {}).items():
+        into = sources.setdefault(bucket, {})
+        for name, count in by_name.items():
+            kept = name if name in admitted else SOURCE_LIMIT
+            into[kept] = into.get(kept, 0) + int(count)
+    return {"types": counts.get("types") or {}, "sources": sources}
 
 
 def _flat(pairs: list[tuple[bytes, float]]) -> list[Any]:

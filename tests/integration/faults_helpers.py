@@ -25,6 +25,7 @@ from connector.devservices import process
 from connector.devservices import redis as local_redis
 from connector.devservices.settings import DevSettings
 from connector.keys import Keys, Subject
+from connector.redis_client import mget
 from connector.settings import ConnectorSettings
 from tests.integration.helpers import decode_rows, put_events, read_topic
 
@@ -246,7 +247,7 @@ def reconcile_redis(settings: ConnectorSettings, client: redis.Redis, stream: St
             want |= markers.get("s" + subject.id[1:], set())
         assert {m.decode() for m in got} == want, f"dedup markers of {subject}"
     pairs = stream.users_and_sessions()
-    links = client.mget([keys.session_user(session) for _, session in pairs])
+    links = mget(client, [keys.session_user(session) for _, session in pairs])
     assert [link.decode() if link else None for link in links] == [u for u, _ in pairs]
     assert {t.decode() for t in client.smembers(keys.event_types)} == set(TYPES)
 

@@ -29,7 +29,7 @@ from connector.devservices.process import free_port
 from connector.keys import Keys
 from connector.model.artifacts import ModelArtifacts
 from connector.model.model import Hyperparameters
-from connector.redis_client import open_url
+from connector.redis_client import mget, open_url
 from connector.settings import ConnectorSettings
 from connector.stores.lists import StoredList
 from connector.stores.model_versions import ModelStore
@@ -290,7 +290,7 @@ def _reconcile_lists_and_metadata(
 ) -> None:
     keys = Keys(settings.dataset_group)
     subjects = list(stream.histories(settings.history_length))
-    raws = client.mget([keys.recommendations(s) for s in subjects])
+    raws = mget(client, [keys.recommendations(s) for s in subjects])
     assert all(raw is not None for raw in raws), "every subject has a list again"
     assert {StoredList.from_json(raw).version for raw in raws if raw} == {version}
     active = {tag.decode() for tag in client.zrange(keys.active_subjects, 0, -1)}

@@ -137,10 +137,39 @@ def test_a_batch_interrupted_before_its_counts_is_counted_once_by_recovery(
     assert not cluster.exists(keys.metric_buckets)  # histories written, nothing counted
     assert cluster.hlen(keys.pending_counts) == 1
 
-    ingest(on_cluster, values, size=60)  # the replay: every event is a duplicate now
-    assert cluster.hlen(keys.pending_counts) == 1  # still waiting for recovery
-    processor_store = event_processor(on_cluster)._store  # noqa: SLF001 - the store under test
-    assert processor_store._cluster is not None  # noqa: SLF001
-    assert processor_store._cluster.recover(100, older_than=0) == 1  # noqa: SLF001
-    assert processor_store._cluster.recover(100, older_than=0) == 0  # noqa: SLF001
+    # The replay: every event is a duplicate now; the restarted connector's first batch
+    # runs the recovery, which adds what the parts kept.
+    ingest(on_cluster, values, size=60)
+    assert state(cluster, on_cluster.dataset_group) == {
+        **state(redis_db, settings.dataset_group),
+        "streamrec:G:metrics:{m:G}:pending": cluster.hgetall(keys.pending_counts),
+    }
+    store = event_processor(on_cluster)._store  # noqa: SLF001 - the store under test
+    assert store._cluster is not None  # noqa: SLF001
+    assert store._cluster.recover(100, older_than=0) == 0  # counted already; entry removed
+    assert state(cluster, on_cluster.dataset_group) == state(redis_db, settings.dataset_group)
+
+
+def test_a_recovery_beside_a_live_batch_counts_each_part_once(
+    settings: ConnectorSettings,
+    on_cluster: ConnectorSettings,
+    redis_db: RedisClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ingest(settings, stream(prepare_group(settings)), size=50)
+    counting = cluster_apply.ClusterApply._add_counts  # noqa: SLF001
+
+    def recover_first(self: cluster_apply.ClusterApply, *args: Any) -> int:
+        # Another connector's recovery, just before this batch counts: it sends the same
+        # parts' counts (the original method, so it does not recurse into this one).
+        monkeypatch.setattr(cluster_apply.ClusterApply, "_add_counts", counting)
+        try:
+            assert self.recover(100, older_than=3600) >= 1
+        finally:
+            monkeypatch.setattr(cluster_apply.ClusterApply, "_add_counts", recover_first)
+        return counting(self, *args)
+
+    monkeypatch.setattr(cluster_apply.ClusterApply, "_add_counts", recover_first)
+    ingest(on_cluster, stream(prepare_group(on_cluster)), size=50)
+    cluster = open_url(on_cluster.redis_url)
     assert state(cluster, on_cluster.dataset_group) == state(redis_db, settings.dataset_group)

@@ -7,10 +7,12 @@ import uuid
 import pytest
 import redis
 from confluent_kafka import Consumer, Producer
+from redis.cluster import RedisCluster
 
 from connector import redis_client
 from connector.exceptions import RedisUnavailableError
 from connector.kafka_admin import TopicSpec, ensure_topics
+from connector.redis_client import RedisClient
 from connector.settings import CommonSettings
 
 
@@ -60,15 +62,17 @@ def test_write_and_read_the_real_redis(settings: CommonSettings, redis_db: redis
     assert redis_db.hgetall(key) == {b"a": b"1", b"b": b"2"}
 
 
-def test_redis_acl_user_from_settings(settings: CommonSettings, redis_db: redis.Redis) -> None:
+def test_redis_acl_user_from_settings(settings: CommonSettings, redis_db: RedisClient) -> None:
     user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    redis_db.acl_setuser(
-        user,
-        enabled=True,
-        passwords=[f"+{password}"],
-        keys=[f"streamrec:{settings.dataset_group}:*"],
-        commands=["+@all"],
-    )
+    servers = _servers(redis_db)  # a cluster's users are each node's own
+    for server in servers:
+        server.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=[f"streamrec:{settings.dataset_group}:*"],
+            commands=["+@all"],
+        )
     try:
         ok = settings.model_copy(update={"redis_username": user})
         allowed = redis_client.connect(CommonSettings(**{**_plain(ok), "redis_password": password}))
@@ -76,7 +80,15 @@ def test_redis_acl_user_from_settings(settings: CommonSettings, redis_db: redis.
         with pytest.raises(RedisUnavailableError, match="refused the credentials"):
             redis_client.connect(CommonSettings(**{**_plain(ok), "redis_password": "wrong"}))
     finally:
-        redis_db.acl_deluser(user)
+        for server in servers:
+            server.acl_deluser(user)
+
+
+def _servers(client: RedisClient) -> list[redis.Redis]:
+    """The client itself, or a client of each node of a cluster."""
+    if isinstance(client, RedisCluster):
+        return [node.redis_connection for node in client.get_nodes()]  # type: ignore[misc]
+    return [client]
 
 
 def test_unreachable_redis_fails_at_start_with_the_address(settings: CommonSettings) -> None:

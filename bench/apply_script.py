@@ -55,7 +55,10 @@ VARIANTS = {
         "for subject, newest in pairs(touched) do bound(subject, newest) end",
         "",
     ),
-    "without counters": ("flush(type_counts, batch.type_prefix)", ""),
+    "without counters": (
+        "flush_counts(type_counts, batch.type_prefix, batch.metrics_ttl, batch.buckets_key)",
+        "",
+    ),
 }
 
 

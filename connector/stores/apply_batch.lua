@@ -126,17 +126,6 @@ local function bound(subject, newest)
   redis.call('EXPIRE', interacted, batch.interacted_ttl)
 end
 
-local function flush(counts, prefix)
-  for bucket, by_name in pairs(counts) do
-    local key = prefix .. bucket
-    for name, count in pairs(by_name) do
-      redis.call('HINCRBY', key, name, count)
-    end
-    redis.call('EXPIRE', key, batch.metrics_ttl)
-    redis.call('ZADD', batch.buckets_key, bucket, bucket)
-  end
-end
-
 for _, op in ipairs(batch.events) do event(op) end
 for _, op in ipairs(batch.stitches or {}) do stitch(op) end
 for _, op in ipairs(batch.merges or {}) do merge(op) end
@@ -149,6 +138,6 @@ if batch.pending then
   end
   return {admitted, duplicates, stitched, table.concat(flags), counts}
 end
-flush(type_counts, batch.type_prefix)
-flush(source_counts, batch.source_prefix)
+flush_counts(type_counts, batch.type_prefix, batch.metrics_ttl, batch.buckets_key)
+flush_counts(source_counts, batch.source_prefix, batch.metrics_ttl, batch.buckets_key)
 return {admitted, duplicates, stitched, table.concat(flags), ''}

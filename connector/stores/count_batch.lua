@@ -15,23 +15,12 @@ local settings = cjson.decode(ARGV[3])
 local counted = {}
 for _, anchor in ipairs(journal.counted) do counted[anchor] = true end
 
-local function flush(by_bucket, prefix)
-  for bucket, by_name in pairs(by_bucket) do
-    local key = prefix .. bucket
-    for name, count in pairs(by_name) do
-      redis.call('HINCRBY', key, name, count)
-    end
-    redis.call('EXPIRE', key, settings.metrics_ttl)
-    redis.call('ZADD', settings.buckets_key, bucket, bucket)
-  end
-end
-
 local added = 0
 for _, part in ipairs(cjson.decode(ARGV[2])) do
   local anchor, counts = part[1], part[2]
   if not counted[anchor] then
-    flush(counts.types, settings.type_prefix)
-    flush(counts.sources, settings.source_prefix)
+    flush_counts(counts.types, settings.type_prefix, settings.metrics_ttl, settings.buckets_key)
+    flush_counts(counts.sources, settings.source_prefix, settings.metrics_ttl, settings.buckets_key)
     counted[anchor] = true
     table.insert(journal.counted, anchor)
     added = added + 1

@@ -71,18 +71,18 @@ class SessionStore:
         self._client = client
         self._keys = keys
         self._policy = policy
-        self._apply = client.register_script(_script("apply_batch.lua"))
-        self._known = client.register_script(_script("known_markers.lua"))
+        scripts = {
+            "apply": _script("apply_batch.lua"),
+            "known": _script("known_markers.lua"),
+            "count": _script("count_batch.lua"),
+        }
+        self._apply = client.register_script(scripts["apply"])
+        self._known = client.register_script(scripts["known"])
         self._admit_types = client.register_script(_ADMIT_TYPES)
         self._layout = _layout(keys)
         self._base = self._settings()
         self._cluster: ClusterApply | None = None
         if is_cluster(client):
-            scripts = {
-                "apply": _script("apply_batch.lua"),
-                "known": _script("known_markers.lua"),
-                "count": _script("count_batch.lua"),
-            }
             counting = {
                 key: self._base[key]
                 for key in ("type_prefix", "source_prefix", "buckets_key", "metrics_ttl")
@@ -212,8 +212,15 @@ def _layout(keys: Keys) -> dict[str, str]:
     }
 
 
+# Scripts that take a shared Lua file in front of their own text.
+_PRELUDES = {"apply_batch.lua": "counters.lua", "count_batch.lua": "counters.lua"}
+
+
 def _script(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text()
+    """A script's Lua text, with the shared functions it uses in front."""
+    files = resources.files(__package__)
+    prelude = files.joinpath(_PRELUDES[name]).read_text() if name in _PRELUDES else ""
+    return prelude + files.joinpath(name).read_text()
 
 
 def _text(value: bytes | str) -> str:

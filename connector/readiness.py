@@ -19,10 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from connector.exceptions import RedisUnavailableError
-from connector.redis_client import RedisClient, open_url
+from connector.redis_client import REDIS_FAILURES, RedisClient, open_url
 
 PROBE_TIMEOUT_SECONDS = 2.0
 
@@ -57,7 +55,7 @@ class Readiness:
             return _unready("waiting for the consumer group to assign partitions")
         try:
             await asyncio.wait_for(asyncio.to_thread(self._ping), PROBE_TIMEOUT_SECONDS)
-        except (*REDIS_DOWN, OSError, TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             return _unready(f"Redis does not answer: {exc or type(exc).__name__}")
         body: dict[str, Any] = {"status": "ready", "partitions": len(self._assigned)}
         if not self._assigned:
@@ -65,8 +63,13 @@ class Readiness:
         return Verdict(200, body)
 
 
-# What a PING raises when Redis, or a cluster's node, does not answer.
-REDIS_DOWN = (redis.RedisError, redis.exceptions.RedisClusterException, RedisUnavailableError)
+# What a probe raises when Redis, or a cluster's node, does not answer in time.
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    *REDIS_FAILURES,
+    RedisUnavailableError,
+    OSError,
+    TimeoutError,
+)
 
 
 def _unready(reason: str) -> Verdict:

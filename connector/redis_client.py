@@ -22,6 +22,10 @@ RedisClient: TypeAlias = redis.Redis | RedisCluster
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
+# What a client raises when Redis fails it: redis-py's errors, and a cluster client's own,
+# which do not derive from them.
+REDIS_FAILURES: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+
 
 def connect(settings: CommonSettings) -> RedisClient:
     """A client for the settings' Redis (URL, ACL user, password, TLS CA), known to answer.
@@ -36,7 +40,7 @@ def connect(settings: CommonSettings) -> RedisClient:
             f"Redis at {_safe(settings.redis_url)} refused the credentials: {exc}; check "
             "STREAMREC_REDIS_USERNAME and STREAMREC_REDIS_PASSWORD"
         ) from exc
-    except (redis.RedisError, RedisClusterException) as exc:
+    except REDIS_FAILURES as exc:
         raise RedisUnavailableError(
             f"Redis at {_safe(settings.redis_url)} does not answer: {exc}"
         ) from exc
@@ -57,7 +61,7 @@ def open_url(url: str, **options: Any) -> RedisClient:
         return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}{sep}{rest}", **options)
     except redis.AuthenticationError:
         raise  # connect() says which settings to check
-    except (redis.RedisError, RedisClusterException) as exc:
+    except REDIS_FAILURES as exc:
         if _refused_credentials(exc):
             raise redis.AuthenticationError(str(exc)) from exc  # no node took them
         raise RedisUnavailableError(

@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from connector.redis_client import RedisClient
+from connector.redis_client import REDIS_FAILURES, RedisClient
 
 REGISTRY = CollectorRegistry()
 RUNS = Counter(
@@ -78,7 +77,7 @@ def serve_health(port: int, client: RedisClient, host: str = "0.0.0.0") -> Threa
     def ping() -> bool:
         try:
             return bool(client.ping())
-        except (redis.RedisError, redis.exceptions.RedisClusterException):
+        except REDIS_FAILURES:
             return False
 
     handler = type("WorkerPages", (_Pages,), {"ping": staticmethod(ping)})

@@ -9,7 +9,7 @@ import redis
 
 from connector.devservices import process, tools
 from connector.exceptions import DevServiceError, StreamrecError
-from connector.redis_client import open_url
+from connector.redis_client import REDIS_FAILURES, open_url
 
 
 def start(
@@ -98,9 +98,13 @@ def _cluster_ok(port: int) -> bool:
     return isinstance(info, dict) and info.get("cluster_state") == "ok"
 
 
+# A client that cannot reach Redis, or a cluster client that cannot be made.
+NO_ANSWER: tuple[type[Exception], ...] = (*REDIS_FAILURES, StreamrecError)
+
+
 def answers(url: str) -> bool:
     """Whether the Redis server (or cluster) at `url` answers PING."""
     try:
         return bool(open_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
-    except (redis.RedisError, redis.exceptions.RedisClusterException, StreamrecError):
+    except NO_ANSWER:
         return False

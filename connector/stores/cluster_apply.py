@@ -157,7 +157,8 @@ class ClusterApply:
                     flags[index] = flag
                 if result.admitted:
                     kept.append((anchors[node], result.counts))
-            self._add_counts(token, kept, max_sources)
+            if kept:  # a batch of duplicates only has nothing to count
+                self._add_counts(token, kept, max_sources)
             self._close(token, list(anchors.values()))
         stitched = sum(self._stitch(base, stitch) for stitch in stitches)
         return admitted, duplicates, stitched, "".join(flags)
@@ -177,7 +178,8 @@ class ClusterApply:
         found = 0
         for token_bytes, raw in entries.items():
             token, entry = _text(token_bytes), orjson.loads(raw)
-            waiting = [a for a in entry["anchors"] if a not in set(entry["counted"])]
+            counted = set(entry["counted"])
+            waiting = [anchor for anchor in entry["anchors"] if anchor not in counted]
             pipe = self._client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
             for anchor in waiting:
                 pipe.hget(anchor, token)

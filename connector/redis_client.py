@@ -7,7 +7,7 @@ many subjects in one call asks `is_cluster` and splits its work by node (docs/de
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import redis
@@ -83,11 +83,22 @@ def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def load_scripts(client: RedisClient, *texts: str) -> None:
-    """Load Lua scripts on the server, or on every primary of a cluster, ahead of pipelines
-    that call them: a cluster pipeline, unlike a single server's, does not load them."""
-    for text in texts:
-        client.script_load(text)
+def run_pipeline(client: RedisClient, fill: Callable[[Any], None], *scripts: str) -> list[Any]:
+    """A non-transactional pipeline filled by `fill` and run. A cluster pipeline, unlike a
+    single server's, does not load the scripts it calls, and a node that failed over has
+    lost them: on NOSCRIPT the `scripts` are loaded on every primary and the pipeline runs
+    once more, so its commands must be safe to run twice."""
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        fill(pipe)
+        try:
+            return list(pipe.execute())
+        except redis.exceptions.NoScriptError:
+            if attempt == 2:
+                raise
+            for text in scripts:
+                client.script_load(text)
+    raise AssertionError("unreachable")
 
 
 def mget(client: RedisClient, names: Sequence[str]) -> list[Any]:

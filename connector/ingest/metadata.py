@@ -16,15 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from connector.exceptions import InvalidEventError, SchemaNotFoundError
 from connector.ingest.limits import MAX_EVENTS_PER_RECORD, MAX_ID_LENGTH
 from connector.ingest.rows import decode_json, metadata_row
 from connector.ingest.writer import DatasetWriter
 from connector.keys import Keys
 from connector.records import DeadLetter, SourceRecord
-from connector.redis_client import RedisClient
+from connector.redis_client import RedisClient, run_pipeline
 from connector.registry.schema import SchemaRegistry
 
 # An entity's row replaces its hash whole (fields the new row lacks must go): ARGV is the
@@ -186,19 +184,13 @@ class MetadataProcessor:
         """Replace each entity's hash (DEL + HSET in one script, so no reader sees it half
         written) or delete it, in order, in one pipeline: on a Redis Cluster each node gets
         its entities' scripts, since entities live in slots of their own."""
-        for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
+
+        def fill(pipe: Any) -> None:
             for entity_id, row in keyed:
                 fields = [] if row is None else _fields(row)
                 self._replace(keys=[self._key(entity_id)], args=fields, client=pipe)
-            try:
-                pipe.execute()
-                return
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                # A cluster pipeline does not load scripts; a node that failed over lost them.
-                self._client.script_load(_REPLACE)
+
+        run_pipeline(self._client, fill, _REPLACE)
 
     def _key(self, entity_id: str) -> str:
         return self._keys.item(entity_id) if self._entity is ITEMS else self._keys.user(entity_id)

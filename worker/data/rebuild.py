@@ -130,7 +130,6 @@ class Rebuilder:
         self._schemas: dict[int, RegisteredSchema] = {}
         self._fill = self._client.register_script(_FILL_MISSING)
         self._unlink = self._client.register_script(_UNLINK_SAME)
-        redis_client.load_scripts(self._client, _UNLINK_SAME)  # called in pipelines
 
     def run(self) -> RebuildReport:
         """Histories, markers, stitches and counters; then lists; then metadata hashes."""
@@ -258,14 +257,16 @@ class Rebuilder:
         stitches = [Stitch(session, user) for session, user in sorted(owners.items())]
         for start in range(0, len(stitches), BATCH):
             chunk = stitches[start : start + BATCH]
-            pipe = self._client.pipeline(transaction=False)
-            for stitch in chunk:
-                self._unlink(
-                    keys=[self._keys.session_user(stitch.session_id)],
-                    args=[stitch.user_id],
-                    client=pipe,
-                )
-            pipe.execute()
+
+            def fill(pipe: Any, chunk: list[Stitch] = chunk) -> None:
+                for stitch in chunk:
+                    self._unlink(
+                        keys=[self._keys.session_user(stitch.session_id)],
+                        args=[stitch.user_id],
+                        client=pipe,
+                    )
+
+            redis_client.run_pipeline(self._client, fill, _UNLINK_SAME)
             report.stitched += self._store.apply([], chunk).stitched
         self._say(f"{report.stitched:,} of {len(stitches):,} sessions merged into their user")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from connector.model import network
-from connector.model.artifacts import ModelArtifacts
+from connector.model.artifacts import ModelArtifacts, with_padding_row
 from connector.model.history import ABSENT, HistoryEntry
 
 ARCHITECTURE = "gru"
@@ -60,7 +60,8 @@ class Hyperparameters:
 @dataclass
 class Model:
     """A trained model: weights in `params` (item row 0 is padding) and the vocabularies
-    that map history entries to their rows."""
+    that map history entries to their rows. `columns` maps an item id to its column in
+    `items` order (its row in `params` is one more)."""
 
     items: list[str]
     event_types: list[str]
@@ -68,12 +69,12 @@ class Model:
     params: network.Params
     hyperparameters: Hyperparameters
     meta: dict[str, Any] = field(default_factory=dict)
-    _item_rows: dict[str, int] = field(init=False, repr=False)
+    columns: dict[str, int] = field(init=False, repr=False)
     _type_codes: dict[str, int] = field(init=False, repr=False)
     _context_codes: dict[str, dict[str, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._item_rows = {item: row + 1 for row, item in enumerate(self.items)}
+        self.columns = {item: column for column, item in enumerate(self.items)}
         self._type_codes = {name: code for code, name in enumerate(self.event_types)}
         self._context_codes = {
             name: {value: code for code, value in enumerate(values)}
@@ -112,9 +113,7 @@ class Model:
 
     def _encode(self, histories: Sequence[Sequence[HistoryEntry]]) -> network.Batch:
         steps = self.hyperparameters.bptt
-        windows = [
-            [e for e in history if e.item in self._item_rows][-steps:] for history in histories
-        ]
+        windows = [[e for e in history if e.item in self.columns][-steps:] for history in histories]
         # As many steps as the longest window: the padding after a window's end never
         # reaches its state (right padding), and a short history then costs few GRU steps.
         shape = (len(histories), max([1, *(len(window) for window in windows)]))
@@ -122,7 +121,7 @@ class Model:
         contexts = {name: np.zeros(shape, np.int64) for name in self.context_values}
         for row, known in enumerate(windows):
             for step, entry in enumerate(known):
-                items[row, step] = self._item_rows[entry.item]
+                items[row, step] = self.columns[entry.item] + 1  # row 0 is padding
                 types[row, step] = self._type_codes.get(entry.event_type or ABSENT, 0)
                 for name, codes in contexts.items():
                     value = entry.context.get(name)
@@ -149,17 +148,14 @@ class Model:
     def from_artifacts(cls, artifacts: ModelArtifacts) -> Model:
         """The model of a published version (arrays it does not use are ignored)."""
         meta = dict(artifacts.meta)
-        hidden = int(meta["hyperparameters"]["hidden_dimension"])
         params = {}
         for name in ("item_embeddings", "item_bias"):
-            value = artifacts.arrays[name]
-            padding = np.zeros((1, hidden) if value.ndim == 2 else 1, dtype=np.float32)
-            params[name] = np.concatenate([padding, value])
+            params[name] = with_padding_row(artifacts.arrays[name])
         for name, value in artifacts.arrays.items():
             if name in _WEIGHTS or name.startswith("context_") or name == "type_embeddings":
                 params[name] = value
         return cls(
-            items=list(artifacts.items),
+            items=artifacts.items,
             event_types=list(meta.pop("event_types")),
             context_values={k: list(v) for k, v in meta.pop("context_values").items()},
             params=params,

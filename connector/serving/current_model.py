@@ -43,12 +43,12 @@ class ServingModel:
     context_popularity: dict[str, np.ndarray]  # FIELD -> (items, values of FIELD)
     latest_timestamp: int  # newest interaction in the training data
     index: ItemIndex | None = field(default=None, repr=False, compare=False)  # None: brute force
-    columns: dict[str, int] = field(init=False, repr=False)
     derived: dict[object, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        columns = {item: column for column, item in enumerate(self.model.items)}
-        object.__setattr__(self, "columns", columns)
+    @property
+    def columns(self) -> dict[str, int]:
+        """Item id -> column (the model's `items` order)."""
+        return self.model.columns
 
     def derive(self, key: object, make: Callable[[], Any]) -> Any:
         """What `make` computes from this version alone, computed on first use and kept

@@ -39,6 +39,7 @@ MIN_NPROBE = 16  # cells a query scans at least (recall@25 0.97-1.0 on bench/ser
 SCANNED_PER_RESULT = 4  # scan at least this many items per result asked for
 SEED = 1234  # k-means initialisation, so one version always builds the same index
 HEAD = 4096  # items of highest bias tried exactly before the cells (a query's bound permitting)
+ADD_ROWS = 65_536  # items turned into index vectors at a time: never a second copy of them all
 
 
 def single_threaded_numerics() -> None:
@@ -64,19 +65,18 @@ class ItemIndex:
     """The items of `columns` (model item columns) with their embeddings and biases."""
 
     def __init__(self, embeddings: np.ndarray, bias: np.ndarray, columns: np.ndarray) -> None:
-        vectors = item_vectors(embeddings, bias, columns)
         self.columns = columns.astype(np.int64)
         self.size = len(columns)
         cells = max(1, min(round(CELLS_PER_SQRT_ITEM * math.sqrt(self.size)), self.size // 39))
-        quantizer = faiss.IndexFlatIP(vectors.shape[1])
-        index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], cells, faiss.METRIC_INNER_PRODUCT)
-        index.cp.max_points_per_centroid = TRAINING_POINTS_PER_CELL
+        dimension = embeddings.shape[1] + 1
+        quantizer = faiss.IndexFlatIP(dimension)
+        index = faiss.IndexIVFFlat(quantizer, dimension, cells, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = SEED
-        index.train(vectors)
-        index.add(vectors)
+        index.train(item_vectors(embeddings, bias, _training_sample(self.columns, cells)))
+        _add(index, quantizer, embeddings, bias, self.columns)
         self._index, self._quantizer = index, quantizer  # the quantizer must outlive the index
         self._cells = cells
-        self._head = _Head.of(vectors, self.columns)
+        self._head = _Head.of(embeddings, bias, self.columns)
 
     def search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The (about) `count` best indexed items for each query: (scores, columns), both
@@ -106,6 +106,41 @@ class ItemIndex:
         return np.where(found, scores, -np.inf).astype(np.float32), columns
 
 
+def _add(
+    index: faiss.IndexIVFFlat,
+    quantizer: faiss.IndexFlatIP,
+    embeddings: np.ndarray,
+    bias: np.ndarray,
+    columns: np.ndarray,
+) -> None:
+    """Add the items' vectors to the index's cells, ADD_ROWS at a time, each cell's storage
+    sized once to its final count: added one by one, a cell's storage grows by doubling and
+    ends about a third larger than its vectors (docs/performance.md, Serving)."""
+    chunks = [columns[start : start + ADD_ROWS] for start in range(0, len(columns), ADD_ROWS)]
+    cells = [
+        quantizer.search(item_vectors(embeddings, bias, chunk), 1)[1].ravel() for chunk in chunks
+    ]
+    if index.invlists is None:
+        raise RuntimeError("an IVF index without inverted lists")
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    for cell, count in enumerate(np.bincount(np.concatenate(cells), minlength=index.nlist)):
+        lists.resize(cell, int(count))  # allocates exactly `count` entries ...
+        lists.resize(cell, 0)  # ... which stay reserved for the adds below
+    for chunk, assigned in zip(chunks, cells, strict=True):
+        vectors = item_vectors(embeddings, bias, chunk)
+        index.add_core(len(chunk), faiss.swig_ptr(vectors), None, faiss.swig_ptr(assigned))
+
+
+def _training_sample(columns: np.ndarray, cells: int) -> np.ndarray:
+    """The columns k-means learns the cells from: TRAINING_POINTS_PER_CELL per cell at most,
+    drawn with SEED, in column order."""
+    points = min(len(columns), cells * TRAINING_POINTS_PER_CELL)
+    if points == len(columns):
+        return columns
+    chosen = np.random.default_rng(SEED).choice(len(columns), points, replace=False)
+    return columns[np.sort(chosen)]
+
+
 class _Head:
     """The HEAD indexed items of highest bias, and the bound on any other item's score."""
 
@@ -116,18 +151,20 @@ class _Head:
         self._rest_bias, self._rest_norm = rest_bias, rest_norm
 
     @classmethod
-    def of(cls, vectors: np.ndarray, columns: np.ndarray) -> _Head | None:
-        """From the index's [embedding | bias] rows; None when the head would be everything."""
+    def of(cls, embeddings: np.ndarray, bias: np.ndarray, columns: np.ndarray) -> _Head | None:
+        """Of the indexed items `columns`; None when the head would be all of them."""
         if len(columns) <= HEAD:
             return None
-        order = np.argsort(-vectors[:, -1], kind="stable")
-        head, rest = order[:HEAD], order[HEAD:]
-        rest_norm = float(np.linalg.norm(vectors[rest, :-1], axis=1).max())
+        order = np.argsort(-bias[columns], kind="stable")
+        head, rest = columns[order[:HEAD]], columns[order[HEAD:]]
+        norms = np.concatenate(
+            [
+                np.linalg.norm(embeddings[rest[start : start + ADD_ROWS]], axis=1)
+                for start in range(0, len(rest), ADD_ROWS)
+            ]
+        )
         return cls(
-            np.ascontiguousarray(vectors[head]),
-            columns[head],
-            float(vectors[rest, -1].max()),
-            rest_norm,
+            item_vectors(embeddings, bias, head), head, float(bias[rest].max()), float(norms.max())
         )
 
     def search(

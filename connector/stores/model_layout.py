@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from connector.exceptions import ModelNotFoundError
-from connector.model.artifacts import ITEM_PREFIX, ModelArtifacts
+from connector.model.artifacts import ITEM_PREFIX, ModelArtifacts, padded_buffer
 
 FORMAT = 1
 CHUNK_BYTES = 1 << 20  # about 1 MiB per chunk: no huge values, fast to move and to evict
@@ -201,13 +201,36 @@ def _id_parts(items: Sequence[str], rows: int) -> Iterator[bytes]:
         yield orjson.dumps(list(items[start : start + rows]))
 
 
-def _assemble(layout: ArrayLayout, parts: list[bytes], where: str) -> np.ndarray:
-    """One writable array from its chunks, refusing chunks of the wrong total size."""
-    if sum(map(len, parts)) != layout.nbytes:
-        raise ModelNotFoundError(f"{where} is damaged: its chunks do not add up to its shape")
-    buffer = bytearray(layout.nbytes)
-    offset = 0
-    for part in parts:
-        buffer[offset : offset + len(part)] = part
-        offset += len(part)
-    return np.frombuffer(buffer, dtype=np.dtype(layout.dtype)).reshape(layout.shape)
+class _Assembly:
+    """One writable array filled chunk by chunk as its chunks arrive, so a load holds the
+    array and one batch of chunks, never every chunk beside the array; refuses chunks of the
+    wrong total size. With `padded`, the array is the tail of a `padded_buffer`."""
+
+    def __init__(self, layout: ArrayLayout, where: str, padded: bool = False) -> None:
+        dtype = np.dtype(layout.dtype)
+        self._layout, self._where = layout, where
+        if padded and layout.shape:
+            self.array = padded_buffer(layout.shape, dtype)[1:]
+        else:
+            self.array = np.zeros(layout.shape, dtype)
+        self._bytes = self.array.reshape(-1).view(np.uint8)
+        self._filled = 0
+
+    def add(self, part: bytes) -> None:
+        """The next chunk's bytes."""
+        end = self._filled + len(part)
+        if end > self._layout.nbytes:
+            raise self._damaged()
+        self._bytes[self._filled : end] = np.frombuffer(part, np.uint8)
+        self._filled = end
+
+    def finish(self) -> np.ndarray:
+        """The array, once every chunk is in."""
+        if self._filled != self._layout.nbytes:
+            raise self._damaged()
+        return self.array
+
+    def _damaged(self) -> ModelNotFoundError:
+        return ModelNotFoundError(
+            f"{self._where} is damaged: its chunks do not add up to its shape"
+        )

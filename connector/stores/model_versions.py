@@ -31,7 +31,7 @@ import redis.client
 
 from connector.exceptions import ConcurrentWriteError, ConfigurationError, ModelNotFoundError
 from connector.keys import Keys
-from connector.model.artifacts import ModelArtifacts
+from connector.model.artifacts import ITEM_PREFIX, ModelArtifacts
 from connector.redis_client import RedisClient
 
 __all__ = [
@@ -52,7 +52,7 @@ from connector.stores.model_layout import (
     Manifest,
     VersionInfo,
     _array_parts,
-    _assemble,
+    _Assembly,
     _encode_meta,
     _id_parts,
     new_version_id,
@@ -268,8 +268,7 @@ class ModelStore:
         if not manifest.complete:
             raise ModelNotFoundError(f"model version {version!r} is not complete")
         meta = self.meta(version)
-        id_keys = [self._keys.model_ids(version, i) for i in range(manifest.id_chunks)]
-        items = [item for part in self._read(id_keys, version) for item in orjson.loads(part)]
+        items = self._item_ids(manifest)
         arrays = {
             name: self._load_array(version, name, layout)
             for name, layout in manifest.arrays.items()
@@ -283,31 +282,48 @@ class ModelStore:
         layout = manifest.arrays.get(name)
         if not manifest.complete or layout is None:
             return {}
-        id_keys = [self._keys.model_ids(version, i) for i in range(manifest.id_chunks)]
-        items = [item for part in self._read(id_keys, version) for item in orjson.loads(part)]
+        items = self._item_ids(manifest)
         values = self._load_array(version, name, layout).tolist()
         return dict(zip(items, values, strict=True))
 
+    def _item_ids(self, manifest: Manifest) -> list[str]:
+        """A version's item ids in row order, decoded a batch of chunks at a time."""
+        version = manifest.version
+        keys = [self._keys.model_ids(version, i) for i in range(manifest.id_chunks)]
+        return [
+            item
+            for values in self._read_batches(keys, version)
+            for part in values
+            for item in orjson.loads(part)
+        ]
+
     def _load_array(self, version: str, name: str, layout: ArrayLayout) -> np.ndarray:
+        """One array, each batch of chunks copied in as it arrives; an item array comes
+        after a zero row the model takes as its padding (artifacts.padded_buffer)."""
         keys = [self._keys.model_chunk(version, name, i) for i in range(layout.chunks)]
         where = f"array {name!r} of model version {version!r}"
-        return _assemble(layout, self._read(keys, version), where)
+        assembly = _Assembly(layout, where, padded=name.startswith(ITEM_PREFIX))
+        for values in self._read_batches(keys, version):
+            for value in values:
+                assembly.add(value)
+        return assembly.finish()
 
-    def _read(self, keys: list[str], version: str) -> list[bytes]:
-        """Every key's value, a pipeline per batch; a missing one means the version is gone."""
-        values = self._get_many(keys)
-        if any(value is None for value in values):
-            raise ModelNotFoundError(f"model version {version!r} was deleted while being read")
-        return [value for value in values if value is not None]
+    def _read_batches(self, keys: list[str], version: str) -> Iterator[list[bytes]]:
+        """The keys' values, a pipeline per batch; a missing one means the version is gone."""
+        for values in self._batches_of(keys):
+            if any(value is None for value in values):
+                raise ModelNotFoundError(f"model version {version!r} was deleted while being read")
+            yield [value for value in values if value is not None]
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        values: list[bytes | None] = []
+        return [value for values in self._batches_of(keys) for value in values]
+
+    def _batches_of(self, keys: list[str]) -> Iterator[list[bytes | None]]:
         for start in range(0, len(keys), self._read_batch):
             pipe = self._client.pipeline(transaction=False)
             for key in keys[start : start + self._read_batch]:
                 pipe.get(key)
-            values.extend(pipe.execute())
-        return values
+            yield pipe.execute()
 
     def _get(self, key: str) -> bytes | None:
         return cast(bytes | None, self._client.get(key))

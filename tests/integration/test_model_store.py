@@ -11,6 +11,7 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -269,15 +270,15 @@ def test_a_load_that_loses_its_version_starts_again_from_the_pointer(
 ) -> None:
     store.publish(constant(1), keep=1)
     reader = ModelStore(redis_db, keys, chunk_bytes=SMALL_CHUNKS)
-    read = reader._read
+    read = reader._read_batches
     newer: list[str] = []
 
-    def read_during_a_publish(chunk_keys: list[str], version: str) -> list[bytes]:
+    def read_during_a_publish(chunk_keys: list[str], version: str) -> Iterator[list[bytes]]:
         if not newer:  # the first read: a publish with keep=1 deletes what is being read
             newer.append(store.publish(constant(2), keep=1))
         return read(chunk_keys, version)
 
-    monkeypatch.setattr(reader, "_read", read_during_a_publish)
+    monkeypatch.setattr(reader, "_read_batches", read_during_a_publish)
     loaded = reader.load()
     assert _consistent_seq(loaded) == 2 and reader.current_version() == newer[0]
 

@@ -9,6 +9,7 @@ import pytest
 from connector.model.artifacts import ModelArtifacts
 from connector.model.history import HistoryEntry
 from connector.model.model import Hyperparameters, Model
+from connector.serving import item_index
 from connector.serving.current_model import SECONDS_PER_DAY, ServingModel
 from connector.serving.item_index import ItemIndex
 from connector.serving.ranking import Exploration, cold_items
@@ -100,6 +101,21 @@ def test_the_index_alone_has_recall_on_random_queries() -> None:
     assert recall >= 0.9
     exact = np.take_along_axis(queries @ embeddings.T + bias, columns, axis=1)
     np.testing.assert_allclose(scores, exact, rtol=1e-4, atol=1e-4)  # true scores
+
+
+def test_an_index_built_in_chunks_holds_every_item_once(monkeypatch) -> None:
+    monkeypatch.setattr(item_index, "ADD_ROWS", 1000)  # five chunks and a partial one
+    rng = np.random.default_rng(5)
+    embeddings = rng.normal(0, 1, (6000, 8)).astype(np.float32)
+    bias = rng.normal(0, 0.1, 6000).astype(np.float32)
+    columns = np.sort(rng.choice(6000, 5500, replace=False))
+    index = ItemIndex(embeddings, bias, columns)
+    queries = rng.normal(0, 1, (3, 8)).astype(np.float32)
+    scores, found = index.search(queries, len(columns))  # asks for all: every cell scanned
+    exact = queries @ embeddings[columns].T + bias[columns]
+    for row in range(len(queries)):
+        assert sorted(found[row]) == sorted(columns)
+        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1], rtol=1e-5, atol=1e-5)
 
 
 def test_where_biases_dominate_the_head_of_the_index_answers_exactly() -> None:

@@ -14,12 +14,12 @@ import pytest
 
 from connector.exceptions import ModelNotFoundError
 from connector.keys import Keys
-from connector.model.artifacts import ModelArtifacts
+from connector.model.artifacts import ModelArtifacts, with_padding_row
 from connector.stores.model_layout import (
     ArrayLayout,
     Manifest,
     _array_parts,
-    _assemble,
+    _Assembly,
     _encode_meta,
     _id_parts,
     new_version_id,
@@ -96,9 +96,34 @@ def test_chunks_give_back_the_exact_values(array: np.ndarray) -> None:
     layout = plan("v", ModelArtifacts(items, {"item_x": array}), 0.0, 16).arrays["item_x"]
     parts = list(_array_parts(array, layout))
     assert len(parts) == layout.chunks
-    back = _assemble(layout, parts, "test")
-    assert back.shape == array.shape and np.array_equal(back, array)
-    assert back.dtype == array.dtype.newbyteorder("<") and back.flags.writeable
+    for padded in (False, True):
+        back = _assembled(layout, parts, padded)
+        assert back.shape == array.shape and np.array_equal(back, array)
+        assert back.dtype == array.dtype.newbyteorder("<") and back.flags.writeable
+
+
+def _assembled(layout: ArrayLayout, parts: list[bytes], padded: bool = False) -> np.ndarray:
+    assembly = _Assembly(layout, "test", padded)
+    for part in parts:
+        assembly.add(part)
+    return assembly.finish()
+
+
+def test_a_padded_item_array_becomes_the_models_table_without_a_copy() -> None:
+    array = np.arange(12, dtype=np.float32).reshape(6, 2)
+    layout = plan("v", ModelArtifacts(list("abcdef"), {"item_x": array}), 0.0, 16).arrays["item_x"]
+    back = _assembled(layout, list(_array_parts(array, layout)), padded=True)
+    table = with_padding_row(back)
+    assert np.shares_memory(table, back) and table.shape == (7, 2)
+    assert not table[0].any() and np.array_equal(table[1:], array)
+
+
+def test_an_array_of_other_origin_gets_its_padding_row_in_a_copy() -> None:
+    array = np.arange(1, 13, dtype=np.float32).reshape(6, 2)
+    for source in (array, array[1:], np.concatenate([np.ones((1, 2), np.float32), array])[1:]):
+        table = with_padding_row(source)
+        assert not np.shares_memory(table, source) and not table[0].any()
+        assert np.array_equal(table[1:], source)
 
 
 def test_a_missing_or_short_chunk_is_refused() -> None:
@@ -106,9 +131,11 @@ def test_a_missing_or_short_chunk_is_refused() -> None:
     layout = plan("v", ModelArtifacts(list("abcdef"), {"item_x": array}), 0.0, 16).arrays["item_x"]
     parts = list(_array_parts(array, layout))
     with pytest.raises(ModelNotFoundError, match="damaged"):
-        _assemble(layout, parts[:-1], "test")
+        _assembled(layout, parts[:-1])
     with pytest.raises(ModelNotFoundError, match="damaged"):
-        _assemble(layout, [*parts[:-1], parts[-1][:-1]], "test")
+        _assembled(layout, [*parts[:-1], parts[-1][:-1]])
+    with pytest.raises(ModelNotFoundError, match="damaged"):
+        _assembled(layout, [*parts, b"\0"])
 
 
 def test_item_ids_are_chunked_in_order() -> None:

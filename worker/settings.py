@@ -63,6 +63,13 @@ class WorkerSettings(CommonSettings):
         description="Most passes over the data in a FULL run (fewer on big data: about "
         "4,000,000 predictions in all).",
     )
+    training_budget_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="Most seconds a FULL run trains. When the planned epochs would take "
+        "longer, it makes fewer passes, then trains on the newest data only, and it stops "
+        "at the budget in any case (docs/model.md, Time budget).",
+    )
     training_seed: int = Field(7, description="Seed of every random choice in training.")
     evaluation_users: int = Field(
         1000,

@@ -55,6 +55,7 @@ def demo(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]
     """A kept-running demo of this test's group: its output, API URL and environment;
     stopped afterwards (`streamrec demo --stop`)."""
     shared = REPO / ".streamrec" / "cache" / "datasets"
+    shared.mkdir(parents=True, exist_ok=True)  # a dangling link would fail the download
     shared.mkdir(parents=True, exist_ok=True)
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "datasets").symlink_to(shared)

@@ -217,21 +217,22 @@ def test_second_run_reads_only_new_records_and_still_dedups_and_stitches(
     assert "anon" not in sequences
 
 
-def test_runs_beyond_the_chunk_limit_merge_into_one_chunk(
+def test_small_runs_fill_the_last_chunk_up_to_its_limit(
     settings: ConnectorSettings,
     tracking_id: str,
     processor: EventProcessor,
     worker_settings: WorkerSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(data_cache, "MAX_CHUNKS", 2)
+    monkeypatch.setattr(data_cache, "CHUNK_ROWS", 2)
     for run in range(3):
         publish(
             processor, settings, [put_events(tracking_id, "s", [event(f"r{run}", T0 + run)], "u")]
         )
         assert update(worker_settings).fetched == 1
     files = sorted(path.name for path in cache(worker_settings).directory.iterdir())
-    assert files == ["chunk-000003.npz", "manifest.json"]
+    assert files == ["chunk-000002.npz", "chunk-000003.npz", "manifest.json"]  # 2 rows, 1 row
+    assert cache(worker_settings).manifest().chunk_rows == [2, 1]  # type: ignore[union-attr]
     data = to_interactions(cache(worker_settings).columns(), [])
     assert [data.items[i] for i in data.item] == ["r0", "r1", "r2"]
 

@@ -37,6 +37,7 @@ def demo_env(service_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The test's services and group; the worker cache in tmp, the dataset cache shared
     (MovieLens is downloaded once per checkout, not once per test)."""
     shared = REPO / ".streamrec" / "cache" / "datasets"
+    shared.mkdir(parents=True, exist_ok=True)  # a dangling link would fail the download
     shared.mkdir(parents=True, exist_ok=True)
     cache = tmp_path / "cache"
     cache.mkdir()

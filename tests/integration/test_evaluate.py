@@ -90,6 +90,7 @@ def event_processor_with_tracker(settings: ConnectorSettings):  # noqa: ANN201 -
 
 def test_movielens_report_holds_the_figures_of_the_evaluation(tmp_path: Path) -> None:
     shared = REPO / ".streamrec" / "cache" / "datasets"
+    shared.mkdir(parents=True, exist_ok=True)  # a dangling link would fail the download
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "datasets").symlink_to(shared)
     env = {**os.environ, "STREAMREC_WORKER_CACHE_DIR": str(tmp_path / "cache")}

@@ -9,6 +9,7 @@ import pytest
 from connector.model.model import Hyperparameters
 from worker.data.interactions import from_rows
 from worker.exceptions import ModelFitError
+from worker.training import blocks, fit
 from worker.training.fit import Adam, make_windows, rate_factor, train
 
 
@@ -108,3 +109,70 @@ def test_a_windows_seen_before_is_its_users_earlier_items() -> None:
             seen = batch.seen_before[row]
             assert (seen[seen > 0] == expected).all()
     assert windows.batch(rows).seen_before is None
+
+
+def test_leaving_rows_out_trains_the_model_of_the_data_without_them() -> None:
+    data = from_rows(walks(items=40))
+    held_out = np.array([11, 23, 100, 359])  # last rows of users, and rows inside sequences
+    hyper = Hyperparameters(hidden_dimension=32, bptt=4, epochs=2)
+    left_out = train(data, hyper, seed=3, excluded=held_out)
+    removed = train(data.without(held_out), hyper, seed=3)
+    assert left_out.items == removed.items
+    for name, value in left_out.params.items():
+        np.testing.assert_array_equal(value, removed.params[name], err_msg=name)
+
+
+def test_blocks_of_whole_users_cover_every_prediction_once_per_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(blocks, "BLOCK_ROWS", 50)  # 12 rows per user: blocks of 4 users
+    data = from_rows(walks(users=30, length=12))
+    rows = blocks.TrainingRows(data)
+    assert [(block.start, block.stop) for block in rows.blocks] == [
+        (start, min(start + 48, 360)) for start in range(0, 360, 48)
+    ]
+    seen: list[int] = []
+    original = fit._steps
+
+    def counted(*args: object, **kwargs: object) -> object:
+        for loss, predictions in original(*args, **kwargs):  # type: ignore[arg-type]
+            seen.append(predictions)
+            yield loss, predictions
+
+    monkeypatch.setattr(fit, "_steps", counted)
+    train(data, Hyperparameters(hidden_dimension=32, bptt=4, epochs=3), seed=1)
+    assert sum(seen) == 3 * rows.predictions == 3 * 30 * 11
+
+
+def test_a_budget_cuts_epochs_then_data_then_stops() -> None:
+    assert fit.plan(1000, 5, capacity=6000) == (5, None)
+    assert fit.plan(1000, 5, capacity=2500) == (2, None)
+    assert fit.plan(1000, 5, capacity=250) == (1, 0.25)
+
+
+def test_a_run_stops_at_its_budget_after_fitting_its_plan_to_it() -> None:
+    data = from_rows(walks(users=200, length=12, items=40))
+    ticks = iter(range(1_000_000))
+
+    def clock() -> float:  # one second per reading: the budget runs out after a few batches
+        return float(next(ticks))
+
+    reported: list[tuple[int, int]] = []
+    hyper = Hyperparameters(hidden_dimension=32, bptt=4, epochs=20, batch_size=8)
+    model = train(
+        data,
+        hyper,
+        seed=1,
+        budget_seconds=60,
+        clock=clock,
+        progress=lambda epoch, epochs, _: reported.append((epoch, epochs)),
+    )
+    assert reported == [(1, 1)]  # replanned to one pass over the newest data, then stopped
+    assert next(ticks) <= 70 and len(model.items) == 40
+    assert all(np.isfinite(value).all() for value in model.params.values())
+
+
+def test_a_user_longer_than_a_block_is_a_block_alone() -> None:
+    users = np.array([0, 0, 0, 0, 0, 1, 2, 2, 3])
+    found = [(block.start, block.stop) for block in blocks._blocks(users, 3)]
+    assert found == [(0, 5), (5, 8), (8, 9)]

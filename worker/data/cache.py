@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from connector.model.history import ABSENT
 from connector.registry.registry import open_registry
 from connector.registry.rules import DatasetSchema
 from worker.data.interactions import Interactions
+from worker.data.prepared import prepare
 from worker.data.reader import (
     DatasetRecord,
     RowDecoder,
@@ -43,15 +44,16 @@ from worker.data.reader import (
     stitch,
     unique,
 )
-from worker.data.selection import check_minimum, not_enough_data, select
+from worker.data.selection import check_minimum, not_enough_data
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: chunk_rows; a cache of format 1 is rebuilt from the topic
 BASE_COLUMNS = ("USER_ID", "ITEM_ID", "EVENT_TYPE", "SESSION_ID")
-MAX_CHUNKS = 16  # beyond this many, the next update merges every chunk into one
+CHUNK_ROWS = 1_000_000  # most rows per chunk: what one step of an update or a load holds
 _MANIFEST = "manifest.json"
+PREPARED = "prepared"  # the directory of the training data prepared from the chunks
 
 
 @dataclass
@@ -67,8 +69,8 @@ class RecordColumns:
     def __len__(self) -> int:
         return len(self.timestamp)
 
-    def select(self, mask: np.ndarray) -> RecordColumns:
-        """The rows where `mask` holds (the vocabulary is kept whole)."""
+    def select(self, mask: np.ndarray | slice) -> RecordColumns:
+        """The rows where `mask` holds, or of a slice (the vocabulary is kept whole)."""
         return RecordColumns(
             self.strings,
             {name: codes[mask] for name, codes in self.codes.items()},
@@ -182,6 +184,7 @@ class Manifest:
     context_fields: list[str] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)
     chunks: list[str] = field(default_factory=list)
+    chunk_rows: list[int] = field(default_factory=list)  # rows of each chunk
     rows: int = 0
     next_chunk: int = 1
 
@@ -247,11 +250,34 @@ class DataCache:
         self._commit(manifest)
         return CacheUpdate(reader.fetched, len(kept), len(new) - len(kept), rebuilt, manifest.rows)
 
+    def replace_with(
+        self, chunks: Iterable[RecordColumns], context_fields: Sequence[str]
+    ) -> CacheUpdate:
+        """A cache of `chunks` alone, as if read from a topic of no known id (so the next
+        `update` rebuilds it from the topic): for benchmarks of data too big to publish."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        current = self.manifest()
+        numbered = current.next_chunk if current is not None else 1
+        manifest = Manifest(None, list(context_fields), next_chunk=numbered)
+        for columns in chunks:
+            self._add_chunk(manifest, columns)
+        self._commit(manifest)
+        return CacheUpdate(manifest.rows, manifest.rows, 0, True, manifest.rows)
+
     def columns(self) -> RecordColumns:
-        """Every cached row, in the order they were read."""
+        """Every cached row, in the order they were read (all in memory: for tests and
+        small data; training reads `chunks`)."""
+        return concat(list(self.chunks()))
+
+    def chunks(self) -> Iterator[RecordColumns]:
+        """The cached rows a chunk at a time, in the order they were read."""
+        for path in self.chunk_paths():
+            yield _load(path)
+
+    def chunk_paths(self) -> list[Path]:
+        """The files of the committed chunks, in order."""
         manifest = self.manifest()
-        chunks = manifest.chunks if manifest else []
-        return concat([_load(self.directory / name) for name in chunks])
+        return [self.directory / name for name in (manifest.chunks if manifest else [])]
 
     def _dedup(self, manifest: Manifest) -> np.ndarray:
         parts = []
@@ -261,12 +287,23 @@ class DataCache:
         return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
 
     def _add_chunk(self, manifest: Manifest, columns: RecordColumns) -> None:
-        if len(manifest.chunks) >= MAX_CHUNKS:
-            columns = concat([_load(self.directory / name) for name in manifest.chunks] + [columns])
-            manifest.chunks, manifest.rows = [], 0
+        """Add rows as chunks of at most CHUNK_ROWS; rows that fit go into the last chunk
+        when it is short (a run that found a few records), so chunks stay few and big, and
+        no step holds more than CHUNK_ROWS rows."""
+        for start in range(0, len(columns), CHUNK_ROWS):
+            part = columns.select(slice(start, start + CHUNK_ROWS))
+            last = self.directory / manifest.chunks[-1] if manifest.chunks else None
+            if last is not None and manifest.chunk_rows[-1] + len(part) <= CHUNK_ROWS:
+                part = concat([_load(last), part])
+                manifest.chunks.pop()
+                manifest.rows -= manifest.chunk_rows.pop()
+            self._write_chunk(manifest, part)
+
+    def _write_chunk(self, manifest: Manifest, columns: RecordColumns) -> None:
         name = f"chunk-{manifest.next_chunk:06d}.npz"
         _save(columns, self.directory / name)
         manifest.chunks.append(name)
+        manifest.chunk_rows.append(len(columns))
         manifest.next_chunk += 1
         manifest.rows += len(columns)
 
@@ -355,10 +392,9 @@ def load_training_data(settings: WorkerSettings) -> Interactions:
     with TopicReader(settings, settings.topics.interactions) as reader:
         update = cache.update(reader, RowDecoder(registry, group, "interactions"), fields)
     log.info("training data cache updated", extra=asdict(update))
-    columns = cache.columns()
-    if not columns.codes:  # nothing in the dataset yet: no columns to stitch or select
+    if not cache.chunk_paths():  # nothing in the dataset yet: no columns to stitch or select
         raise not_enough_data(0, 0)
-    data, summary = select(to_interactions(columns, fields), settings)
+    data, summary = prepare(cache.chunks, fields, settings, cache.directory / PREPARED)
     log.info("training data selected", extra=asdict(summary))
     check_minimum(data)
     return data

@@ -65,6 +65,12 @@ class Interactions:
             context_values=self.context_values,
         )
 
+    def without(self, rows: np.ndarray) -> Interactions:
+        """The data without the rows numbered `rows` (a copy in memory)."""
+        keep = np.ones(len(self), dtype=bool)
+        keep[rows] = False
+        return self.select(keep)
+
     def compact(self) -> Interactions:
         """The same rows with users and items that have no row left dropped from the
         vocabularies (after `select`), so a model never carries untrained item rows."""

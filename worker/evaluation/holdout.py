@@ -21,6 +21,7 @@ from worker.evaluation.metrics import DEPTH, MetricAccumulator
 from worker.evaluation.recommender import Recommender, top_k
 
 MIN_EVALUATED_LENGTH = 2  # a user needs a history of at least one event besides the target
+SCORES_PER_BATCH = 1 << 22  # scores held at once in evaluation: 16 MB of float32
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,15 @@ def evaluable_users(data: Interactions) -> np.ndarray:
     return result
 
 
-def split_last(
+def hold_out_last(
     data: Interactions, users: np.ndarray | None = None
-) -> tuple[Interactions, list[Holdout]]:
-    """(training data without each evaluated user's last row, one Holdout per such user).
-    Evaluated: `users` (sorted codes, each evaluable), or every evaluable user."""
+) -> tuple[np.ndarray, list[Holdout]]:
+    """(the rows of each evaluated user's last event, one Holdout per such user): training
+    leaves those rows out. Evaluated: `users` (sorted codes, each evaluable), or every
+    evaluable user."""
     bounds = data.user_bounds()
     evaluated = evaluable_users(data) if users is None else users
     last_rows = bounds[evaluated + 1] - 1
-    keep = np.ones(len(data), dtype=bool)
-    keep[last_rows] = False
     holdouts = [
         Holdout(
             user=data.users[user],
@@ -56,7 +56,16 @@ def split_last(
         )
         for user, last in zip(evaluated, last_rows, strict=True)
     ]
-    return data.select(keep), holdouts
+    return last_rows, holdouts
+
+
+def split_last(
+    data: Interactions, users: np.ndarray | None = None
+) -> tuple[Interactions, list[Holdout]]:
+    """(training data without each evaluated user's last row, one Holdout per such user),
+    as `hold_out_last` chooses them."""
+    last_rows, holdouts = hold_out_last(data, users)
+    return data.without(last_rows), holdouts
 
 
 def evaluate(
@@ -64,11 +73,13 @@ def evaluate(
 ) -> dict[str, float]:
     """Personalize's metrics (worker.evaluation.metrics) of `model` on `holdouts`, by full ranking.
 
-    Scores are computed `batch_size` users at a time, so memory stays at about
-    batch_size x catalog floats however many users are evaluated.
+    Scores are computed `batch_size` users at a time, fewer on a catalogue so large that
+    their scores would pass SCORES_PER_BATCH floats, so memory stays bounded however many
+    users and items there are.
     """
     if not holdouts:
         raise ValueError("no users to evaluate: every user has fewer than 2 interactions")
+    batch_size = min(batch_size, max(1, SCORES_PER_BATCH // max(1, len(model.items))))
     columns = {item: column for column, item in enumerate(model.items)}
     accumulator = MetricAccumulator(len(model.items))
     for batch in _batches(holdouts, batch_size):

@@ -206,7 +206,10 @@ def group_report(settings: WorkerSettings, data: Interactions) -> Report:
     meta = store.meta(version)
     notes: list[str] = []
     data = _as_trained(data, meta.get("data", {}), notes)
-    train, holdouts = split_for_evaluation(data, settings.evaluation_users, settings.training_seed)
+    held_out, holdouts = split_for_evaluation(
+        data, settings.evaluation_users, settings.training_seed
+    )
+    train = data.without(held_out)
     report = Report(
         f"dataset group {settings.dataset_group!r}, model version {version}",
         f"the Interactions dataset of {settings.dataset_group!r} ({len(data):,} interactions)",

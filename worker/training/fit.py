@@ -8,8 +8,10 @@ positions start a window. Seeded throughout: the same data and seed give the sam
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +21,15 @@ from connector.model.model import Hyperparameters, Model
 from worker.data.interactions import Interactions
 from worker.exceptions import ModelFitError
 from worker.training import gru
+from worker.training.blocks import TimeRange, TrainingRows
 
 Progress = Callable[[int, int, float], None]  # (epoch done, epochs, mean loss)
 MAX_RECOVERIES = 3
 CLIP_NORM = 5.0
 SEEN_BEFORE = 256  # with mask_seen, at most this many of a user's items before a window
+CALIBRATION_BATCHES = 20  # batches timed before a run with a budget plans the rest
+
+log = logging.getLogger("streamrec.worker")
 
 
 @dataclass(frozen=True)
@@ -68,21 +74,24 @@ def train(
     params: Hyperparameters | None = None,
     seed: int = 7,
     progress: Progress | None = None,
+    *,
+    excluded: np.ndarray | None = None,
+    budget_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Model:
-    """A model trained on `data` (already selected and checked for minimum size)."""
+    """A model trained on `data` (already selected and checked for minimum size) without
+    the rows `excluded` (held out for evaluation). With `budget_seconds`, the run fits in
+    it: fewer epochs, then only the newest data, when the planned epochs would not
+    (`plan`), and a stop after the batch that reaches it."""
     hyper = params or Hyperparameters()
-    data = data.compact()
+    budget = _Budget(budget_seconds, clock)
+    rows = TrainingRows(data, excluded)
     rng = np.random.default_rng(seed)
-    weights = initial_params(data, hyper.hidden_dimension, rng, hyper.recent_items)
-    optimiser = Adam(weights, hyper.learning_rate, hyper.item_weight_decay)
-    epochs = epoch_count(data, hyper)
-    for epoch in range(epochs):
-        optimiser.decay = rate_factor(hyper.learning_rate_schedule, epoch, epochs)
-        loss = _epoch(data, hyper, weights, optimiser, rng)
-        if progress is not None:
-            progress(epoch + 1, epochs, loss)
+    weights = initial_params(rows, hyper.hidden_dimension, rng, hyper.recent_items)
+    run = _Run(rows, hyper, Adam(weights, hyper.learning_rate, hyper.item_weight_decay), rng)
+    run.fit(budget, progress)
     return Model(
-        items=list(data.items),
+        items=list(rows.items),
         event_types=list(data.event_types),
         context_values={name: list(values) for name, values in data.context_values.items()},
         params=weights,
@@ -90,11 +99,95 @@ def train(
     )
 
 
-def epoch_count(data: Interactions, hyper: Hyperparameters) -> int:
+def epoch_count(predictions: int, hyper: Hyperparameters) -> int:
     """`epochs`, or fewer when the data is big: large datasets take many more steps per
-    epoch and converge in fewer passes, and a FULL run must fit its time budget."""
-    predictions = max(1, len(data) - len(data.users))
-    return max(1, min(hyper.epochs, math.ceil(hyper.max_positions / predictions)))
+    epoch and converge in fewer passes (about `max_positions` predictions in all)."""
+    return max(1, min(hyper.epochs, math.ceil(hyper.max_positions / max(1, predictions))))
+
+
+def plan(predictions: int, epochs: int, capacity: float) -> tuple[int, float | None]:
+    """(epochs, share of the newest predictions to train on; None: all) for a run that can
+    make `capacity` predictions in its budget: the planned epochs if they fit, else fewer
+    passes over everything, else one pass over the newest data that fits."""
+    if capacity >= epochs * predictions:
+        return epochs, None
+    if capacity >= predictions:
+        return int(capacity // predictions), None
+    return 1, max(capacity, 1.0) / predictions
+
+
+class _Budget:
+    """The seconds a run may take from its start, on `clock`; None: no limit."""
+
+    def __init__(self, seconds: float | None, clock: Callable[[], float]) -> None:
+        self._clock, self.started = clock, clock()
+        self.deadline = None if seconds is None else self.started + seconds
+
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    def left(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - self._clock()
+
+    def spent(self) -> bool:
+        return self.left() <= 0
+
+
+class _Run:
+    """One training run: epochs over the blocks of `rows`, each block's windows shuffled."""
+
+    def __init__(
+        self, rows: TrainingRows, hyper: Hyperparameters, optimiser: Adam, rng: np.random.Generator
+    ) -> None:
+        self.rows, self.hyper, self.optimiser, self.rng = rows, hyper, optimiser, rng
+        self.share = np.concatenate([[0], rows.item_counts]) / max(rows.rows, 1)
+        self.epochs = epoch_count(rows.predictions, hyper)
+        self.since: int | None = None  # oldest timestamp trained on, once the budget cuts
+        self.predicted = 0  # predictions made so far
+        self.calibrating = True
+
+    def fit(self, budget: _Budget, progress: Progress | None) -> None:
+        epoch = 0
+        while epoch < self.epochs:
+            schedule = self.hyper.learning_rate_schedule
+            self.optimiser.decay = rate_factor(schedule, epoch, self.epochs)
+            loss, finished = self._epoch(budget)
+            if progress is not None:
+                progress(epoch + 1, self.epochs, loss)
+            if not finished:
+                stopped = {"epoch": epoch + 1, "epochs": self.epochs, "predictions": self.predicted}
+                log.warning("training stopped at its budget", extra=stopped)
+                return
+            epoch += 1
+
+    def _epoch(self, budget: _Budget) -> tuple[float, bool]:
+        """(mean loss, whether the epoch ran to its end within the budget)."""
+        total, count = 0.0, 0
+        for index in self.rng.permutation(len(self.rows.blocks)):
+            block = self.rows.read(self.rows.blocks[index], self.since)
+            for loss, predictions in _steps(block, self.hyper, self.optimiser, self.rng, self):
+                total, count = total + loss, count + 1
+                self.predicted += predictions
+                if self.calibrating and count >= CALIBRATION_BATCHES:
+                    self._replan(budget)
+                if budget.spent():
+                    return total / max(count, 1), False
+        return total / max(count, 1), True
+
+    def _replan(self, budget: _Budget) -> None:
+        """Fit the rest of the run to the budget, from the speed of the first batches."""
+        self.calibrating = False
+        if budget.deadline is None:
+            return
+        rate = self.predicted / max(budget.elapsed(), 1e-9)
+        capacity = self.predicted + rate * budget.left()
+        epochs, newest = plan(self.rows.predictions, self.epochs, capacity)
+        if newest is not None:
+            self.since = int(np.quantile(self.rows.timestamps_sample(), 1.0 - newest))
+        if (epochs, newest) != (self.epochs, None):
+            fitted = {"epochs": epochs, "newest_share": newest, "since": self.since}
+            log.info("training fitted to its budget", extra=fitted)
+        self.epochs = epochs
 
 
 def rate_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -105,14 +198,14 @@ def rate_factor(schedule: str, epoch: int, epochs: int) -> float:
 
 
 def initial_params(
-    data: Interactions, hidden: int, rng: np.random.Generator, recent_items: int = 0
+    rows: TrainingRows, hidden: int, rng: np.random.Generator, recent_items: int = 0
 ) -> network.Params:
     """Small random weights; item biases start at log popularity so early steps learn
     what is specific to a user rather than what is popular. The recent-items weights (when
     `recent_items`) start at zero: training starts from the plain GRU's query."""
-    items = len(data.items) + 1
-    counts = np.bincount(data.item + 1, minlength=items).astype(np.float64)
-    bias = np.log1p(counts)
+    data = rows.data
+    items = len(rows.items) + 1
+    bias = np.log1p(np.concatenate([[0], rows.item_counts]).astype(np.float64))
     bias[1:] -= bias[1:].mean()
     bias[0] = 0.0
     limit = 1.0 / math.sqrt(hidden)
@@ -194,17 +287,16 @@ class Adam:
         self.learning_rate /= 2
 
 
-def _epoch(
+def _steps(
     data: Interactions,
     hyper: Hyperparameters,
-    params: network.Params,
     optimiser: Adam,
     rng: np.random.Generator,
-) -> float:
-    windows = make_windows(data, hyper.bptt, hyper.recency_mask, rng)
-    share = np.bincount(data.item + 1, minlength=len(data.items) + 1) / max(len(data), 1)
+    run: _Run,
+) -> Iterator[tuple[float, int]]:
+    """Train on the windows of one block in a random order: (loss, predictions) per batch."""
+    windows = make_windows(data, hyper.bptt, hyper.recency_mask, rng, run.rows.time_range)
     order = rng.permutation(len(windows.items))
-    total, count = 0.0, 0
     for start in range(0, len(order), hyper.batch_size):
         batch = windows.batch(
             order[start : start + hyper.batch_size], SEEN_BEFORE if hyper.mask_seen else 0
@@ -212,14 +304,13 @@ def _epoch(
         candidates = _candidates(batch, len(data.items), hyper.sampled_candidates, rng)
         correction = None
         if candidates is not None and hyper.sampled_correction:
-            correction = _log_expected(candidates, share, hyper.sampled_candidates, batch)
+            correction = _log_expected(candidates, run.share, hyper.sampled_candidates, batch)
         loss, grads = gru.loss_and_gradients(
-            params, batch, candidates, hyper.dropout, rng, hyper.mask_seen, correction
+            optimiser.params, batch, candidates, hyper.dropout, rng, hyper.mask_seen, correction
         )
         touched = None if candidates is None else np.union1d(candidates, batch.items.ravel())
         optimiser.step(loss, grads, touched)
-        total, count = total + loss, count + 1
-    return total / max(count, 1)
+        yield loss, int((batch.targets > 0).sum())
 
 
 def _candidates(
@@ -244,9 +335,14 @@ def _log_expected(
 
 
 def make_windows(
-    data: Interactions, bptt: int, recency_mask: bool, rng: np.random.Generator
+    data: Interactions,
+    bptt: int,
+    recency_mask: bool,
+    rng: np.random.Generator,
+    time_range: TimeRange | None = None,
 ) -> Windows:
-    """Every user's (input, next item) pairs cut into windows of at most `bptt` steps."""
+    """Every user's (input, next item) pairs cut into windows of at most `bptt` steps;
+    recency weights over `time_range` (default: the data's own)."""
     has_next = np.zeros(len(data), dtype=bool)
     has_next[:-1] = data.user[:-1] == data.user[1:]
     positions = np.flatnonzero(has_next)
@@ -259,7 +355,13 @@ def make_windows(
     window_key = data.user[positions].astype(np.int64) * (len(data) + 1) + window_local
     _, window = np.unique(window_key, return_inverse=True)
     shape = (int(window.max()) + 1 if len(window) else 0, bptt)
-    weights = _recency_weights(data, positions + 1) if recency_mask else np.ones(len(positions))
+    if time_range is None and len(data):
+        time_range = TimeRange(int(data.timestamp.min()), int(data.timestamp.max()))
+    weights = (
+        _recency_weights(data, positions + 1, time_range)
+        if recency_mask and time_range is not None
+        else np.ones(len(positions))
+    )
     firsts = np.unique(window, return_index=True)[1]  # positions ascend, windows too
     return Windows(
         items=_scatter(shape, window, step, data.item[positions] + 1),
@@ -276,11 +378,11 @@ def make_windows(
     )
 
 
-def _recency_weights(data: Interactions, targets: np.ndarray) -> np.ndarray:
+def _recency_weights(data: Interactions, targets: np.ndarray, time: TimeRange) -> np.ndarray:
     """1 for the oldest target event up to 2 for the newest, linear in time."""
     stamps = data.timestamp[targets].astype(np.float64)
-    span = float(data.timestamp.max() - data.timestamp.min()) or 1.0
-    weights: np.ndarray = 1.0 + (stamps - float(data.timestamp.min())) / span
+    span = float(time.newest - time.oldest) or 1.0
+    weights: np.ndarray = 1.0 + (stamps - float(time.oldest)) / span
     return weights
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from connector.model.model import Hyperparameters, Model
 from worker.data.interactions import Interactions
-from worker.evaluation.holdout import Holdout, evaluable_users, evaluate, split_last
+from worker.evaluation.holdout import Holdout, evaluable_users, evaluate, hold_out_last
 from worker.settings import WorkerSettings
 from worker.training import popularity
 from worker.training.fit import train
@@ -66,13 +66,13 @@ def hyperparameters(settings: WorkerSettings) -> Hyperparameters:
 
 def split_for_evaluation(
     data: Interactions, users: int, seed: int
-) -> tuple[Interactions, list[Holdout]]:
+) -> tuple[np.ndarray, list[Holdout]]:
     """Hold out the last event of up to `users` randomly chosen users with at least two
-    events; every other event stays in the training data."""
+    events: (the rows training leaves out, the holdouts)."""
     eligible = evaluable_users(data)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(eligible, min(users, len(eligible)), replace=False))
-    return split_last(data, chosen)
+    return hold_out_last(data, chosen)
 
 
 def full_model(
@@ -84,7 +84,7 @@ def full_model(
 ) -> tuple[Model, dict[str, np.ndarray]]:
     """Train, evaluate and describe a new model; returns it with its per-item arrays."""
     started = time.monotonic()
-    training, holdouts = split_for_evaluation(
+    held_out, holdouts = split_for_evaluation(
         data, settings.evaluation_users, settings.training_seed
     )
 
@@ -94,7 +94,14 @@ def full_model(
         if should_stop():
             raise Stopped
 
-    model = train(training, hyperparameters(settings), settings.training_seed, progress)
+    model = train(
+        data,
+        hyperparameters(settings),
+        settings.training_seed,
+        progress,
+        excluded=held_out,
+        budget_seconds=settings.training_budget_seconds,
+    )
     report(f"evaluating on {len(holdouts):,} held-out users")
     metrics = evaluate(model, holdouts) if holdouts else {}  # before add_items: an item seen
     # only as a held-out target must not be placed from that very user's history

@@ -21,6 +21,7 @@ stitching is done on load.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -37,12 +38,12 @@ from connector.registry.rules import DatasetSchema
 from worker.data.interactions import Interactions
 from worker.data.prepared import prepare
 from worker.data.reader import (
+    NO_MARKER,
     DatasetRecord,
     RowDecoder,
     TopicReader,
     interaction_records,
     stitch,
-    unique,
 )
 from worker.data.selection import check_minimum, not_enough_data
 from worker.settings import WorkerSettings
@@ -240,15 +241,19 @@ class DataCache:
         if manifest is None:  # chunk numbers go on, so no listed chunk is overwritten
             numbered = current.next_chunk if current is not None else 1
             manifest = Manifest(reader.topic_id, list(context_fields), next_chunk=numbered)
-        new = to_columns(
-            unique(interaction_records(reader, decode, manifest.offsets)), context_fields
-        )
-        kept = new.select(_not_cached(new.dedup, self._dedup(manifest)))
+        cached = np.sort(self._dedup(manifest))
+        added = duplicates = 0
+        records = interaction_records(reader, decode, manifest.offsets)
+        for batch in _batches(records, CHUNK_ROWS):  # one chunk's records at a time
+            new = to_columns(batch, context_fields)
+            kept = new.select(_first_seen(new.dedup, cached))
+            cached = np.union1d(cached, kept.dedup[kept.dedup != NO_MARKER])
+            added, duplicates = added + len(kept), duplicates + len(new) - len(kept)
+            if len(kept):
+                self._add_chunk(manifest, kept)
         manifest.offsets = {p: high for p, (_, high) in reader.bounds.items()}
-        if len(kept):
-            self._add_chunk(manifest, kept)
         self._commit(manifest)
-        return CacheUpdate(reader.fetched, len(kept), len(new) - len(kept), rebuilt, manifest.rows)
+        return CacheUpdate(reader.fetched, added, duplicates, rebuilt, manifest.rows)
 
     def replace_with(
         self, chunks: Iterable[RecordColumns], context_fields: Sequence[str]
@@ -333,10 +338,20 @@ def _stale(manifest: Manifest, reader: TopicReader, context_fields: Sequence[str
     return bool(found)
 
 
-def _not_cached(hashes: np.ndarray, cached: np.ndarray) -> np.ndarray:
-    """Mask of rows whose (key, marker) hash is not already cached (no marker: never)."""
-    fresh: np.ndarray = (hashes == 0) | ~np.isin(hashes, cached)
-    return fresh
+def _first_seen(hashes: np.ndarray, cached: np.ndarray) -> np.ndarray:
+    """Mask of rows whose (key, marker) hash is neither in `cached` nor on an earlier row;
+    rows without a marker are always kept."""
+    first = np.zeros(len(hashes), bool)
+    first[np.unique(hashes, return_index=True)[1]] = True
+    kept: np.ndarray = (hashes == NO_MARKER) | (first & ~np.isin(hashes, cached))
+    return kept
+
+
+def _batches(items: Iterable[DatasetRecord], size: int) -> Iterator[list[DatasetRecord]]:
+    """`items` in lists of `size` (the last one shorter)."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def to_interactions(columns: RecordColumns, context_fields: Sequence[str]) -> Interactions:

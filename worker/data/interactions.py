@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from connector.model.history import ABSENT, HistoryEntry
+from worker.data.mapped import release
+
+ROW_BLOCK = 1_000_000  # rows a whole-data statistic reads at a time
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Interactions:
     def user_bounds(self) -> np.ndarray:
         """Start offsets of each user's rows, plus len(self) at the end (users in order)."""
         starts = np.searchsorted(self.user, np.arange(len(self.users) + 1, dtype=np.int64))
+        release_columns(self)
         return starts.astype(np.int64)
 
     def sequences(self) -> Iterator[tuple[int, slice]]:
@@ -177,3 +181,46 @@ def history_entries(data: Interactions, rows: slice) -> list[HistoryEntry]:
             )
         )
     return entries
+
+
+def row_blocks(data: Interactions, size: int = ROW_BLOCK) -> Iterator[slice]:
+    """The rows of `data` in consecutive slices of `size`: a statistic over all rows reads
+    a slice at a time, so its temporaries do not grow with the data."""
+    for start in range(0, len(data), size):
+        yield slice(start, min(start + size, len(data)))
+
+
+def newest_timestamp(data: Interactions) -> int:
+    """The newest timestamp of the data (0 for no rows)."""
+    return time_span(data)[1]
+
+
+def time_span(data: Interactions) -> tuple[int, int]:
+    """The oldest and newest timestamps (0, 0 for no rows), read a block at a time: the
+    data is sorted by user, not time."""
+    oldest, newest = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for block in row_blocks(data):
+        stamps = data.timestamp[block]
+        oldest, newest = min(oldest, int(stamps.min())), max(newest, int(stamps.max()))
+    release_columns(data)
+    return (oldest, newest) if len(data) else (0, 0)
+
+
+def code_counts(data: Interactions, column: str) -> np.ndarray:
+    """Rows per code of the "user" or "item" column (one entry per vocabulary value), read
+    a block at a time."""
+    codes, size = (data.user, len(data.users)) if column == "user" else (data.item, len(data.items))
+    counts = np.zeros(size, np.int64)
+    for block in row_blocks(data):
+        counts += np.bincount(codes[block], minlength=size)
+    release_columns(data)
+    return counts
+
+
+def release_columns(data: Interactions) -> None:
+    """Give back the pages of mapped columns this process touched (worker/data/mapped.py);
+    nothing for columns in memory."""
+    for column in (data.user, data.item, data.timestamp, data.event_type, data.event_value):
+        release(column)
+    for codes in data.context.values():
+        release(codes)

@@ -14,7 +14,6 @@ arrays are read-only maps of `.npy` files in `directory`, rewritten by every run
 
 from __future__ import annotations
 
-import mmap
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 
 from connector.model.history import ABSENT
 from worker.data.interactions import Interactions
+from worker.data.mapped import map_npy
 from worker.data.selection import SelectionSummary, length_bounds
 from worker.settings import WorkerSettings
 
@@ -410,17 +410,3 @@ class _NpyWriter:
         if self._left:
             raise RuntimeError(f"{self._handle.name}: {self._left} rows short")
         self._handle.close()
-
-
-def map_npy(path: Path) -> np.ndarray:
-    """A read-only array over a .npy file's data (pages are read when touched)."""
-    array: np.ndarray = np.load(path, mmap_mode="r")
-    return array
-
-
-def release(array: np.ndarray) -> None:
-    """Let the kernel take back the pages of a mapped array this process has touched (they
-    stay in the page cache), so a pass over mapped data does not stay resident."""
-    mapping = getattr(array, "_mmap", None)
-    if isinstance(mapping, mmap.mmap) and len(mapping):
-        mapping.madvise(mmap.MADV_DONTNEED)

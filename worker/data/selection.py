@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.data.interactions import Interactions
+from worker.data.interactions import Interactions, code_counts
 from worker.exceptions import NotEnoughDataError
 from worker.settings import WorkerSettings
 
@@ -63,7 +63,7 @@ def by_event_value(data: Interactions, threshold: float | None) -> Interactions:
 
 def history_lengths(data: Interactions) -> np.ndarray:
     """Row count of every user (zero for users whose rows were all filtered out)."""
-    return np.bincount(data.user, minlength=len(data.users))
+    return code_counts(data, "user")
 
 
 def length_bounds(lengths: np.ndarray, low: float, high: float) -> tuple[float, float]:

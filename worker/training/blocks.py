@@ -17,8 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from worker.data.interactions import Interactions
-from worker.data.prepared import release
+from worker.data.interactions import Interactions, release_columns
 
 BLOCK_ROWS = 1_000_000  # rows whose windows are built and shuffled together
 
@@ -60,7 +59,7 @@ class TrainingRows:
         """Up to `most` timestamps spread evenly over the rows, to place a time cut."""
         step = max(1, len(self.data) // most)
         sample = np.array(self.data.timestamp[::step])
-        _release(self.data)
+        release_columns(self.data)
         return sample
 
     def _scan(self) -> tuple[np.ndarray, int, int, int]:
@@ -86,7 +85,7 @@ class TrainingRows:
         ]
         keep[inside - block.start] = False
         selected = rows.select(keep)
-        _release(self.data)
+        release_columns(self.data)
         return selected
 
 
@@ -118,11 +117,3 @@ def _blocks(user: np.ndarray, size: int) -> Iterator[slice]:
                 end = int(np.searchsorted(user, user[start], side="right"))
         yield slice(start, end)
         start = end
-
-
-def _release(data: Interactions) -> None:
-    """Give back the mapped pages a read touched (nothing for arrays in memory)."""
-    for column in (data.user, data.item, data.timestamp, data.event_type, data.event_value):
-        release(column)
-    for codes in data.context.values():
-        release(codes)

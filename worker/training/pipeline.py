@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from connector.model.model import Hyperparameters, Model
-from worker.data.interactions import Interactions
+from worker.data.interactions import Interactions, code_counts, time_span
 from worker.evaluation.holdout import Holdout, evaluable_users, evaluate, hold_out_last
 from worker.settings import WorkerSettings
 from worker.training import popularity
@@ -145,14 +145,15 @@ def item_arrays(model: Model, data: Interactions, catalog: Catalog) -> dict[str,
 
 
 def _describe(data: Interactions, mode: str, seconds: float) -> dict[str, Any]:
+    oldest, newest = time_span(data)
     return {
         "mode": mode,
         "training_seconds": round(seconds, 3),
         "data": {
             "interactions": len(data),
-            "users": int(len(np.unique(data.user))),
-            "items": int(len(np.unique(data.item))),
-            "first_timestamp": int(data.timestamp.min()) if len(data) else None,
-            "last_timestamp": int(data.timestamp.max()) if len(data) else None,
+            "users": int(np.count_nonzero(code_counts(data, "user"))),
+            "items": int(np.count_nonzero(code_counts(data, "item"))),
+            "first_timestamp": oldest if len(data) else None,
+            "last_timestamp": newest if len(data) else None,
         },
     }

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from worker.data.interactions import Interactions
+from worker.data.interactions import Interactions, newest_timestamp, release_columns, row_blocks
 
 DEFAULT_HALF_LIFE_SECONDS = 7 * 24 * 3600.0
 UNKNOWN_TIME = -1  # item_created for an item with neither a creation time nor interactions
@@ -26,11 +26,12 @@ def popularity(
     """Each item's interaction count, each interaction weighted 2^(-age / half-life), age
     measured back from the newest interaction in `data` (float32, one per `items`)."""
     rows = _rows_of(data, items)
-    if len(data) == 0:
-        return np.zeros(len(items), np.float32)
-    age = (data.timestamp.max() - data.timestamp).astype(np.float64)
-    weight = np.exp2(-age / half_life_seconds)
-    per_data_item = np.bincount(data.item, weights=weight, minlength=len(data.items))
+    per_data_item = np.zeros(len(data.items), np.float64)
+    newest = newest_timestamp(data)
+    for block in row_blocks(data):
+        weight = _weights(data.timestamp[block], newest, half_life_seconds)
+        per_data_item += np.bincount(data.item[block], weights=weight, minlength=len(data.items))
+    release_columns(data)
     result: np.ndarray = np.where(rows >= 0, per_data_item[np.maximum(rows, 0)], 0.0)
     return result.astype(np.float32)
 
@@ -46,27 +47,35 @@ def by_context(
     `context_values[FIELD]` (the model's vocabulary; column 0, "absent", stays 0)."""
     if len(data) == 0:
         return {}
-    weight = np.exp2(-(data.timestamp.max() - data.timestamp) / half_life_seconds)
+    newest = newest_timestamp(data)
     item_row = _item_rows(data, items)
     result = {}
     for name, codes in data.context.items():
         vocabulary = list(context_values.get(name, ()))
         if not vocabulary:
             continue
-        column = _columns(data.context_values[name], vocabulary)[codes]
+        columns = _columns(data.context_values[name], vocabulary)
         matrix = np.zeros((len(items), len(vocabulary)), np.float64)
-        usable = (item_row >= 0) & (column > 0)
-        np.add.at(matrix, (item_row[usable], column[usable]), weight[usable])
+        for block in row_blocks(data):
+            weight = _weights(data.timestamp[block], newest, half_life_seconds)
+            row, column = item_row[data.item[block]], columns[codes[block]]
+            usable = (row >= 0) & (column > 0)
+            np.add.at(matrix, (row[usable], column[usable]), weight[usable])
         result[f"item_popularity_{name}"] = matrix.astype(np.float32)
+    release_columns(data)
     return result
+
+
+def _weights(timestamps: np.ndarray, newest: int, half_life_seconds: float) -> np.ndarray:
+    """2^(-age / half-life) of each interaction, age measured back from `newest`."""
+    weight: np.ndarray = np.exp2(-(newest - timestamps).astype(np.float64) / half_life_seconds)
+    return weight
 
 
 def _item_rows(data: Interactions, items: Sequence[str]) -> np.ndarray:
-    """For each interaction, the row of its item in `items` (or -1)."""
+    """For each item code of the data, its row in `items` (or -1)."""
     position = {item: row for row, item in enumerate(items)}
-    per_code = np.array([position.get(item, -1) for item in data.items], dtype=np.int64)
-    result: np.ndarray = per_code[data.item] if len(per_code) else np.zeros(0, np.int64)
-    return result
+    return np.array([position.get(item, -1) for item in data.items], dtype=np.int64)
 
 
 def _columns(data_values: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
@@ -89,13 +98,15 @@ def created(
     (a first FULL, after a catalogue import) such an item has no evidence: UNKNOWN_TIME, and
     exploration leaves it out (docs/model.md, Exploration). int64, one per `items`."""
     first = np.full(len(data.items), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, data.item, data.timestamp)
+    for block in row_blocks(data):
+        np.minimum.at(first, data.item[block], data.timestamp[block])
+    release_columns(data)
     rows = _rows_of(data, items)
     result = np.full(len(items), UNKNOWN_TIME, dtype=np.int64)
     seen = rows >= 0
     result[seen] = first[rows[seen]]
     result[result == np.iinfo(np.int64).max] = UNKNOWN_TIME
-    now = int(data.timestamp.max()) if len(data) else UNKNOWN_TIME
+    now = newest_timestamp(data) if len(data) else UNKNOWN_TIME
     for index, item in enumerate(items):
         stamp = (creation_timestamps or {}).get(item)
         if stamp is not None:

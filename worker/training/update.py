@@ -16,7 +16,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from connector.model.model import Model
-from worker.data.interactions import Interactions, history_entries
+from worker.data.interactions import (
+    Interactions,
+    code_counts,
+    history_entries,
+    release_columns,
+    row_blocks,
+)
 
 
 def add_items(
@@ -27,7 +33,9 @@ def add_items(
 ) -> tuple[Model, list[str]]:
     """The model with every item of `data` and `catalog` it lacks added; and those items."""
     known = set(model.items)
-    seen = [data.items[code] for code in np.unique(data.item)]  # rows, not the vocabulary
+    seen = [
+        data.items[code] for code in np.flatnonzero(code_counts(data, "item"))
+    ]  # rows, not vocabulary
     new_items = [item for item in dict.fromkeys([*seen, *catalog]) if item not in known]
     if not new_items:
         return model, []
@@ -52,14 +60,18 @@ def add_items(
 def _from_sequences(model: Model, data: Interactions, items: list[str]) -> dict[str, np.ndarray]:
     """Mean query vector of the states preceding each interaction with one of `items`."""
     wanted = {item: index for index, item in enumerate(items)}
+    owner_of = np.array([wanted.get(item, -1) for item in data.items], np.int64)
+    bounds = data.user_bounds()
     histories, owners = [], []
-    for _, rows in data.sequences():
-        for row in range(rows.start + 1, rows.stop):
-            owner = wanted.get(data.items[data.item[row]])
-            if owner is not None:
-                start = max(rows.start, row - model.hyperparameters.bptt)
+    for block in row_blocks(data):  # the rows of new items, found a block at a time
+        found = block.start + np.flatnonzero(owner_of[data.item[block]] >= 0)
+        for row in found.tolist():
+            first = int(bounds[data.user[row]])
+            if row > first:  # a user's first event has no state before it
+                start = max(first, row - model.hyperparameters.bptt)
                 histories.append(history_entries(data, slice(start, row)))
-                owners.append(owner)
+                owners.append(int(owner_of[data.item[row]]))
+    release_columns(data)
     if not histories:
         return {}
     expected = _expected_embeddings(model, model.user_states(histories))

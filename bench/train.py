@@ -1,16 +1,20 @@
-"""Wall time and peak memory of FULL and UPDATE runs, on MovieLens-100K and on a synthetic
-dataset of 1,000,000 interactions over 50,000 items.
+"""FULL runs at growing data sizes: seconds, peak memory and held-out NDCG@10.
 
-Each dataset runs in a child process of its own, so its peak resident memory is its own.
-The child splits the data by time: FULL trains (and evaluates) on the first 95%, then UPDATE
-brings in the last 5% (new items included) on top of that model. Both are the worker's own
-steps (worker.training.pipeline.full_model / updated_model) with the default settings; reading the
-dataset from Kafka is not part of the figures.
+For each size, synthetic interactions are generated straight into a worker cache on disk,
+a chunk at a time (never all in memory), then a child process of its own runs what a FULL
+run does after reading Kafka, on the events before the newest 5%: the data prepared from
+the cache (worker.data.prepared), the minimum check, then `full_model` (hold out, train
+within STREAMREC_TRAINING_BUDGET_SECONDS, evaluate, place items, per-item arrays), with the
+default settings but 10,000 held-out users. Then UPDATE brings in the newest 5% (where the
+last 1% of the catalogue first appears). The child's peak resident memory is its own
+(ru_maxrss, which counts the mapped file pages it touched).
 
-    python bench/train.py [--datasets ml100k,1m] [--interactions 1000000] [--items 50000]
+    python bench/train.py [--events 1m,5m,20m] [--items 500000] [--budget-seconds 1800]
+    python bench/train.py --events 1m --budgets 60,300,900    # the quality curve
 
-Prints one table; the last line is one JSON object with full_s_ml100k, update_s_ml100k,
-full_s_1m, update_s_1m, peak_mb_ml100k and peak_mb_1m.
+Users mostly stay within one of 500 taste clusters, with Zipf-like popularity inside each
+cluster and across the catalogue; 50 events per user on average; two event types, a DEVICE.
+Prints one table; the last line is one JSON object of the figures per size (and budget).
 """
 
 from __future__ import annotations
@@ -19,122 +23,187 @@ import argparse
 import json
 import multiprocessing
 import resource
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.movielens import load_ml100k
-from connector.model.history import ABSENT
-from worker.data.interactions import Interactions
+from worker.data.cache import BASE_COLUMNS, CHUNK_ROWS, DataCache, RecordColumns
+from worker.data.prepared import prepare
+from worker.data.selection import check_minimum
 from worker.settings import WorkerSettings
 from worker.training.pipeline import Catalog, full_model, updated_model
 
 NO_CATALOG = Catalog(items=[], created={}, metadata={})
+CLUSTERS = 500
+EVENTS_PER_USER = 50
+TYPES = ("click", "purchase")
+DEVICES = ("phone", "tv", "web")
+FIELDS = ["DEVICE"]
+LATE_SHARE = 0.03  # the newest events, where the last 1% of the catalogue first appears
+UPDATE_SHARE = 0.05  # the newest events, left to UPDATE
+EVALUATED = 10_000  # held-out users (the worker's default is 1,000): NDCG@10 within about 0.002
 
 
-def synthetic(interactions: int, items: int, seed: int = 11) -> Interactions:
-    """Users who mostly stay within one of 500 taste clusters, with Zipf-like item
-    popularity inside each cluster and across the catalog; two event types, a DEVICE; the
-    last 1% of items appear only near the end."""
+def size(text: str) -> int:
+    """1m -> 1,000,000; 500k -> 500,000; plain numbers as they are."""
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1].lower(), 1)
+    return int(float(text[:-1] if factor > 1 else text) * factor)
+
+
+def synthetic_chunks(events: int, items: int, seed: int = 11) -> Iterator[RecordColumns]:
+    """The dataset as cache chunks of CHUNK_ROWS rows, in time order."""
     rng = np.random.default_rng(seed)
-    users = interactions // 50
-    user = np.sort(rng.integers(0, users, interactions)).astype(np.int32)
-    clusters = 500
-    taste = rng.integers(0, clusters, users)[user]
-    per_cluster = items // clusters
-    within = np.minimum(rng.zipf(1.3, interactions) - 1, per_cluster - 1)
-    anywhere = np.minimum(rng.zipf(1.2, interactions) - 1, items - 1)
-    item = np.where(rng.random(interactions) < 0.7, taste * per_cluster + within, anywhere)
-    timestamp = 1_600_000_000 + np.arange(interactions, dtype=np.int64) * 30
-    # 1% of the catalogue is released in the last 3% of the time, so UPDATE has new items
-    late = timestamp >= np.quantile(timestamp, 0.97)
-    fresh = rng.random(interactions) < 0.2
-    item = np.where(late & fresh, items - 1 - rng.integers(0, items // 100, interactions), item)
-    item = np.where(~late & (item >= items - items // 100), item - items // 100, item)
-    order = np.lexsort((timestamp, user))
-    return Interactions(
-        user=user[order],
-        item=item.astype(np.int32)[order],
-        timestamp=timestamp[order],
-        event_type=rng.integers(1, 3, interactions).astype(np.int32),
-        event_value=np.full(interactions, np.nan, np.float32),
-        context={"DEVICE": rng.integers(1, 4, interactions).astype(np.int32)},
-        users=[f"u{n}" for n in range(users)],
-        items=[f"i{n}" for n in range(items)],
-        event_types=[ABSENT, "click", "purchase"],
-        context_values={"DEVICE": [ABSENT, "phone", "tv", "web"]},
+    users = max(1, events // EVENTS_PER_USER)
+    taste = rng.integers(0, CLUSTERS, users)
+    per_cluster = max(1, items // CLUSTERS)
+    for start in range(0, events, CHUNK_ROWS):
+        count = min(CHUNK_ROWS, events - start)
+        user = rng.integers(0, users, count)
+        within = np.minimum(rng.zipf(1.3, count) - 1, per_cluster - 1)
+        anywhere = np.minimum(rng.zipf(1.2, count) - 1, items - 1)
+        item = np.where(rng.random(count) < 0.7, taste[user] * per_cluster + within, anywhere)
+        position = start + np.arange(count)
+        late = position >= events * (1 - LATE_SHARE)  # the newest 3%: new items released
+        fresh = late & (rng.random(count) < 0.2)
+        newest = items - 1 - rng.integers(0, max(1, items // 100), count)
+        item = np.where(
+            fresh,
+            newest,
+            np.where(~late & (item >= items - items // 100), item - items // 100, item),
+        )
+        timestamp = 1_600_000_000 + position.astype(np.int64) * 30
+        yield _chunk(user, item, timestamp, rng)
+
+
+def update_cut(events: int) -> int:
+    """The timestamp FULL trains before; UPDATE then brings in the rest (new items)."""
+    return 1_600_000_000 + int(events * (1 - UPDATE_SHARE)) * 30
+
+
+def _chunk(
+    user: np.ndarray, item: np.ndarray, timestamp: np.ndarray, rng: np.random.Generator
+) -> RecordColumns:
+    """Cache columns of one chunk: its own vocabulary of the ids it uses."""
+    user_ids, user_codes = np.unique(user, return_inverse=True)
+    item_ids, item_codes = np.unique(item, return_inverse=True)
+    strings = [
+        *(f"u{n}" for n in user_ids.tolist()),
+        *(f"i{n}" for n in item_ids.tolist()),
+        *TYPES,
+        *DEVICES,
+    ]
+    types_at, devices_at = len(user_ids) + len(item_ids), len(strings) - len(DEVICES)
+    count = len(user)
+    codes = {
+        "USER_ID": user_codes,
+        "ITEM_ID": len(user_ids) + item_codes,
+        "EVENT_TYPE": types_at + rng.integers(0, len(TYPES), count),
+        "SESSION_ID": np.full(count, -1),
+        "DEVICE": devices_at + rng.integers(0, len(DEVICES), count),
+    }
+    assert set(codes) == {*BASE_COLUMNS, *FIELDS}
+    return RecordColumns(
+        strings,
+        {name: values.astype(np.int32) for name, values in codes.items()},
+        timestamp,
+        np.full(count, np.nan, np.float32),
+        np.zeros(count, np.uint64),
     )
 
 
-def split_by_time(data: Interactions, share: float) -> Interactions:
-    """The interactions before the `share` quantile of time."""
-    cut = np.quantile(data.timestamp, share)
-    return data.select(data.timestamp < cut)
+def run_full(directory: str, events: int, budget: float, results: dict[str, Any]) -> None:
+    """In a child: FULL on the data before the update cut (prepared from the cache, checked,
+    `full_model`), then UPDATE with all of it; figures into `results`."""
+    settings = WorkerSettings(training_budget_seconds=budget, evaluation_users=EVALUATED)
+    cache = DataCache(Path(directory))
+    cut = update_cut(events)
 
+    def older() -> Iterator[RecordColumns]:
+        return (chunk.select(chunk.timestamp < cut) for chunk in cache.chunks())
 
-def run_dataset(name: str, interactions: int, items: int, results: dict[str, float]) -> None:
-    """FULL on the first 95% then UPDATE with the rest; figures into `results` (child)."""
-    data = load_ml100k() if name == "ml100k" else synthetic(interactions, items)
-    settings = WorkerSettings()
-    older = split_by_time(data, 0.95)
     started = time.perf_counter()
-    model, _ = full_model(older, settings, NO_CATALOG, lambda: False)
+    data, _ = prepare(older, FIELDS, settings, Path(directory) / "prepared-full")
+    check_minimum(data)
+    results["prepare_s"] = time.perf_counter() - started
+    model, _ = full_model(data, settings, NO_CATALOG, lambda: False)
     results["full_s"] = time.perf_counter() - started
-    results["items_before"] = len(set(older.item.tolist()))
+    results["ndcg10"] = float(model.meta["metrics"].get("ndcg@10", float("nan")))
     started = time.perf_counter()
-    updated, _ = updated_model(model, data, NO_CATALOG, "bench")
+    everything, _ = prepare(cache.chunks, FIELDS, settings, Path(directory) / "prepared")
+    updated, _ = updated_model(model, everything, NO_CATALOG, "bench")
     results["update_s"] = time.perf_counter() - started
     results["items_added"] = int(updated.meta["items_added"])
-    results["ndcg10"] = float(model.meta["metrics"].get("ndcg@10", float("nan")))
-    results["interactions"] = len(data)
     results["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(name: str, interactions: int, items: int) -> dict[str, float]:
-    """run_dataset in a fresh process, so its peak memory is measured alone."""
+def measure(directory: Path, events: int, budget: float) -> dict[str, Any]:
+    """run_full in a fresh process, so its peak memory is its own."""
     with multiprocessing.Manager() as manager:
         results = manager.dict()
         child = multiprocessing.get_context("spawn").Process(
-            target=run_dataset, args=(name, interactions, items, results)
+            target=run_full, args=(str(directory), events, budget, results)
         )
         child.start()
         child.join()
         if child.exitcode != 0:
-            raise SystemExit(f"{name}: the benchmark child failed (exit {child.exitcode})")
+            raise SystemExit(f"the benchmark child failed (exit {child.exitcode})")
         return dict(results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default="ml100k,1m")
-    parser.add_argument("--interactions", type=int, default=1_000_000)
-    parser.add_argument("--items", type=int, default=50_000)
-    args = parser.parse_args()
-    figures: dict[str, float] = {}
-    print(
-        f"{'dataset':<8} {'events':>10} {'FULL s':>8} {'UPDATE s':>9} {'new items':>10} "
-        f"{'peak MB':>8} {'NDCG@10':>8}"
+    parser.add_argument("--events", default="1m,5m,20m")
+    parser.add_argument("--items", type=size, default=500_000)
+    parser.add_argument(
+        "--budget-seconds", type=float, default=WorkerSettings().training_budget_seconds
     )
-    for name in args.datasets.split(","):
-        found = measure(name, args.interactions, args.items)
-        print(
-            f"{name:<8} {found['interactions']:>10,} {found['full_s']:>8.1f} "
-            f"{found['update_s']:>9.2f} {found['items_added']:>10,} {found['peak_mb']:>8.0f} "
-            f"{found['ndcg10']:>8.4f}",
-            flush=True,
-        )
-        figures.update(
-            {
-                f"full_s_{name}": round(found["full_s"], 1),
-                f"update_s_{name}": round(found["update_s"], 2),
-                f"peak_mb_{name}": round(found["peak_mb"]),
-            }
-        )
-    print(json.dumps(figures))
+    parser.add_argument("--budgets", help="several budgets, comma-separated: the quality curve")
+    args = parser.parse_args()
+    budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else [args.budget_seconds]
+    figures: list[dict[str, Any]] = []
+    print(
+        f"{'events':>12} {'items':>9} {'budget s':>9} {'generate s':>11} {'prepare s':>10} "
+        f"{'FULL s':>8} {'peak MB':>8} {'NDCG@10':>8} {'UPDATE s':>9} {'new items':>10}",
+        flush=True,
+    )
+    for events in [size(text) for text in args.events.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="streamrec-bench-train-") as work:
+            directory = Path(work) / "cache"
+            started = time.perf_counter()
+            DataCache(directory).replace_with(synthetic_chunks(events, args.items), FIELDS)
+            generate_s = time.perf_counter() - started
+            for budget in budgets:
+                found = measure(directory, events, budget)
+                row = {
+                    "events": events,
+                    "items": args.items,
+                    "budget_s": budget,
+                    "generate_s": round(generate_s, 1),
+                    "prepare_s": round(found["prepare_s"], 1),
+                    "full_s": round(found["full_s"], 1),
+                    "update_s": round(found["update_s"], 1),
+                    "items_added": found["items_added"],
+                    "peak_mb": round(found["peak_mb"]),
+                    "ndcg10": round(found["ndcg10"], 4),
+                }
+                figures.append(row)
+                print(
+                    f"{events:>12,} {args.items:>9,} {budget:>9.0f} {generate_s:>11.1f} "
+                    f"{found['prepare_s']:>10.1f} {found['full_s']:>8.1f} "
+                    f"{found['peak_mb']:>8.0f} {found['ndcg10']:>8.4f} "
+                    f"{found['update_s']:>9.1f} {found['items_added']:>10,}",
+                    flush=True,
+                )
+            shutil.rmtree(directory, ignore_errors=True)
+    print(json.dumps({"train": figures}))
 
 
 if __name__ == "__main__":

@@ -269,6 +269,7 @@ def _bucket_starts(user_rows: np.ndarray) -> np.ndarray:
 
 
 _COLUMNS = ("user", "item", "event_type", "timestamp", "event_value", "arrival")
+_WIDE = ("timestamp", "event_value", "arrival")  # kept as they are; the rest are codes
 
 
 class _Buckets:
@@ -286,6 +287,8 @@ class _Buckets:
         bounds = np.searchsorted(bucket[order], np.arange(len(self.starts) + 1))
         for name in self.names:
             values = _column(rows, name)[order]
+            if name not in _WIDE:  # codes: int32 halves the bucket files
+                values = values.astype(np.int32)
             self.dtypes[name] = values.dtype
             for index in np.flatnonzero(np.diff(bounds)):
                 with (self.directory / f"{index}.{name}").open("ab") as handle:

@@ -50,7 +50,7 @@ class TrainingRows:
     def read(self, block: slice, since: int | None = None) -> Interactions:
         """The block's rows in memory, held-out rows (and rows before `since`) left out,
         items in the new numbering."""
-        rows = self.read_raw(block)
+        rows = self._read_kept(block)
         if since is not None:
             rows = rows.select(rows.timestamp >= since)
         return replace(rows, item=self._item_map[rows.item], items=self.items)
@@ -68,7 +68,7 @@ class TrainingRows:
         counts = np.zeros(len(self.data.items), np.int64)
         users, oldest, newest = 0, np.iinfo(np.int64).max, np.iinfo(np.int64).min
         for block in self.blocks:
-            rows = self.read_raw(block)
+            rows = self._read_kept(block)
             counts += np.bincount(rows.item, minlength=len(counts))
             users += len(np.unique(rows.user))
             if len(rows):
@@ -76,7 +76,7 @@ class TrainingRows:
                 newest = max(newest, int(rows.timestamp.max()))
         return counts, users, oldest if users else 0, newest if users else 0
 
-    def read_raw(self, block: slice) -> Interactions:
+    def _read_kept(self, block: slice) -> Interactions:
         """The block's kept rows in memory, items in the data's numbering."""
         rows = _rows(self.data, block)
         keep = np.ones(len(rows), bool)

@@ -54,8 +54,9 @@ class Interactions:
             if bounds[user + 1] > bounds[user]:
                 yield user, slice(int(bounds[user]), int(bounds[user + 1]))
 
-    def select(self, mask: np.ndarray) -> Interactions:
-        """The rows where `mask` holds; vocabularies unchanged (codes stay valid)."""
+    def select(self, mask: np.ndarray | slice) -> Interactions:
+        """The rows where `mask` holds (a copy), or of a slice (views); vocabularies
+        unchanged (codes stay valid)."""
         return Interactions(
             user=self.user[mask],
             item=self.item[mask],

@@ -78,7 +78,7 @@ class TrainingRows:
 
     def _read_kept(self, block: slice) -> Interactions:
         """The block's kept rows in memory, items in the data's numbering."""
-        rows = _rows(self.data, block)
+        rows = self.data.select(block)  # views
         keep = np.ones(len(rows), bool)
         inside = self.excluded[
             np.searchsorted(self.excluded, block.start) : np.searchsorted(self.excluded, block.stop)
@@ -87,22 +87,6 @@ class TrainingRows:
         selected = rows.select(keep)
         release_columns(self.data)
         return selected
-
-
-def _rows(data: Interactions, block: slice) -> Interactions:
-    """Views of the rows of `block` (vocabularies shared)."""
-    return Interactions(
-        user=data.user[block],
-        item=data.item[block],
-        timestamp=data.timestamp[block],
-        event_type=data.event_type[block],
-        event_value=data.event_value[block],
-        context={name: codes[block] for name, codes in data.context.items()},
-        users=data.users,
-        items=data.items,
-        event_types=data.event_types,
-        context_values=data.context_values,
-    )
 
 
 def _blocks(user: np.ndarray, size: int) -> Iterator[slice]:

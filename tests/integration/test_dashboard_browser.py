@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -192,7 +193,7 @@ def test_dashboard_shows_the_runs_data_and_a_users_recommendations(
             current = page.locator(f'#models tr[data-version="{version}"]')
             assert current.get_attribute("class") == "current"
             cells = current.locator("td").all_inner_texts()
-            assert cells[3] == f"{meta['training_seconds']:.1f} s"
+            assert cells[3] == f"{_to_fixed(meta['training_seconds'], '0.1')} s"
             assert cells[6] == f"{meta['metrics']['ndcg@10']:.4f}"
 
             # user explorer: the new event, ten titled recommendations, the change
@@ -219,3 +220,9 @@ def test_dashboard_shows_the_runs_data_and_a_users_recommendations(
                 shutil.copyfile(shot, REPO / "docs" / "dashboard.png")
         finally:
             browser.close()
+
+
+def _to_fixed(value: float, step: str) -> Decimal:
+    """`value` as JavaScript's toFixed shows it: the exact binary value rounded half up
+    (Python's format rounds an exact tie such as 0.25 to even)."""
+    return Decimal(value).quantize(Decimal(step), rounding=ROUND_HALF_UP)

@@ -241,6 +241,8 @@ def test_readers_only_ever_see_complete_versions_while_publishing(
             for seq, pause in enumerate(pauses, start=1):
                 published.append(store.publish(constant(seq, items=20_000), keep=2))
                 time.sleep(pause)  # sometimes in the middle of a load, sometimes not
+                if seq % 3 == 0:  # on a slow machine, let the reader finish a load or so
+                    _wait_for(seen, seq // 3, 10.0)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -281,6 +283,13 @@ def test_a_load_that_loses_its_version_starts_again_from_the_pointer(
     monkeypatch.setattr(reader, "_read_batches", read_during_a_publish)
     loaded = reader.load()
     assert _consistent_seq(loaded) == 2 and reader.current_version() == newer[0]
+
+
+def _wait_for(found: list[int], count: int, seconds: float) -> None:
+    """Until `found` holds `count` entries, or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _consistent_seq(artifacts: ModelArtifacts) -> int:

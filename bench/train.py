@@ -10,7 +10,7 @@ last 1% of the catalogue first appears). The child's peak resident memory is its
 (ru_maxrss, which counts the mapped file pages it touched).
 
     python bench/train.py [--events 1m,5m,20m] [--items 500000] [--budget-seconds 1800]
-    python bench/train.py --events 1m --budgets 60,300,900    # the quality curve
+    python bench/train.py --events 5m --budgets 30,60,120,1800 --no-update   # quality curve
 
 Users mostly stay within one of 500 taste clusters, with Zipf-like popularity inside each
 cluster and across the catalogue; 50 events per user on average; two event types, a DEVICE.
@@ -119,7 +119,9 @@ def _chunk(
     )
 
 
-def run_full(directory: str, events: int, budget: float, results: dict[str, Any]) -> None:
+def run_full(
+    directory: str, events: int, budget: float, update: bool, results: dict[str, Any]
+) -> None:
     """In a child: FULL on the data before the update cut (prepared from the cache, checked,
     `full_model`), then UPDATE with all of it; figures into `results`."""
     settings = WorkerSettings(training_budget_seconds=budget, evaluation_users=EVALUATED)
@@ -136,6 +138,10 @@ def run_full(directory: str, events: int, budget: float, results: dict[str, Any]
     model, _ = full_model(data, settings, NO_CATALOG, lambda: False)
     results["full_s"] = time.perf_counter() - started
     results["ndcg10"] = float(model.meta["metrics"].get("ndcg@10", float("nan")))
+    results["update_s"], results["items_added"] = float("nan"), 0
+    if not update:
+        results["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return
     started = time.perf_counter()
     everything, _ = prepare(cache.chunks, FIELDS, settings, Path(directory) / "prepared")
     updated, _ = updated_model(model, everything, NO_CATALOG, "bench")
@@ -144,12 +150,12 @@ def run_full(directory: str, events: int, budget: float, results: dict[str, Any]
     results["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(directory: Path, events: int, budget: float) -> dict[str, Any]:
+def measure(directory: Path, events: int, budget: float, update: bool) -> dict[str, Any]:
     """run_full in a fresh process, so its peak memory is its own."""
     with multiprocessing.Manager() as manager:
         results = manager.dict()
         child = multiprocessing.get_context("spawn").Process(
-            target=run_full, args=(str(directory), events, budget, results)
+            target=run_full, args=(str(directory), events, budget, update, results)
         )
         child.start()
         child.join()
@@ -166,6 +172,7 @@ def main() -> None:
         "--budget-seconds", type=float, default=WorkerSettings().training_budget_seconds
     )
     parser.add_argument("--budgets", help="several budgets, comma-separated: the quality curve")
+    parser.add_argument("--no-update", action="store_true", help="FULL only, no UPDATE step")
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else [args.budget_seconds]
     figures: list[dict[str, Any]] = []
@@ -181,7 +188,7 @@ def main() -> None:
             DataCache(directory).replace_with(synthetic_chunks(events, args.items), FIELDS)
             generate_s = time.perf_counter() - started
             for budget in budgets:
-                found = measure(directory, events, budget)
+                found = measure(directory, events, budget, not args.no_update)
                 row = {
                     "events": events,
                     "items": args.items,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from connector.model.history import HistoryEntry
 from connector.model.model import Hyperparameters
+from worker.data import interactions
 from worker.data.interactions import from_rows
+from worker.training import update
 from worker.training.fit import train
 from worker.training.update import add_items
 
@@ -73,3 +76,23 @@ def test_items_only_in_the_vocabulary_are_not_added() -> None:
     assert "gone" in without.items and "gone" not in trained_without.items
     _, added = add_items(trained_without, without)
     assert added == []  # in the vocabulary, but no row: nothing to place it from
+
+
+def test_placement_is_the_same_in_batches_and_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = train(
+        from_rows(chain_rows(20, 60, 15, seed=1)), Hyperparameters(hidden_dimension=32, bptt=4)
+    )
+    rows = chain_rows(20, 60, 15, seed=3) + [
+        {"USER_ID": f"v{user}", "ITEM_ID": item, "TIMESTAMP": 100 + step}
+        for user in range(30)
+        for step, item in enumerate(["i5", "n", "i7", "o", "i1"])
+    ]
+    data = from_rows(rows)
+    whole, added = add_items(model, data)
+    monkeypatch.setattr(update, "STATES_PER_BATCH", 7)
+    monkeypatch.setattr(interactions, "ROW_BLOCK", 13)  # blocks cut users apart
+    parts, _ = add_items(model, data)
+    assert added == ["n", "o"]
+    np.testing.assert_allclose(
+        parts.params["item_embeddings"], whole.params["item_embeddings"], rtol=1e-5
+    )

@@ -184,9 +184,10 @@ def history_entries(data: Interactions, rows: slice) -> list[HistoryEntry]:
     return entries
 
 
-def row_blocks(data: Interactions, size: int = ROW_BLOCK) -> Iterator[slice]:
-    """The rows of `data` in consecutive slices of `size`: a statistic over all rows reads
-    a slice at a time, so its temporaries do not grow with the data."""
+def row_blocks(data: Interactions) -> Iterator[slice]:
+    """The rows of `data` in consecutive slices of ROW_BLOCK rows: a statistic over all
+    rows reads a slice at a time, so its temporaries do not grow with the data."""
+    size = ROW_BLOCK
     for start in range(0, len(data), size):
         yield slice(start, min(start + size, len(data)))
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from connector.model.history import HistoryEntry
 from connector.model.model import Model
 from worker.data.interactions import (
     Interactions,
@@ -58,29 +59,47 @@ def add_items(
 
 
 def _from_sequences(model: Model, data: Interactions, items: list[str]) -> dict[str, np.ndarray]:
-    """Mean query vector of the states preceding each interaction with one of `items`."""
-    wanted = {item: index for index, item in enumerate(items)}
-    owner_of = np.array([wanted.get(item, -1) for item in data.items], np.int64)
+    """Mean query vector of the states preceding each interaction with one of `items`,
+    computed STATES_PER_BATCH interactions at a time (a user state holds the GRU's
+    activations of its whole window)."""
+    rows, owners = _interactions_of(data, items)
+    sums = np.zeros((len(items), model.hyperparameters.hidden_dimension), np.float64)
     bounds = data.user_bounds()
-    histories, owners = [], []
-    for block in row_blocks(data):  # the rows of new items, found a block at a time
-        found = block.start + np.flatnonzero(owner_of[data.item[block]] >= 0)
-        for row in found.tolist():
-            first = int(bounds[data.user[row]])
-            if row > first:  # a user's first event has no state before it
-                start = max(first, row - model.hyperparameters.bptt)
-                histories.append(history_entries(data, slice(start, row)))
-                owners.append(int(owner_of[data.item[row]]))
+    for start in range(0, len(rows), STATES_PER_BATCH):
+        batch = rows[start : start + STATES_PER_BATCH]
+        histories = [_before(data, bounds, row, model.hyperparameters.bptt) for row in batch]
+        expected = _expected_embeddings(model, model.user_states(histories))
+        np.add.at(sums, owners[start : start + STATES_PER_BATCH], expected)
     release_columns(data)
-    if not histories:
-        return {}
-    expected = _expected_embeddings(model, model.user_states(histories))
-    sums = np.zeros((len(items), expected.shape[1]), np.float64)
-    np.add.at(sums, owners, expected)
     counts = np.bincount(owners, minlength=len(items))
     return {items[i]: (sums[i] / counts[i]).astype(np.float32) for i in np.flatnonzero(counts)}
 
 
+def _interactions_of(data: Interactions, items: list[str]) -> tuple[list[int], np.ndarray]:
+    """(rows of interactions with one of `items` that are not a user's first, the index
+    in `items` of each), found a block of rows at a time."""
+    wanted = {item: index for index, item in enumerate(items)}
+    owner_of = np.array([wanted.get(item, -1) for item in data.items], np.int64)
+    rows: list[int] = []
+    for block in row_blocks(data):
+        users = data.user[block]
+        starts = np.ones(len(users), bool)  # a row whose user differs from the row before
+        starts[1:] = users[1:] != users[:-1]
+        if block.start > 0:
+            starts[0] = users[0] != data.user[block.start - 1]
+        found = np.flatnonzero((owner_of[data.item[block]] >= 0) & ~starts)
+        rows.extend((block.start + found).tolist())
+    release_columns(data)
+    return rows, owner_of[data.item[np.array(rows, np.int64)]] if rows else np.zeros(0, np.int64)
+
+
+def _before(data: Interactions, bounds: np.ndarray, row: int, steps: int) -> list[HistoryEntry]:
+    """The (at most `steps`) events of the row's user before it."""
+    start = max(int(bounds[data.user[row]]), row - steps)
+    return history_entries(data, slice(start, row))
+
+
+STATES_PER_BATCH = 1024  # interactions whose states are computed together in UPDATE
 SHARPEN = 0.5  # temperature of the predicted distribution: lean on the likeliest next items
 
 

@@ -100,15 +100,18 @@ def _before(data: Interactions, bounds: np.ndarray, row: int, steps: int) -> lis
 
 
 STATES_PER_BATCH = 1024  # interactions whose states are computed together in UPDATE
+SCORES_PER_CHUNK = 1 << 22  # float64 scores held at once: 32 MB
 SHARPEN = 0.5  # temperature of the predicted distribution: lean on the likeliest next items
 
 
-def _expected_embeddings(model: Model, states: np.ndarray, chunk: int = 512) -> np.ndarray:
+def _expected_embeddings(model: Model, states: np.ndarray) -> np.ndarray:
     """For each state, the mean item embedding under the model's predicted next-item
     distribution (sharpened): where the model thinks those users go next, at the scale of
     real item embeddings. (The raw query vectors would not do: every query shares a large
-    common part, so their mean scores high for every user.)"""
+    common part, so their mean scores high for every user.) Scored a few states at a time:
+    at most SCORES_PER_CHUNK scores at once, whatever the catalogue's size."""
     table = model.params["item_embeddings"][1:]
+    chunk = max(1, SCORES_PER_CHUNK // max(1, len(table)))
     result = np.empty((len(states), table.shape[1]), np.float64)
     for start in range(0, len(states), chunk):
         scores = model.scores(states[start : start + chunk]).astype(np.float64) / SHARPEN

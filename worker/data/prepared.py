@@ -125,21 +125,9 @@ def prepare(
     counts, rows_read, dropped = _count(chunks, vocabulary, owners, wanted, settings, present)
     low, high = length_bounds(counts, *_percentiles(settings))
     keep_user = (counts > 0) & (counts >= low) & (counts <= high)
-    short, long = (counts > 0) & (counts < low), counts > high
     dense_user = np.cumsum(keep_user) - 1  # global code -> dense user code where kept
-    kept_rows = int(counts[keep_user].sum())
-    summary = SelectionSummary(
-        rows_read=rows_read,
-        dropped_event_type=dropped[0],
-        dropped_event_value=dropped[1],
-        dropped_short_history=int(counts[short].sum()),
-        dropped_long_history=int(counts[long].sum()),
-        users_dropped_short=int(short.sum()),
-        users_dropped_long=int(long.sum()),
-        min_history_length=low,
-        max_history_length=high,
-        rows_kept=kept_rows,
-    )
+    summary = SelectionSummary.of(rows_read, dropped, counts, (low, high))
+    kept_rows = summary.rows_kept
     shutil.rmtree(directory, ignore_errors=True)
     buckets = _Buckets(directory / "buckets", _bucket_starts(counts[keep_user]), fields)
     for rows in _kept_rows(chunks, vocabulary, owners, wanted, settings, fields):

@@ -43,6 +43,31 @@ class SelectionSummary:
     max_history_length: float
     rows_kept: int
 
+    @classmethod
+    def of(
+        cls,
+        rows_read: int,
+        dropped: tuple[int, int],
+        lengths: np.ndarray,
+        bounds: tuple[float, float],
+    ) -> SelectionSummary:
+        """From the rows read, the rows the event type and value filters `dropped`, the
+        history `lengths` after them (per user) and the history-length `bounds`."""
+        low, high = bounds
+        short, long = (lengths > 0) & (lengths < low), lengths > high
+        return cls(
+            rows_read=rows_read,
+            dropped_event_type=dropped[0],
+            dropped_event_value=dropped[1],
+            dropped_short_history=int(lengths[short].sum()),
+            dropped_long_history=int(lengths[long].sum()),
+            users_dropped_short=int(short.sum()),
+            users_dropped_long=int(long.sum()),
+            min_history_length=low,
+            max_history_length=high,
+            rows_kept=int(lengths[(lengths >= low) & (lengths <= high)].sum()),
+        )
+
 
 def by_event_type(data: Interactions, event_types: Sequence[str]) -> Interactions:
     """Rows of the chosen event types; an empty choice keeps every row."""
@@ -114,16 +139,5 @@ def select(data: Interactions, settings: WorkerSettings) -> tuple[Interactions, 
         settings.min_user_history_length_percentile,
         settings.max_user_history_length_percentile,
     )
-    short, long = (lengths > 0) & (lengths < low), lengths > high
-    return kept, SelectionSummary(
-        rows_read=len(data),
-        dropped_event_type=len(data) - len(typed),
-        dropped_event_value=len(typed) - len(valued),
-        dropped_short_history=int(lengths[short].sum()),
-        dropped_long_history=int(lengths[long].sum()),
-        users_dropped_short=int(short.sum()),
-        users_dropped_long=int(long.sum()),
-        min_history_length=low,
-        max_history_length=high,
-        rows_kept=len(kept),
-    )
+    dropped = (len(data) - len(typed), len(typed) - len(valued))
+    return kept, SelectionSummary.of(len(data), dropped, lengths, (low, high))

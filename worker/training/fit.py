@@ -165,7 +165,7 @@ class _Run:
         total, count = 0.0, 0
         for index in self.rng.permutation(len(self.rows.blocks)):
             block = self.rows.read(self.rows.blocks[index], self.since)
-            for loss, predictions in _steps(block, self.hyper, self.optimiser, self.rng, self):
+            for loss, predictions in _steps(block, self):
                 total, count = total + loss, count + 1
                 self.predicted += predictions
                 if self.calibrating and count >= CALIBRATION_BATCHES:
@@ -287,14 +287,9 @@ class Adam:
         self.learning_rate /= 2
 
 
-def _steps(
-    data: Interactions,
-    hyper: Hyperparameters,
-    optimiser: Adam,
-    rng: np.random.Generator,
-    run: _Run,
-) -> Iterator[tuple[float, int]]:
+def _steps(data: Interactions, run: _Run) -> Iterator[tuple[float, int]]:
     """Train on the windows of one block in a random order: (loss, predictions) per batch."""
+    hyper, optimiser, rng = run.hyper, run.optimiser, run.rng
     windows = make_windows(data, hyper.bptt, hyper.recency_mask, rng, run.rows.time_range)
     order = rng.permutation(len(windows.items))
     for start in range(0, len(order), hyper.batch_size):

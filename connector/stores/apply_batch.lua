@@ -1,15 +1,23 @@
 -- Apply one batch of accepted events atomically: dedup markers, session histories,
 -- interacted items, stitches of anonymous sessions into users, event-type and attribution counters.
 -- Every effect is keyed by the event's markers, so applying a batch twice changes nothing.
--- ARGV[1]: JSON {settings..., events: [...], stitches: [...], merges: [...], pending: {...}};
--- see connector/stores/sessions.py. On a Redis Cluster the connector sends each node the
--- events of the subjects it holds, with `pending` set: the counts are then not written here
--- but returned and kept under `pending.anchor` (one of the node's subjects) until the
--- counters' own slot has them (connector/stores/cluster_apply.py); a session's merge into its
--- user comes as a `merges` op with the session's members, read from the session's node.
+-- ARGV[1]: JSON {settings..., stitches: [...], merges: [...], pending: {...}}; ARGV[2]: the
+-- events as one MessagePack array, EVENT_FIELDS values each (tag, content marker, eventId
+-- marker or '', time, history score, history member, interacted member, event type,
+-- attribution source, time bucket); see connector/stores/script_args.py. A subject's events are recorded together, with one call
+-- per key, in the order they came (docs/performance.md, Ingest). On a Redis Cluster the
+-- connector sends each node the events of the subjects it holds, with `pending` set: the
+-- counts are then not written here but returned and kept under `pending.anchor` (one of the
+-- node's subjects) until the counters' own slot has them (connector/stores/cluster_apply.py);
+-- a session's merge into its user comes as a `merges` op with the session's members, read
+-- from the session's node.
 -- Returns {admitted, duplicates, stitched, flags, counts}: flags has '1' per event applied
 -- and '0' per duplicate, in order; counts is JSON when `pending` is set, else ''.
 local batch = cjson.decode(ARGV[1])
+local EVENT_FIELDS = 10
+local CHUNK = 2000  -- arguments per call, well below Lua's unpack limit
+local values = ARGV[2] and cmsgpack.unpack(ARGV[2]) or {}
+local events = #values / EVENT_FIELDS
 local admitted, duplicates, stitched = 0, 0, 0
 local flags = {}
 local touched = {}      -- key prefix of a subject (prefix .. tag) -> its newest event time
@@ -25,8 +33,7 @@ local function touch(subject, ts)
 end
 
 local function add(counts, bucket, name)
-  bucket = tostring(bucket)  -- a string key, so the counts encode as a JSON object
-  local by_name = counts[bucket]
+  local by_name = counts[bucket]  -- a string key, so the counts encode as a JSON object
   if by_name == nil then
     by_name = {}
     counts[bucket] = by_name
@@ -46,37 +53,102 @@ local function source_of(source)
   return source
 end
 
-local function is_known(seen, markers)
-  for _, score in ipairs(redis.call('ZMSCORE', seen, unpack(markers))) do
-    if score then return true end
+-- Run `command key ...` over a flat list of arguments, CHUNK at a time.
+local function each_chunk(command, key, option, flat)
+  for start = 1, #flat, CHUNK do
+    local last = math.min(start + CHUNK - 1, #flat)
+    if option then
+      redis.call(command, key, option, unpack(flat, start, last))
+    else
+      redis.call(command, key, unpack(flat, start, last))
+    end
   end
-  return false
 end
 
-local function event(op)
-  local subject = batch.prefix .. op.tag
+-- The markers among `markers` that `seen` holds, as a set.
+local function known_of(seen, markers)
+  local known = {}
+  for start = 1, #markers, CHUNK do
+    local last = math.min(start + CHUNK - 1, #markers)
+    local scores = redis.call('ZMSCORE', seen, unpack(markers, start, last))
+    for k = start, last do
+      if scores[k - start + 1] then known[markers[k]] = true end
+    end
+  end
+  return known
+end
+
+-- The events of one subject (the index of their first value each), in batch order: an event is a
+-- duplicate if one of its markers is recorded, or belongs to an earlier event of the batch.
+local function record(tag, firsts)
+  local subject = batch.prefix .. tag
   local seen = subject .. batch.seen_suffix
-  if is_known(seen, op.markers) then
-    duplicates = duplicates + 1
-    table.insert(flags, '0')
-    return
+  local markers = {}
+  for _, at in ipairs(firsts) do
+    table.insert(markers, values[at + 1])
+    if values[at + 2] ~= '' then table.insert(markers, values[at + 2]) end
   end
-  local scored = {}
-  for _, marker in ipairs(op.markers) do
-    table.insert(scored, op.ts)
-    table.insert(scored, marker)
+  local known = known_of(seen, markers)
+  local scored, history, interacted = {}, {}, {}
+  for _, at in ipairs(firsts) do
+    local content, by_id = values[at + 1], values[at + 2]
+    if known[content] or (by_id ~= '' and known[by_id]) then
+      duplicates = duplicates + 1
+      flags[at] = '0'
+    else
+      local ts = values[at + 3]  -- a number
+      known[content] = true
+      table.insert(scored, ts)
+      table.insert(scored, content)
+      if by_id ~= '' then
+        known[by_id] = true
+        table.insert(scored, ts)
+        table.insert(scored, by_id)
+      end
+      -- scored by event time plus the event's place in its partition: ties in arrival order
+      table.insert(history, values[at + 4])
+      table.insert(history, values[at + 5])
+      table.insert(interacted, ts)
+      table.insert(interacted, values[at + 6])
+      touch(subject, ts)
+      admitted = admitted + 1
+      flags[at] = '1'
+    end
   end
-  redis.call('ZADD', seen, unpack(scored))
-  -- scored by event time plus the event's place in its partition: ties in arrival order
-  redis.call('ZADD', subject .. batch.history_suffix, op.order, op.member)
+  each_chunk('ZADD', seen, nil, scored)
+  each_chunk('ZADD', subject .. batch.history_suffix, nil, history)
   -- GT: the pair's score is its latest event time, whatever order events arrive in.
-  redis.call('ZADD', subject .. batch.interacted_suffix, 'GT', op.ts, op.interacted)
-  touch(subject, op.ts)
-  add(type_counts, op.bucket, op.type)
+  each_chunk('ZADD', subject .. batch.interacted_suffix, 'GT', interacted)
+end
+
+-- Count the recorded events in batch order (which decides the sources admitted at the limit).
+local function count(at)
+  local bucket, source = tostring(values[at + 9]), values[at + 8]  -- a JSON object's key
+  add(type_counts, bucket, values[at + 7])
   -- with `pending`, the sources set lives on another node: the connector admits them
-  add(source_counts, op.bucket, batch.pending and op.source or source_of(op.source))
-  admitted = admitted + 1
-  table.insert(flags, '1')
+  add(source_counts, bucket, batch.pending and source or source_of(source))
+end
+
+local function record_events()
+  local subjects, firsts_of = {}, {}
+  for n = 0, events - 1 do
+    local at = 1 + n * EVENT_FIELDS
+    local firsts = firsts_of[values[at]]
+    if firsts == nil then
+      firsts = {}
+      firsts_of[values[at]] = firsts
+      table.insert(subjects, values[at])
+    end
+    table.insert(firsts, at)
+  end
+  for _, tag in ipairs(subjects) do record(tag, firsts_of[tag]) end
+  local ordered = {}
+  for n = 0, events - 1 do
+    local at = 1 + n * EVENT_FIELDS
+    table.insert(ordered, flags[at])
+    if flags[at] == '1' then count(at) end
+  end
+  flags = ordered
 end
 
 local function stitch(op)
@@ -96,19 +168,12 @@ local function stitch(op)
   end
 end
 
--- Add members (flat score, member, ... lists) keeping each one's highest score, as the
--- stitch's ZUNIONSTORE ... AGGREGATE MAX does, in chunks that stay below Lua's unpack limit.
-local function add_max(key, flat)
-  for start = 1, #flat, 2000 do
-    redis.call('ZADD', key, 'GT', unpack(flat, start, math.min(start + 1999, #flat)))
-  end
-end
-
 local function merge(op)
   local user = batch.prefix .. op.user_tag
-  add_max(user .. batch.history_suffix, op.history)
-  add_max(user .. batch.seen_suffix, op.seen)
-  add_max(user .. batch.interacted_suffix, op.interacted)
+  -- each member keeps its highest score, as the stitch's ZUNIONSTORE ... AGGREGATE MAX does
+  each_chunk('ZADD', user .. batch.history_suffix, 'GT', op.history)
+  each_chunk('ZADD', user .. batch.seen_suffix, 'GT', op.seen)
+  each_chunk('ZADD', user .. batch.interacted_suffix, 'GT', op.interacted)
   local newest = redis.call('ZRANGE', user .. batch.seen_suffix, -1, -1, 'WITHSCORES')[2]
   touch(user, tonumber(newest) or batch.newest)
 end
@@ -126,7 +191,7 @@ local function bound(subject, newest)
   redis.call('EXPIRE', interacted, batch.interacted_ttl)
 end
 
-for _, op in ipairs(batch.events) do event(op) end
+record_events()
 for _, op in ipairs(batch.stitches or {}) do stitch(op) end
 for _, op in ipairs(batch.merges or {}) do merge(op) end
 for subject, newest in pairs(touched) do bound(subject, newest) end

@@ -38,6 +38,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from connector.exceptions import TransientError
 from connector.keys import Keys, Subject
 from connector.records import Stitch
+from connector.stores.script_args import EventOp, packed_ops, packed_probes
 
 _log = logging.getLogger(__name__)
 
@@ -109,13 +110,14 @@ class ClusterApply:
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="redis-node")
         self._recovered_at = 0.0
 
-    def known(self, layout: dict[str, str], probes: list[tuple[str, tuple[str, ...]]]) -> str:
-        """One '1'/'0' flag per probe (subject tag, markers), from each node's dedup sets."""
+    def known(self, layout: bytes, probes: list[tuple[str, tuple[str, ...]]]) -> str:
+        """One '1'/'0' flag per probe (subject tag, markers), from each node's dedup sets;
+        `layout` is known_markers.lua's first argument."""
         parts = self._split([tag for tag, _ in probes])
 
         def run(node: ClusterNode, indexes: list[int]) -> str:
-            ops = [{"tag": probes[i][0], "markers": probes[i][1]} for i in indexes]
-            return _text(self._known.run(node, orjson.dumps({**layout, "events": ops})))
+            packed = packed_probes(probes[i] for i in indexes)
+            return _text(self._known.run(node, layout, packed))
 
         flags = ["0"] * len(probes)
         for (_, indexes), part in zip(parts.items(), self._each(parts, run), strict=True):
@@ -126,7 +128,7 @@ class ClusterApply:
     def apply(
         self,
         base: dict[str, Any],
-        ops: list[dict[str, Any]],
+        ops: list[EventOp],
         stitches: Sequence[Stitch],
         max_sources: int,
     ) -> tuple[int, int, int, str]:
@@ -137,16 +139,14 @@ class ClusterApply:
         flags = ["0"] * len(ops)
         if ops:
             token = uuid.uuid4().hex
-            parts = self._split([op["tag"] for op in ops])
-            anchors = {
-                node: self._anchor(ops[indexes[0]]["tag"]) for node, indexes in parts.items()
-            }
+            parts = self._split([op[0] for op in ops])
+            anchors = {node: self._anchor(ops[indexes[0]][0]) for node, indexes in parts.items()}
             self._open(token, list(anchors.values()))
 
             def run(node: ClusterNode, indexes: list[int]) -> PartResult:
                 pending = {"anchor": anchors[node], "token": token, "ttl": PART_TTL_SECONDS}
-                payload = {**base, "events": [ops[i] for i in indexes], "pending": pending}
-                return _part(self._apply.run(node, orjson.dumps(payload)))
+                header = orjson.dumps({**base, "pending": pending})
+                return _part(self._apply.run(node, header, packed_ops(ops[i] for i in indexes)))
 
             kept: list[tuple[str, Counts]] = []
             results = self._each(parts, run)
@@ -246,7 +246,7 @@ class ClusterApply:
             "interacted": _flat(interacted),
         }
         node = self._node(user_tag)
-        self._apply.run(node, orjson.dumps({**base, "events": [], "merges": [merge]}))
+        self._apply.run(node, orjson.dumps({**base, "merges": [merge]}))
         linked = self._client.set(link, stitch.user_id, nx=True, ex=base["history_ttl"])
         return 1 if linked else 0
 

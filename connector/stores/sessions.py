@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 
 from connector.keys import Keys, Subject
-from connector.model.history import interacted_member
 from connector.records import AcceptedEvent, Stitch
 from connector.redis_client import RedisClient, is_cluster, mget
 from connector.stores.cluster_apply import ClusterApply
 from connector.stores.counters import migrate_legacy_counters
+from connector.stores.script_args import event_op, packed_ops, packed_probes
 
 MAX_ATTRIBUTION_SOURCES = 100  # as in Personalize
 _ADMIT_TYPES = """
@@ -81,6 +81,7 @@ class SessionStore:
         self._admit_types = client.register_script(_ADMIT_TYPES)
         self._layout = _layout(keys)
         self._base = self._settings()
+        self._layout_json = orjson.dumps(self._layout)
         self._cluster: ClusterApply | None = None
         if is_cluster(client):
             counting = {
@@ -108,9 +109,8 @@ class SessionStore:
         if not probes:
             return []
         if self._cluster is not None:
-            return [flag == "1" for flag in self._cluster.known(self._layout, probes)]
-        ops = [{"tag": tag, "markers": markers} for tag, markers in probes]
-        flags = self._known(args=[orjson.dumps({**self._layout, "events": ops})])
+            return [flag == "1" for flag in self._cluster.known(self._layout_json, probes)]
+        flags = self._known(args=[self._layout_json, packed_probes(probes)])
         return [flag == "1" for flag in _text(flags)]
 
     def admit_event_types(self, types: set[str], budget: int) -> set[str]:
@@ -132,14 +132,15 @@ class SessionStore:
         if not events and not stitches:
             return ApplyReport(0, 0, 0, [])
         base = {**self._base, "newest": max((e.row["TIMESTAMP"] for e in events), default=0)}
-        ops = [self._op(event) for event in events]
+        ops = [event_op(event, self._policy.bucket_seconds) for event in events]
         if self._cluster is not None:
             admitted, duplicates, stitched, flags = self._cluster.apply(
                 base, ops, stitches, MAX_ATTRIBUTION_SOURCES
             )
         else:
-            payload = {**base, "events": ops, "stitches": [_stitch(s) for s in stitches]}
-            admitted, duplicates, stitched, flags, _ = self._apply(args=[orjson.dumps(payload)])
+            header = orjson.dumps({**base, "stitches": [_stitch(s) for s in stitches]})
+            reply = self._apply(args=[header, packed_ops(ops)])
+            admitted, duplicates, stitched, flags, _ = reply
         applied = [event for event, flag in zip(events, _text(flags), strict=True) if flag == "1"]
         return ApplyReport(int(admitted), int(duplicates), int(stitched), applied)
 
@@ -162,23 +163,6 @@ class SessionStore:
             "buckets_key": keys.metric_buckets,
         }
 
-    def _op(self, event: AcceptedEvent) -> dict[str, Any]:
-        """The apply script's op of one event."""
-        ts = event.row["TIMESTAMP"]
-        return {
-            "tag": event.subject.tag,
-            "markers": event.markers,
-            "ts": ts,
-            "order": history_score(event),
-            "member": event.history_member,
-            "interacted": interacted_member(
-                event.row["ITEM_ID"], event.row.get("EVENT_TYPE")
-            ).decode(),
-            "type": event.event_type,
-            "source": event.attribution,
-            "bucket": ts - ts % self._policy.bucket_seconds,
-        }
-
 
 def _stitch(stitch: Stitch) -> dict[str, str]:
     return {
@@ -186,17 +170,6 @@ def _stitch(stitch: Stitch) -> dict[str, str]:
         "user_tag": Subject("u", stitch.user_id).tag,
         "session_tag": Subject("s", stitch.session_id).tag,
     }
-
-
-def history_score(event: AcceptedEvent) -> float:
-    """The event's score in its subject's history: its event time in seconds, plus a
-    fraction from its place in the events topic (offset, then index in its record), so that
-    events of the same second keep the order they arrived in instead of the order of their
-    JSON (a sorted set orders equal scores by member). Deterministic, so a replay or a
-    rebuild gives the same score; the fraction stays below a second, so the time order of
-    different seconds is kept, and wraps every 100,000 offsets of a partition."""
-    place = (event.source.offset % 100_000) * 10 + min(event.event_index, 9)
-    return int(event.row["TIMESTAMP"]) + place / 1_000_000
 
 
 def _layout(keys: Keys) -> dict[str, str]:

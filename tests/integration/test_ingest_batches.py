@@ -12,11 +12,13 @@ from connector import wire
 from connector.ingest.processor import EventProcessor
 from connector.keys import Keys, Subject
 from connector.records import ServedList, SourceRecord
+from connector.redis_client import connect
 from connector.registry.registry import open_registry
 from connector.registry.schema import ENVELOPE
 from connector.settings import ConnectorSettings
 from connector.stores.served import RedisServedLists
-from connector.wiring import event_processor
+from connector.stores.sessions import SessionStore
+from connector.wiring import event_processor, history_policy
 from tests.integration.helpers import decode_rows, prepare_group, put_events, read_topic
 
 
@@ -312,3 +314,37 @@ def test_events_of_the_same_second_stay_in_the_order_they_arrived(
     assert processor.process(records(settings, values)).appended == 4
     items = [entry["item"] for entry in history(redis_db, settings, Subject("u", "tie"))]
     assert items == ["b", "z", "a", "m"]
+
+
+def test_one_script_records_each_subjects_events_together_in_batch_order(
+    settings: ConnectorSettings,
+    tracking_id: str,
+    processor: EventProcessor,
+    redis_db: redis.Redis,
+) -> None:
+    """The apply script, given repeats the pre-check would have dropped: within a batch, a
+    resend and a reused eventId are duplicates of the first copy whichever subjects' events
+    lie between, and a subject with more markers than one call takes is recorded whole."""
+    ts = 1_700_000_000
+    heavy = [event(f"i{n}", ts + n, eventId=f"h{n}") for n in range(1_500)]  # 3,000 markers
+    light = [event(f"j{n}", ts + n, eventId=f"l{n}") for n in range(20)]
+    values = [put_events(tracking_id, "s", [e], user="heavy") for e in heavy]
+    for n, e in enumerate(light):
+        values.insert(3 * n + 1, put_events(tracking_id, "t", [e], user="light"))
+    values.append(put_events(tracking_id, "s", [heavy[7]], user="heavy"))  # resend
+    values.append(put_events(tracking_id, "t", [{**light[0], "itemId": "x"}], user="light"))
+    accepted = processor.prepare(records(settings, values)).plan.accepted
+    store = SessionStore(connect(settings), Keys(settings.dataset_group), history_policy(settings))
+    report = store.apply(accepted, [])
+    assert (report.admitted, report.duplicates) == (1_520, 2)
+    assert [e.row["ITEM_ID"] for e in report.applied] == [e.row["ITEM_ID"] for e in accepted[:-2]]
+    keys = Keys(settings.dataset_group)
+    assert redis_db.zcard(keys.seen(Subject("u", "heavy"))) == 3_000
+    assert redis_db.zcard(keys.interacted(Subject("u", "heavy"))) == 1_500
+    newest = [
+        json.loads(m)["item"] for m in redis_db.zrange(keys.history(Subject("u", "heavy")), -3, -1)
+    ]
+    assert newest == ["i1497", "i1498", "i1499"]
+    assert len(history(redis_db, settings, Subject("u", "light"))) == 20
+    again = store.apply(accepted, [])
+    assert (again.admitted, again.duplicates) == (0, 1_522)

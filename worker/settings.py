@@ -61,7 +61,7 @@ class WorkerSettings(CommonSettings):
         20,
         ge=1,
         description="Most passes over the data in a FULL run (fewer on big data: about "
-        "4,000,000 predictions in all).",
+        "4,000,000 predictions in all, but at least 5 passes; docs/model.md, Time budget).",
     )
     training_budget_seconds: float = Field(
         1800.0,

@@ -144,6 +144,14 @@ def test_blocks_of_whole_users_cover_every_prediction_once_per_epoch(
     assert sum(seen) == 3 * rows.predictions == 3 * 30 * 11
 
 
+def test_big_data_plans_fewer_epochs_but_never_fewer_than_the_floor() -> None:
+    hyper = Hyperparameters(epochs=20, max_positions=4_000_000)
+    assert fit.epoch_count(100_000, hyper) == 20  # small data: the epochs setting
+    assert fit.epoch_count(500_000, hyper) == 8  # about max_positions predictions
+    assert fit.epoch_count(20_000_000, hyper) == fit.MIN_PASSES  # the floor, budget permitting
+    assert fit.epoch_count(20_000_000, Hyperparameters(epochs=2)) == 2  # the setting wins
+
+
 def test_a_budget_cuts_epochs_then_data_then_stops() -> None:
     assert fit.plan(1000, 5, capacity=6000) == (5, None)
     assert fit.plan(1000, 5, capacity=2500) == (2, None)

@@ -28,6 +28,9 @@ MAX_RECOVERIES = 3
 CLIP_NORM = 5.0
 SEEN_BEFORE = 256  # with mask_seen, at most this many of a user's items before a window
 CALIBRATION_BATCHES = 20  # batches timed before a run with a budget plans the rest
+# Passes planned however big the data (budget permitting): one pass over millions of events
+# leaves quality behind that more passes recover (docs/model.md, Time budget).
+MIN_PASSES = 5
 
 log = logging.getLogger("streamrec.worker")
 
@@ -101,8 +104,10 @@ def train(
 
 def epoch_count(predictions: int, hyper: Hyperparameters) -> int:
     """`epochs`, or fewer when the data is big: large datasets take many more steps per
-    epoch and converge in fewer passes (about `max_positions` predictions in all)."""
-    return max(1, min(hyper.epochs, math.ceil(hyper.max_positions / max(1, predictions))))
+    epoch and converge in fewer passes (about `max_positions` predictions in all), but at
+    least MIN_PASSES; the budget then decides how many of them fit (`plan`)."""
+    by_positions = math.ceil(hyper.max_positions / max(1, predictions))
+    return max(1, min(hyper.epochs, max(MIN_PASSES, by_positions)))
 
 
 def plan(predictions: int, epochs: int, capacity: float) -> tuple[int, float | None]:

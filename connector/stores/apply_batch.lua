@@ -15,7 +15,6 @@
 -- and '0' per duplicate, in order; counts is JSON when `pending` is set, else ''.
 local batch = cjson.decode(ARGV[1])
 local EVENT_FIELDS = 10
-local CHUNK = 2000  -- arguments per call, well below Lua's unpack limit
 local values = ARGV[2] and cmsgpack.unpack(ARGV[2]) or {}
 local events = #values / EVENT_FIELDS
 local admitted, duplicates, stitched = 0, 0, 0
@@ -63,19 +62,6 @@ local function each_chunk(command, key, option, flat)
       redis.call(command, key, unpack(flat, start, last))
     end
   end
-end
-
--- The markers among `markers` that `seen` holds, as a set.
-local function known_of(seen, markers)
-  local known = {}
-  for start = 1, #markers, CHUNK do
-    local last = math.min(start + CHUNK - 1, #markers)
-    local scores = redis.call('ZMSCORE', seen, unpack(markers, start, last))
-    for k = start, last do
-      if scores[k - start + 1] then known[markers[k]] = true end
-    end
-  end
-  return known
 end
 
 -- The events of one subject (the index of their first value each), in batch order: an event is a

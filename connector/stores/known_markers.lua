@@ -4,7 +4,6 @@
 -- marker or ''). One ZMSCORE per subject, however many of the batch's events are its.
 local layout = cjson.decode(ARGV[1])
 local values = cmsgpack.unpack(ARGV[2])
-local CHUNK = 2000  -- markers per call, well below Lua's unpack limit
 local subjects, markers_of = {}, {}
 for at = 1, #values, 3 do
   local markers = markers_of[values[at]]
@@ -19,16 +18,7 @@ end
 
 local known = {}  -- tag -> set of its markers that are recorded
 for _, tag in ipairs(subjects) do
-  local seen = layout.prefix .. tag .. layout.seen_suffix
-  local markers, found = markers_of[tag], {}
-  for start = 1, #markers, CHUNK do
-    local last = math.min(start + CHUNK - 1, #markers)
-    local scores = redis.call('ZMSCORE', seen, unpack(markers, start, last))
-    for k = start, last do
-      if scores[k - start + 1] then found[markers[k]] = true end
-    end
-  end
-  known[tag] = found
+  known[tag] = known_of(layout.prefix .. tag .. layout.seen_suffix, markers_of[tag])
 end
 
 local flags = {}

@@ -186,14 +186,18 @@ def _layout(keys: Keys) -> dict[str, str]:
 
 
 # Scripts that take a shared Lua file in front of their own text.
-_PRELUDES = {"apply_batch.lua": "counters.lua", "count_batch.lua": "counters.lua"}
+_PRELUDES = {
+    "apply_batch.lua": ("counters.lua", "markers.lua"),
+    "count_batch.lua": ("counters.lua",),
+    "known_markers.lua": ("markers.lua",),
+}
 
 
 def _script(name: str) -> str:
     """A script's Lua text, with the shared functions it uses in front."""
     files = resources.files(__package__)
-    prelude = files.joinpath(_PRELUDES[name]).read_text() if name in _PRELUDES else ""
-    return prelude + files.joinpath(name).read_text()
+    preludes = [files.joinpath(prelude).read_text() for prelude in _PRELUDES.get(name, ())]
+    return "".join(preludes) + files.joinpath(name).read_text()
 
 
 def _text(value: bytes | str) -> str:

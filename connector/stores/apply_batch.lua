@@ -4,8 +4,9 @@
 -- ARGV[1]: JSON {settings..., stitches: [...], merges: [...], pending: {...}}; ARGV[2]: the
 -- events as one MessagePack array, EVENT_FIELDS values each (tag, content marker, eventId
 -- marker or '', time, history score, history member, interacted member, event type,
--- attribution source, time bucket); see connector/stores/script_args.py. A subject's events are recorded together, with one call
--- per key, in the order they came (docs/performance.md, Ingest). On a Redis Cluster the
+-- attribution source, time bucket); see connector/stores/script_args.py. A subject's events
+-- are recorded together, with one call per key, in the order they came (what that saves:
+-- docs/performance-log.md, Ingest, session 13). On a Redis Cluster the
 -- connector sends each node the events of the subjects it holds, with `pending` set: the
 -- counts are then not written here but returned and kept under `pending.anchor` (one of the
 -- node's subjects) until the counters' own slot has them (connector/stores/cluster_apply.py);

@@ -1,6 +1,6 @@
 """What the ingest scripts take for each event: a flat list of values per batch, packed as
 one MessagePack array, which Redis's Lua unpacks at a fraction of the cost of JSON objects
-and redis-py sends as one argument (docs/performance.md, Ingest).
+and redis-py sends as one argument (docs/performance-log.md, Ingest, session 13).
 """
 
 from __future__ import annotations

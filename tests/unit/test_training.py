@@ -180,6 +180,28 @@ def test_a_run_stops_at_its_budget_after_fitting_its_plan_to_it() -> None:
     assert all(np.isfinite(value).all() for value in model.params.values())
 
 
+def test_the_time_spent_preparing_rows_does_not_count_as_training_speed() -> None:
+    data = from_rows(walks(users=200, length=12, items=40))
+    readings = [0.0, 1000.0]  # the budget's start; then training starts 1,000 s later
+    now = [0.0]
+
+    def clock() -> float:  # then each reading 10 ms after the one before
+        now[0] = readings.pop(0) if readings else now[0] + 0.01
+        return now[0]
+
+    reported: list[tuple[int, int]] = []
+    hyper = Hyperparameters(hidden_dimension=32, bptt=4, epochs=3, batch_size=8)
+    train(
+        data,
+        hyper,
+        seed=1,
+        budget_seconds=2000,
+        clock=clock,
+        progress=lambda epoch, epochs, _: reported.append((epoch, epochs)),
+    )
+    assert reported == [(1, 3), (2, 3), (3, 3)]  # fast batches: the planned epochs fit
+
+
 def test_a_user_longer_than_a_block_is_a_block_alone() -> None:
     users = np.array([0, 0, 0, 0, 0, 1, 2, 2, 3])
     found = [(block.start, block.stop) for block in blocks._blocks(users, 3)]

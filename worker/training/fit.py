@@ -146,12 +146,14 @@ class _Run:
     ) -> None:
         self.rows, self.hyper, self.optimiser, self.rng = rows, hyper, optimiser, rng
         self.share = np.concatenate([[0], rows.item_counts]) / max(rows.rows, 1)
-        self.epochs = epoch_count(rows.predictions, hyper)
+        self.planned = self.epochs = epoch_count(rows.predictions, hyper)
         self.since: int | None = None  # oldest timestamp trained on, once the budget cuts
         self.predicted = 0  # predictions made so far
         self.calibrating = True
+        self.started = 0.0  # budget seconds elapsed when the first batch began
 
     def fit(self, budget: _Budget, progress: Progress | None) -> None:
+        self.started = budget.elapsed()  # preparing the rows is not the training speed
         epoch = 0
         while epoch < self.epochs:
             schedule = self.hyper.learning_rate_schedule
@@ -177,16 +179,22 @@ class _Run:
                     self._replan(budget)
                 if budget.spent():
                     return total / max(count, 1), False
+            if not self.calibrating and self.since is None:
+                self._replan(budget, first=False)  # a block's reading counted: a better rate
         return total / max(count, 1), True
 
-    def _replan(self, budget: _Budget) -> None:
-        """Fit the rest of the run to the budget, from the speed of the first batches."""
+    def _replan(self, budget: _Budget, first: bool = True) -> None:
+        """Fit the rest of the run to the budget, from the speed so far: after the first
+        batches, then after each block (which may give back planned passes an early,
+        slow estimate took away); only the first may cut the data to the newest."""
         self.calibrating = False
         if budget.deadline is None:
             return
-        rate = self.predicted / max(budget.elapsed(), 1e-9)
+        rate = self.predicted / max(budget.elapsed() - self.started, 1e-9)
         capacity = self.predicted + rate * budget.left()
-        epochs, newest = plan(self.rows.predictions, self.epochs, capacity)
+        epochs, newest = plan(self.rows.predictions, self.planned, capacity)
+        if newest is not None and not first:
+            return  # the stop at the budget ends this run
         if newest is not None:
             self.since = int(np.quantile(self.rows.timestamps_sample(), 1.0 - newest))
         if (epochs, newest) != (self.epochs, None):

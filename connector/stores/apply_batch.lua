@@ -17,7 +17,6 @@
 local batch = cjson.decode(ARGV[1])
 local EVENT_FIELDS = 10
 local values = ARGV[2] and cmsgpack.unpack(ARGV[2]) or {}
-local events = #values / EVENT_FIELDS
 local admitted, duplicates, stitched = 0, 0, 0
 local flags = {}
 local touched = {}      -- key prefix of a subject (prefix .. tag) -> its newest event time
@@ -65,21 +64,16 @@ local function each_chunk(command, key, option, flat)
   end
 end
 
--- The events of one subject (the index of their first value each), in batch order: an event is a
--- duplicate if one of its markers is recorded, or belongs to an earlier event of the batch.
+-- The events of one subject (the index of their first value each), in batch order: an event
+-- is a duplicate if one of its markers is recorded, or belongs to an earlier event of the batch.
 local function record(tag, firsts)
   local subject = batch.prefix .. tag
   local seen = subject .. batch.seen_suffix
-  local markers = {}
-  for _, at in ipairs(firsts) do
-    table.insert(markers, values[at + 1])
-    if values[at + 2] ~= '' then table.insert(markers, values[at + 2]) end
-  end
-  local known = known_of(seen, markers)
+  local known = known_of(seen, markers_at(values, firsts))
   local scored, history, interacted = {}, {}, {}
   for _, at in ipairs(firsts) do
     local content, by_id = values[at + 1], values[at + 2]
-    if known[content] or (by_id ~= '' and known[by_id]) then
+    if is_known(known, values, at) then
       duplicates = duplicates + 1
       flags[at] = '0'
     else
@@ -117,21 +111,10 @@ local function count(at)
 end
 
 local function record_events()
-  local subjects, firsts_of = {}, {}
-  for n = 0, events - 1 do
-    local at = 1 + n * EVENT_FIELDS
-    local firsts = firsts_of[values[at]]
-    if firsts == nil then
-      firsts = {}
-      firsts_of[values[at]] = firsts
-      table.insert(subjects, values[at])
-    end
-    table.insert(firsts, at)
-  end
+  local subjects, firsts_of = by_subject(values, EVENT_FIELDS)
   for _, tag in ipairs(subjects) do record(tag, firsts_of[tag]) end
   local ordered = {}
-  for n = 0, events - 1 do
-    local at = 1 + n * EVENT_FIELDS
+  for at = 1, #values, EVENT_FIELDS do
     table.insert(ordered, flags[at])
     if flags[at] == '1' then count(at) end
   end

@@ -4,28 +4,15 @@
 -- marker or ''). One ZMSCORE per subject, however many of the batch's events are its.
 local layout = cjson.decode(ARGV[1])
 local values = cmsgpack.unpack(ARGV[2])
-local subjects, markers_of = {}, {}
-for at = 1, #values, 3 do
-  local markers = markers_of[values[at]]
-  if markers == nil then
-    markers = {}
-    markers_of[values[at]] = markers
-    table.insert(subjects, values[at])
-  end
-  table.insert(markers, values[at + 1])
-  if values[at + 2] ~= '' then table.insert(markers, values[at + 2]) end
-end
-
+local subjects, firsts_of = by_subject(values, 3)
 local known = {}  -- tag -> set of its markers that are recorded
 for _, tag in ipairs(subjects) do
-  known[tag] = known_of(layout.prefix .. tag .. layout.seen_suffix, markers_of[tag])
+  local seen = layout.prefix .. tag .. layout.seen_suffix
+  known[tag] = known_of(seen, markers_at(values, firsts_of[tag]))
 end
 
 local flags = {}
 for at = 1, #values, 3 do
-  local found = known[values[at]]
-  local flag = '0'
-  if found[values[at + 1]] or (values[at + 2] ~= '' and found[values[at + 2]]) then flag = '1' end
-  table.insert(flags, flag)
+  table.insert(flags, is_known(known[values[at]], values, at) and '1' or '0')
 end
 return table.concat(flags)

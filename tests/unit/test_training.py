@@ -3,11 +3,13 @@ the item weight decay, the NaN guard, windows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
-from connector.model.model import Hyperparameters
-from worker.data.interactions import from_rows
+from connector.model.model import Hyperparameters, Model
+from worker.data.interactions import Interactions, from_rows
 from worker.exceptions import ModelFitError
 from worker.training import blocks, fit
 from worker.training.fit import Adam, make_windows, rate_factor, train
@@ -158,6 +160,23 @@ def test_a_budget_cuts_epochs_then_data_then_stops() -> None:
     assert fit.plan(1000, 5, capacity=250) == (1, 0.25)
 
 
+def train_on_a_budget(
+    data: Interactions, epochs: int, budget_seconds: float, clock: Callable[[], float]
+) -> tuple[Model, list[tuple[int, int]]]:
+    """A small model trained within a budget on `clock`; and the (epoch, epochs) reported."""
+    reported: list[tuple[int, int]] = []
+    hyper = Hyperparameters(hidden_dimension=32, bptt=4, epochs=epochs, batch_size=8)
+    model = train(
+        data,
+        hyper,
+        seed=1,
+        budget_seconds=budget_seconds,
+        clock=clock,
+        progress=lambda epoch, epochs, _: reported.append((epoch, epochs)),
+    )
+    return model, reported
+
+
 def test_a_run_stops_at_its_budget_after_fitting_its_plan_to_it() -> None:
     data = from_rows(walks(users=200, length=12, items=40))
     ticks = iter(range(1_000_000))
@@ -165,16 +184,7 @@ def test_a_run_stops_at_its_budget_after_fitting_its_plan_to_it() -> None:
     def clock() -> float:  # one second per reading: the budget runs out after a few batches
         return float(next(ticks))
 
-    reported: list[tuple[int, int]] = []
-    hyper = Hyperparameters(hidden_dimension=32, bptt=4, epochs=20, batch_size=8)
-    model = train(
-        data,
-        hyper,
-        seed=1,
-        budget_seconds=60,
-        clock=clock,
-        progress=lambda epoch, epochs, _: reported.append((epoch, epochs)),
-    )
+    model, reported = train_on_a_budget(data, epochs=20, budget_seconds=60, clock=clock)
     assert reported == [(1, 1)]  # replanned to one pass over the newest data, then stopped
     assert next(ticks) <= 70 and len(model.items) == 40
     assert all(np.isfinite(value).all() for value in model.params.values())
@@ -189,16 +199,7 @@ def test_the_time_spent_preparing_rows_does_not_count_as_training_speed() -> Non
         now[0] = readings.pop(0) if readings else now[0] + 0.01
         return now[0]
 
-    reported: list[tuple[int, int]] = []
-    hyper = Hyperparameters(hidden_dimension=32, bptt=4, epochs=3, batch_size=8)
-    train(
-        data,
-        hyper,
-        seed=1,
-        budget_seconds=2000,
-        clock=clock,
-        progress=lambda epoch, epochs, _: reported.append((epoch, epochs)),
-    )
+    _, reported = train_on_a_budget(data, epochs=3, budget_seconds=2000, clock=clock)
     assert reported == [(1, 3), (2, 3), (3, 3)]  # fast batches: the planned epochs fit
 
 

@@ -145,6 +145,7 @@ class _Run:
         self, rows: TrainingRows, hyper: Hyperparameters, optimiser: Adam, rng: np.random.Generator
     ) -> None:
         self.rows, self.hyper, self.optimiser, self.rng = rows, hyper, optimiser, rng
+        self.gradients = GradientBuffers(optimiser.params)
         self.share = np.concatenate([[0], rows.item_counts]) / max(rows.rows, 1)
         self.planned = self.epochs = epoch_count(rows.predictions, hyper)
         self.since: int | None = None  # oldest timestamp trained on, once the budget cuts
@@ -246,6 +247,23 @@ def initial_params(
     return params
 
 
+class GradientBuffers:
+    """Gradient arrays kept from step to step. A sampled step writes only the item rows it
+    touches, so only those rows are cleared after it: fresh zeroed item tables every step
+    cost a large catalogue more than the rest of the step (docs/model.md, Time budget)."""
+
+    def __init__(self, params: network.Params) -> None:
+        self.arrays = {name: np.zeros_like(value) for name, value in params.items()}
+
+    def clear(self, item_rows: np.ndarray | None) -> None:
+        """Zero what the last step wrote: with `item_rows`, only those rows of item_*."""
+        for name, array in self.arrays.items():
+            if item_rows is not None and name.startswith("item_"):
+                array[item_rows] = 0
+            else:
+                array.fill(0)
+
+
 def _rows(name: str, grad: np.ndarray, item_rows: np.ndarray | None) -> np.ndarray:
     return grad[item_rows] if item_rows is not None and name.startswith("item_") else grad
 
@@ -314,10 +332,18 @@ def _steps(data: Interactions, run: _Run) -> Iterator[tuple[float, int]]:
         if candidates is not None and hyper.sampled_correction:
             correction = _log_expected(candidates, run.share, hyper.sampled_candidates, batch)
         loss, grads = gru.loss_and_gradients(
-            optimiser.params, batch, candidates, hyper.dropout, rng, hyper.mask_seen, correction
+            optimiser.params,
+            batch,
+            candidates,
+            hyper.dropout,
+            rng,
+            hyper.mask_seen,
+            correction,
+            run.gradients.arrays,
         )
         touched = None if candidates is None else np.union1d(candidates, batch.items.ravel())
         optimiser.step(loss, grads, touched)
+        run.gradients.clear(touched)
         yield loss, int((batch.targets > 0).sum())
 
 

@@ -30,6 +30,7 @@ def loss_and_gradients(
     rng: np.random.Generator | None = None,
     mask_seen: bool = False,
     log_expected: np.ndarray | None = None,
+    into: Params | None = None,
 ) -> tuple[float, Params]:
     """Weighted softmax cross-entropy of each target against `candidates` (all items when
     None; the targets must be among the candidates), and its gradient for every parameter.
@@ -38,7 +39,9 @@ def loss_and_gradients(
     are left out of the ranking.
     `log_expected` (one per candidate) is subtracted from the sampled logits: the log of how
     many times each candidate is expected among the samples (the sampled softmax's
-    correction, so a sampled softmax estimates the full one)."""
+    correction, so a sampled softmax estimates the full one).
+    `into`: arrays of zeros shaped like the parameters, filled with the gradients (a caller
+    reuses them across steps: fit.GradientBuffers); new ones when None."""
     x = embed(params, batch.items, batch.types, batch.contexts)
     keep_in = _dropout_mask(x.shape, dropout, rng, x.dtype)
     cache = run(params, x * keep_in if keep_in is not None else x)
@@ -61,6 +64,7 @@ def loss_and_gradients(
         None if recent_all is None else recent_all[valid],
         _seen(batch, valid) if mask_seen else None,
         log_expected,
+        into if into is not None else {name: np.zeros_like(v) for name, v in params.items()},
     )
     d_h = np.zeros_like(cache.h[:, 1:])
     d_h[valid] = d_query @ params["out_w"].T
@@ -111,30 +115,34 @@ def _softmax_loss(
     targets: np.ndarray,
     weights: np.ndarray,
     candidates: np.ndarray | None,
-    recent_term: np.ndarray | None = None,
-    seen: np.ndarray | None = None,
-    log_expected: np.ndarray | None = None,
+    recent_term: np.ndarray | None,
+    seen: np.ndarray | None,
+    log_expected: np.ndarray | None,
+    grads: Params,
 ) -> tuple[float, np.ndarray, Params]:
     """(loss, its gradient with respect to the queries (N, H), the parameters' gradients so
-    far: item embeddings and biases as targets and negatives, out_w, out_b)."""
+    far: item embeddings and biases as targets and negatives, out_w, out_b), written into
+    `grads` (zeros). The (N, C) logits are worked on in place: they are the step's largest
+    array."""
     columns = np.arange(1, len(params["item_embeddings"])) if candidates is None else candidates
     table = params["item_embeddings"][columns]  # (C, H)
     query = output(params, states, recent_term)  # (N, H)
-    logits = query @ table.T + params["item_bias"][columns]
+    logits = query @ table.T
+    logits += params["item_bias"][columns]
     if log_expected is not None:
         logits -= log_expected
     if seen is not None:
         logits[_seen_cells(seen, targets, columns, candidates is None)] = -np.inf
     logits -= logits.max(axis=1, keepdims=True)
-    probabilities = np.exp(logits)
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    exponents = np.exp(logits, out=logits)
+    totals = exponents.sum(axis=1)
     target_columns = np.searchsorted(columns, targets)
     rows = np.arange(len(targets))
-    loss = float(-(weights * np.log(probabilities[rows, target_columns] + 1e-30)).sum())
-    d_logits = probabilities
-    d_logits[rows, target_columns] -= 1.0
-    d_logits *= weights[:, None]
-    grads = {name: np.zeros_like(value) for name, value in params.items()}
+    target_share = exponents[rows, target_columns] / totals
+    loss = float(-(weights * np.log(target_share + 1e-30)).sum())
+    d_logits = exponents  # softmax minus one-hot, each row weighted
+    d_logits *= (weights / totals)[:, None]
+    d_logits[rows, target_columns] -= weights
     grads["item_embeddings"][columns] = d_logits.T @ query  # columns are distinct
     grads["item_bias"][columns] = d_logits.sum(axis=0)
     d_query = d_logits @ table

@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -135,7 +136,14 @@ def run_full(
     data, _ = prepare(older, FIELDS, settings, Path(directory) / "prepared-full")
     check_minimum(data)
     results["prepare_s"] = time.perf_counter() - started
-    model, _ = full_model(data, settings, NO_CATALOG, lambda: False)
+    passes: list[str] = []  # "epoch/epochs" of each pass made, as full_model reports them
+
+    def report(line: str) -> None:
+        if line.startswith("epoch "):
+            passes.append(line.split()[1])
+
+    model, _ = full_model(data, settings, NO_CATALOG, lambda: False, report)
+    results["passes"] = passes[-1] if passes else "0/0"
     results["full_s"] = time.perf_counter() - started
     results["ndcg10"] = float(model.meta["metrics"].get("ndcg@10", float("nan")))
     results["update_s"], results["items_added"] = float("nan"), 0
@@ -158,7 +166,12 @@ def measure(directory: Path, events: int, budget: float, update: bool) -> dict[s
             target=run_full, args=(str(directory), events, budget, update, results)
         )
         child.start()
-        child.join()
+        try:
+            child.join()
+        finally:  # a stopped benchmark stops its child too
+            if child.is_alive():
+                child.terminate()
+                child.join()
         if child.exitcode != 0:
             raise SystemExit(f"the benchmark child failed (exit {child.exitcode})")
         return dict(results)
@@ -174,11 +187,13 @@ def main() -> None:
     parser.add_argument("--budgets", help="several budgets, comma-separated: the quality curve")
     parser.add_argument("--no-update", action="store_true", help="FULL only, no UPDATE step")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `measure` ends its child
     budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else [args.budget_seconds]
     figures: list[dict[str, Any]] = []
     print(
         f"{'events':>12} {'items':>9} {'budget s':>9} {'generate s':>11} {'prepare s':>10} "
-        f"{'FULL s':>8} {'peak MB':>8} {'NDCG@10':>8} {'UPDATE s':>9} {'new items':>10}",
+        f"{'FULL s':>8} {'passes':>7} {'peak MB':>8} {'NDCG@10':>8} {'UPDATE s':>9} "
+        f"{'new items':>10}",
         flush=True,
     )
     for events in [size(text) for text in args.events.split(",")]:
@@ -196,6 +211,7 @@ def main() -> None:
                     "generate_s": round(generate_s, 1),
                     "prepare_s": round(found["prepare_s"], 1),
                     "full_s": round(found["full_s"], 1),
+                    "passes": found["passes"],
                     "update_s": round(found["update_s"], 1),
                     "items_added": found["items_added"],
                     "peak_mb": round(found["peak_mb"]),
@@ -204,7 +220,7 @@ def main() -> None:
                 figures.append(row)
                 print(
                     f"{events:>12,} {args.items:>9,} {budget:>9.0f} {generate_s:>11.1f} "
-                    f"{found['prepare_s']:>10.1f} {found['full_s']:>8.1f} "
+                    f"{found['prepare_s']:>10.1f} {found['full_s']:>8.1f} {found['passes']:>7} "
                     f"{found['peak_mb']:>8.0f} {found['ndcg10']:>8.4f} "
                     f"{found['update_s']:>9.1f} {found['items_added']:>10,}",
                     flush=True,

@@ -10,7 +10,8 @@ Measures, in one run on one machine:
   a source mapping (docs/sources.md), beside the PutEvents path with one event per record,
   each with the connector's CPU (its process tree, from /proc) per event while ingesting;
 - the CPU µs per event of each part (connector with its children, Redis, broker, from /proc
-  while the events go in) with one and with ten events per record;
+  while the events go in) with one and with ten events per record, and Redis's time per
+  event in each command (INFO commandstats);
 - with `--connectors 1,2,4`: only events/s and CPU per event for each replica count of one
   consumer group over an events topic of `--partitions` (8) partitions.
 
@@ -257,6 +258,9 @@ class Run:
 
     events_per_s: float
     cpu_us_per_event: dict[str, float | None]
+    # Redis's own time per command (INFO commandstats), µs per event: where its CPU goes.
+    # A script's time includes the commands it calls, which are also listed on their own.
+    redis_commands: dict[str, float]
 
 
 def service_pids(settings: ConnectorSettings) -> dict[str, int | None]:
@@ -281,11 +285,13 @@ def run_connectors(
     keys = Keys(settings.dataset_group)
     with running_connectors(settings, replicas) as children:
         marks: list[dict[str, float]] = []
+        commands: list[dict[str, float]] = []
 
         def mark() -> None:
             reading = {"connector": sum(tree_cpu_seconds(c.pid) for c, _ in children)}
             reading.update({name: cpu_seconds(pid) for name, pid in services.items() if pid})
             marks.append(reading)
+            commands.append(command_seconds(client))
 
         if publish_when_ready is None:
             seconds = time_until_counted(client, keys, total, timeout, mark)
@@ -303,7 +309,22 @@ def run_connectors(
         cpu[name] = round((marks[-1][name] - marks[0][name]) / total * 1e6, 1)
     known = [value for value in cpu.values() if value is not None]
     cpu["total"] = round(sum(known), 1) if len(known) == 3 else None
-    return Run(total / seconds, cpu)
+    return Run(total / seconds, cpu, per_event(commands[0], commands[-1], total))
+
+
+def command_seconds(client: redis.Redis) -> dict[str, float]:
+    """Seconds Redis has spent in each command so far (INFO commandstats)."""
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): float(v["usec"]) / 1e6 for name, v in stats.items()}
+
+
+def per_event(first: dict[str, float], last: dict[str, float], events: int) -> dict[str, float]:
+    """µs per event of each command between two readings, largest first, the top 8."""
+    spent = {
+        name: (seconds - first.get(name, 0.0)) / events * 1e6 for name, seconds in last.items()
+    }
+    top = sorted(spent.items(), key=lambda pair: -pair[1])[:8]
+    return {name: round(us, 2) for name, us in top if us >= 0.01}
 
 
 def wait_until_assigned(ports: list[int], timeout: float = 120) -> None:
@@ -527,6 +548,7 @@ def measure(base: ConnectorSettings, run_id: str, args: argparse.Namespace) -> d
         "bare_events_per_s": round(bare),
         "ratio": round(events_per_s_1 / bare, 3) if bare else 0.0,
         "cpu_us_per_event": {"1": run_1.cpu_us_per_event, "10": run_10.cpu_us_per_event},
+        "redis_command_us_per_event": {"1": run_1.redis_commands, "10": run_10.redis_commands},
         "p50_ms_at_2000": round(statistics.median(latency), 1),
         "p99_ms_at_2000": round(statistics.quantiles(latency, n=100)[98], 1),
         "latency_probes": len(latency),
@@ -619,7 +641,7 @@ def _forget_redis_state(settings: ConnectorSettings) -> None:
         client.delete(*keys[start : start + 10_000])
 
 
-def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
+def print_table(figures: dict[str, Any], args: argparse.Namespace) -> None:
     rows = [
         ("streamrec connector, 1 event/record", f"{figures['events_per_s_1']:,} events/s"),
         ("streamrec connector, 10 events/record", f"{figures['events_per_s_10']:,} events/s"),
@@ -643,6 +665,9 @@ def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
             ),
             ("mapped / PutEvents CPU per event", f"{figures['mapped_cost_ratio']}"),
         ]
+    for per_record, by_command in figures["redis_command_us_per_event"].items():
+        shown = ", ".join(f"{name} {us}" for name, us in by_command.items())
+        rows.append((f"Redis µs/event by command, {per_record} event(s)/record", shown))
     width = max(len(name) for name, _ in rows)
     print(f"\ningest benchmark, {args.events:,} events, {os.cpu_count()} cores")
     for name, value in rows:

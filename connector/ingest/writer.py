@@ -43,6 +43,9 @@ class DatasetWriter:
                 "linger.ms": 5,
                 "compression.type": "lz4",
                 "message.max.bytes": MAX_DEAD_LETTER_BYTES,
+                # flush() waits for every record either way; a report (and a Python
+                # callback) per record is work spent only to learn of the failures.
+                "delivery.report.only.error": True,
             }
         )
         self._dataset = dataset_topic

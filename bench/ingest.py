@@ -32,6 +32,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -39,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlparse
 
 import redis
@@ -235,22 +236,36 @@ def running_connectors(
     """`replicas` `streamrec connector` processes of the settings' group (one consumer
     group), each with its web port, stopped on exit."""
     ports = [free_port() for _ in range(replicas)]
-    children = [
-        subprocess.Popen(
-            ["streamrec", "connector"],
-            env={**connector_env(settings), "STREAMREC_CONNECTOR_WEB_PORT": str(port)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
-    try:
-        yield list(zip(children, ports, strict=True))
-    finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.wait(60)
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in ports]
+        children = [
+            subprocess.Popen(
+                ["streamrec", "connector"],
+                env={**connector_env(settings), "STREAMREC_CONNECTOR_WEB_PORT": str(port)},
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+            for port, log in zip(ports, logs, strict=True)
+        ]
+        try:
+            yield list(zip(children, ports, strict=True))
+        except TimeoutError:
+            _explain_exits(children, logs)
+            raise
+        finally:
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.wait(60)
+
+
+def _explain_exits(children: list[subprocess.Popen[bytes]], logs: list[IO[bytes]]) -> None:
+    """Print the end of the log of each connector that exited before the events were in."""
+    for child, log in zip(children, logs, strict=True):
+        if child.poll() is not None:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:]
+            print(f"a connector exited with {child.returncode}; its log ends:\n{tail}")
 
 
 @dataclass(frozen=True)

@@ -247,10 +247,10 @@ class ConnectorSettings(CommonSettings):
         "streamrec-connector-{group}", description="Kafka consumer group of the connector."
     )
     connector_batch_size: int = Field(
-        1000, description="Most records handed to the ingest path in one batch."
+        1000, ge=1, description="Most records handed to the ingest path in one batch."
     )
     connector_batch_seconds: float = Field(
-        0.05, description="Longest wait for a batch to fill before it is processed anyway."
+        0.05, gt=0, description="Longest wait for a batch to fill before it is processed anyway."
     )
     connector_batches_in_flight: int = Field(
         8,

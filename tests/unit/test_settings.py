@@ -94,3 +94,19 @@ def test_configuration_doc_lists_every_variable_once() -> None:
     for cls in settings_classes():
         for name in cls.model_fields:
             assert text.count(f"`STREAMREC_{name.upper()}`") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONNECTOR_BATCH_SIZE", "0"),
+        ("CONNECTOR_BATCH_SIZE", "-5"),
+        ("CONNECTOR_BATCH_SECONDS", "0"),
+    ],
+)
+def test_batch_settings_out_of_range_are_refused_at_start(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"STREAMREC_{name}", value)
+    with pytest.raises(pydantic.ValidationError, match=name.lower()):
+        ConnectorSettings()

@@ -258,14 +258,13 @@ class GradientBuffers:
     def clear(self, item_rows: np.ndarray | None) -> None:
         """Zero what the last step wrote: with `item_rows`, only those rows of item_*."""
         for name, array in self.arrays.items():
-            if item_rows is not None and name.startswith("item_"):
-                array[item_rows] = 0
-            else:
-                array.fill(0)
+            array[_rows(name, item_rows)] = 0
 
 
-def _rows(name: str, grad: np.ndarray, item_rows: np.ndarray | None) -> np.ndarray:
-    return grad[item_rows] if item_rows is not None and name.startswith("item_") else grad
+def _rows(name: str, item_rows: np.ndarray | None) -> np.ndarray | slice:
+    """The rows of parameter `name` a step that touched `item_rows` (None: all) changes:
+    those rows of the item_* tables, every row of the other parameters."""
+    return item_rows if item_rows is not None and name.startswith("item_") else slice(None)
 
 
 class Adam:
@@ -290,7 +289,7 @@ class Adam:
         parameters are updated only in those rows (lazy Adam): with a sampled softmax the
         other rows have no gradient, and a dense update of a large catalog each step would
         cost more than the step itself; the weight decay, too, shrinks only those rows."""
-        selected = {name: _rows(name, grad, item_rows) for name, grad in grads.items()}
+        selected = {name: grad[_rows(name, item_rows)] for name, grad in grads.items()}
         norm = math.sqrt(sum(float((g * g).sum()) for g in selected.values()))
         if not (math.isfinite(loss) and math.isfinite(norm)):
             self._recover(loss)
@@ -300,7 +299,7 @@ class Adam:
         correction = math.sqrt(1 - 0.999**self.steps) / (1 - 0.9**self.steps)
         rate = self.learning_rate * self.decay
         for name, value in self.params.items():
-            rows = item_rows if item_rows is not None and name.startswith("item_") else slice(None)
+            rows = _rows(name, item_rows)
             grad = selected[name] * scale
             moments = self.moments[name][rows] = 0.9 * self.moments[name][rows] + 0.1 * grad
             squares = self.squares[name][rows] = (

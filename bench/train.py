@@ -11,6 +11,10 @@ last 1% of the catalogue first appears). The child's peak resident memory is its
 
     python bench/train.py [--events 1m,5m,20m] [--items 500000] [--budget-seconds 1800]
     python bench/train.py --events 5m --budgets 30,60,120,1800 --no-update   # quality curve
+    python bench/train.py --events 1m,20m --seeds 7,1,2 --no-update   # NDCG mean and spread
+
+The training seed also draws the held-out users, so NDCG@10 moves with it by more than the
+differences between sizes; compare sizes by the mean over a few seeds (docs/model.md).
 
 Users mostly stay within one of 500 taste clusters, with Zipf-like popularity inside each
 cluster and across the catalogue; 50 events per user on average; two event types, a DEVICE.
@@ -121,11 +125,13 @@ def _chunk(
 
 
 def run_full(
-    directory: str, events: int, budget: float, update: bool, results: dict[str, Any]
+    directory: str, events: int, budget: float, seed: int, update: bool, results: dict[str, Any]
 ) -> None:
     """In a child: FULL on the data before the update cut (prepared from the cache, checked,
     `full_model`), then UPDATE with all of it; figures into `results`."""
-    settings = WorkerSettings(training_budget_seconds=budget, evaluation_users=EVALUATED)
+    settings = WorkerSettings(
+        training_budget_seconds=budget, evaluation_users=EVALUATED, training_seed=seed
+    )
     cache = DataCache(Path(directory))
     cut = update_cut(events)
 
@@ -158,12 +164,12 @@ def run_full(
     results["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(directory: Path, events: int, budget: float, update: bool) -> dict[str, Any]:
+def measure(directory: Path, events: int, budget: float, seed: int, update: bool) -> dict[str, Any]:
     """run_full in a fresh process, so its peak memory is its own."""
     with multiprocessing.Manager() as manager:
         results = manager.dict()
         child = multiprocessing.get_context("spawn").Process(
-            target=run_full, args=(str(directory), events, budget, update, results)
+            target=run_full, args=(str(directory), events, budget, seed, update, results)
         )
         child.start()
         try:
@@ -185,17 +191,23 @@ def main() -> None:
         "--budget-seconds", type=float, default=WorkerSettings().training_budget_seconds
     )
     parser.add_argument("--budgets", help="several budgets, comma-separated: the quality curve")
+    parser.add_argument(
+        "--seeds",
+        default=str(WorkerSettings().training_seed),
+        help="training seeds, comma-separated: one FULL each, then NDCG@10's mean and spread",
+    )
     parser.add_argument("--no-update", action="store_true", help="FULL only, no UPDATE step")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `measure` ends its child
     budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else [args.budget_seconds]
-    figures: list[dict[str, Any]] = []
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     print(
-        f"{'events':>12} {'items':>9} {'budget s':>9} {'generate s':>11} {'prepare s':>10} "
-        f"{'FULL s':>8} {'passes':>7} {'peak MB':>8} {'NDCG@10':>8} {'UPDATE s':>9} "
-        f"{'new items':>10}",
+        f"{'events':>12} {'items':>9} {'budget s':>9} {'seed':>5} {'generate s':>11} "
+        f"{'prepare s':>10} {'FULL s':>8} {'passes':>7} {'peak MB':>8} {'NDCG@10':>8} "
+        f"{'UPDATE s':>9} {'new items':>10}",
         flush=True,
     )
+    figures: list[dict[str, Any]] = []
     for events in [size(text) for text in args.events.split(",")]:
         with tempfile.TemporaryDirectory(prefix="streamrec-bench-train-") as work:
             directory = Path(work) / "cache"
@@ -203,30 +215,73 @@ def main() -> None:
             DataCache(directory).replace_with(synthetic_chunks(events, args.items), FIELDS)
             generate_s = time.perf_counter() - started
             for budget in budgets:
-                found = measure(directory, events, budget, not args.no_update)
-                row = {
-                    "events": events,
-                    "items": args.items,
-                    "budget_s": budget,
-                    "generate_s": round(generate_s, 1),
-                    "prepare_s": round(found["prepare_s"], 1),
-                    "full_s": round(found["full_s"], 1),
-                    "passes": found["passes"],
-                    "update_s": round(found["update_s"], 1),
-                    "items_added": found["items_added"],
-                    "peak_mb": round(found["peak_mb"]),
-                    "ndcg10": round(found["ndcg10"], 4),
-                }
-                figures.append(row)
-                print(
-                    f"{events:>12,} {args.items:>9,} {budget:>9.0f} {generate_s:>11.1f} "
-                    f"{found['prepare_s']:>10.1f} {found['full_s']:>8.1f} {found['passes']:>7} "
-                    f"{found['peak_mb']:>8.0f} {found['ndcg10']:>8.4f} "
-                    f"{found['update_s']:>9.1f} {found['items_added']:>10,}",
-                    flush=True,
-                )
+                for seed in seeds:
+                    found = measure(directory, events, budget, seed, not args.no_update)
+                    figures.append(row(events, args.items, budget, seed, generate_s, found))
+                    print_row(figures[-1])
             shutil.rmtree(directory, ignore_errors=True)
-    print(json.dumps({"train": figures}))
+    spread = ndcg_spread(figures)
+    if len(seeds) > 1:
+        print_spread(spread)
+    print(json.dumps({"train": figures, "ndcg10_over_seeds": spread}))
+
+
+def row(
+    events: int, items: int, budget: float, seed: int, generate_s: float, found: dict[str, Any]
+) -> dict[str, Any]:
+    """One run's figures, rounded for the table and the JSON line."""
+    return {
+        "events": events,
+        "items": items,
+        "budget_s": budget,
+        "seed": seed,
+        "generate_s": round(generate_s, 1),
+        "prepare_s": round(found["prepare_s"], 1),
+        "full_s": round(found["full_s"], 1),
+        "passes": found["passes"],
+        "update_s": None if np.isnan(found["update_s"]) else round(found["update_s"], 1),
+        "items_added": found["items_added"],
+        "peak_mb": round(found["peak_mb"]),
+        "ndcg10": round(found["ndcg10"], 4),
+    }
+
+
+def print_row(run: dict[str, Any]) -> None:
+    print(
+        f"{run['events']:>12,} {run['items']:>9,} {run['budget_s']:>9.0f} {run['seed']:>5} "
+        f"{run['generate_s']:>11.1f} {run['prepare_s']:>10.1f} {run['full_s']:>8.1f} "
+        f"{run['passes']:>7} {run['peak_mb']:>8.0f} {run['ndcg10']:>8.4f} "
+        f"{'-' if run['update_s'] is None else run['update_s']:>9} {run['items_added']:>10,}",
+        flush=True,
+    )
+
+
+def ndcg_spread(figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """NDCG@10 over the seeds of each size and budget: mean, lowest, highest."""
+    groups: dict[tuple[int, float], list[float]] = {}
+    for run in figures:
+        groups.setdefault((run["events"], run["budget_s"]), []).append(run["ndcg10"])
+    return [
+        {
+            "events": events,
+            "budget_s": budget,
+            "seeds": len(values),
+            "mean": round(float(np.mean(values)), 4),
+            "min": min(values),
+            "max": max(values),
+        }
+        for (events, budget), values in groups.items()
+    ]
+
+
+def print_spread(spread: list[dict[str, Any]]) -> None:
+    print(f"\n{'events':>12} {'budget s':>9} {'seeds':>6} {'mean':>8} {'min':>8} {'max':>8}")
+    for group in spread:
+        print(
+            f"{group['events']:>12,} {group['budget_s']:>9.0f} {group['seeds']:>6} "
+            f"{group['mean']:>8.4f} {group['min']:>8.4f} {group['max']:>8.4f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

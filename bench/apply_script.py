@@ -40,7 +40,10 @@ FULL = sessions._script("apply_batch.lua")
 # Each variant removes one line of the script: what is left out is what that line costs.
 VARIANTS = {
     "full script": ("", ""),
-    "without dedup ZMSCORE": ("local known = known_of(seen, markers)", "local known = {}"),
+    "without dedup ZMSCORE": (
+        "local known = known_of(seen, markers_at(values, firsts))",
+        "local known = {}",
+    ),
     "without marker ZADD": ("  each_chunk('ZADD', seen, nil, scored)\n", ""),
     "without history ZADD": (
         "  each_chunk('ZADD', subject .. batch.history_suffix, nil, history)\n",

@@ -13,8 +13,9 @@ last 1% of the catalogue first appears). The child's peak resident memory is its
     python bench/train.py --events 5m --budgets 30,60,120,1800 --no-update   # quality curve
     python bench/train.py --events 1m,20m --seeds 7,1,2 --no-update   # NDCG mean and spread
 
-The training seed also draws the held-out users, so NDCG@10 moves with it by more than the
-differences between sizes; compare sizes by the mean over a few seeds (docs/model.md).
+The training seed also draws the held-out users, so NDCG@10 moves with it by several
+thousandths, as much as some differences between sizes; compare sizes over a few seeds
+(docs/model.md).
 
 Users mostly stay within one of 500 taste clusters, with Zipf-like popularity inside each
 cluster and across the catalogue; 50 events per user on average; two event types, a DEVICE.
